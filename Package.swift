@@ -1,0 +1,19 @@
+// swift-tools-version:6.0
+// FaceEmbed: face-recognition embeddings (MobileFaceNet, ResNet-IR ArcFace) in pure Swift.
+// No dependencies and no unsafeFlags, so the package can be used as a versioned dependency.
+// Build for speed with: swift build -c release -Xswiftc -target-cpu -Xswiftc native
+import PackageDescription
+
+let package = Package(
+    name: "FaceEmbed",
+    platforms: [.macOS(.v15), .iOS(.v18)],
+    products: [
+        .library(name: "FaceEmbed", targets: ["FaceEmbed"]),
+        .executable(name: "faceembed", targets: ["faceembed"]),
+    ],
+    targets: [
+        .target(name: "FaceEmbed"),
+        .executableTarget(name: "faceembed", dependencies: ["FaceEmbed"]),
+        .testTarget(name: "FaceEmbedTests", dependencies: ["FaceEmbed"]),
+    ]
+)
