@@ -12,7 +12,7 @@ let package = Package(
         .executable(name: "faceembed", targets: ["faceembed"]),
     ],
     targets: [
-        .target(name: "FaceEmbed"),
+        .target(name: "FaceEmbed", linkerSettings: [.linkedLibrary("m", .when(platforms: [.linux]))]),
         .executableTarget(name: "faceembed", dependencies: ["FaceEmbed"]),
         .testTarget(name: "FaceEmbedTests", dependencies: ["FaceEmbed"]),
     ]

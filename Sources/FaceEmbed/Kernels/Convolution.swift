@@ -1,0 +1,179 @@
+// Convolution (groups = 1) as an implicit GEMM, one image at a time.
+//
+//   C[M × N] = A[M × K] · B[K × N]     M = outC, K = inC·kh·kw, N = outH·outW
+//   A = weights, OIHW row-major (row m = output channel m, k = (ic·kh + ky)·kw + kx): used in place.
+//   B = im2col of the input, never materialised: a panel of NR = 16 output pixels × K is gathered into a
+//       contiguous scratch buffer (zero where the tap falls in the padding), then reused by every row tile.
+//   Micro-kernel: MR = 6 output channels × 16 pixels = 12 SIMD8 accumulators, broadcast A, load B.
+//
+// Optional `inputAffine` maps every in-bounds tap x of input channel c to x · scale[c] + shift[c] while packing:
+// a batch norm that precedes the convolution, exact at the borders, where the padding stays zero.
+// Work is split across threads by pixel panels, or by row tiles when there are too few panels.
+
+/// Geometry of one convolution on one image.
+struct ConvGeometry: Equatable, Sendable {
+    var inC: Int, inH: Int, inW: Int
+    var outC: Int, outH: Int, outW: Int
+    var kH: Int, kW: Int, strideH: Int, strideW: Int, padH: Int, padW: Int
+    var groups: Int
+
+    /// Output size for the given input, kernel, stride and padding (MXNet's floor rule).
+    init(inC: Int, inH: Int, inW: Int, outC: Int, kH: Int, kW: Int, strideH: Int, strideW: Int,
+         padH: Int, padW: Int, groups: Int) {
+        self.inC = inC; self.inH = inH; self.inW = inW; self.outC = outC
+        self.kH = kH; self.kW = kW; self.strideH = strideH; self.strideW = strideW
+        self.padH = padH; self.padW = padW; self.groups = groups
+        outH = (inH + 2 * padH - kH) / strideH + 1
+        outW = (inW + 2 * padW - kW) / strideW + 1
+    }
+
+    /// Rows of the implicit GEMM's B matrix (per group).
+    var k: Int { inC / groups * kH * kW }
+    /// Output pixels.
+    var pixels: Int { outH * outW }
+    /// True for a 1×1, stride-1, unpadded convolution, whose B matrix is the input itself.
+    var isPointwise: Bool { kH == 1 && kW == 1 && strideH == 1 && strideW == 1 && padH == 0 && padW == 0 }
+    /// Multiply-adds for one image.
+    var macs: Int { outC * pixels * k }
+}
+
+/// A per-input-channel affine map applied to in-bounds taps (a batch norm before a padded convolution).
+struct InputAffine {
+    var scale: UnsafePointer<Float>
+    var shift: UnsafePointer<Float>
+}
+
+/// Pixel-panel width of the GEMM micro-kernel.
+let gemmNR = 16
+/// Row-tile height of the GEMM micro-kernel.
+let gemmMR = 6
+
+/// Scratch floats one thread needs to run `convolution` on `g`.
+func convolutionScratch(_ g: ConvGeometry) -> Int { g.k * gemmNR + gemmMR * gemmNR }
+
+/// Fast convolution with groups = 1 on one image (see the layout comment at the top of this file).
+/// `scratch` holds `threads` blocks of `convolutionScratch(g)` floats.
+func convolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights: UnsafePointer<Float>,
+                 inputAffine: InputAffine?, epilogue: Epilogue, output: UnsafeMutablePointer<Float>,
+                 scratch: UnsafeMutablePointer<Float>, threads: Int) {
+    let panels = (g.pixels + gemmNR - 1) / gemmNR
+    let tiles = (g.outC + gemmMR - 1) / gemmMR
+    let perThread = convolutionScratch(g)
+    // Split by pixel panels when there are enough of them to share; otherwise by row tiles.
+    let byPanels = panels >= 2 * threads || tiles < 2 * threads
+    let parts = max(1, min(threads, byPanels ? panels : tiles))
+    parallelFor(parts, threads: threads) { part in
+        let packed = scratch + part * perThread
+        let tile = packed + g.k * gemmNR
+        let panelRange = byPanels ? chunk(panels, parts: parts, index: part) : 0..<panels
+        let tileRange = byPanels ? 0..<tiles : chunk(tiles, parts: parts, index: part)
+        for panel in panelRange {
+            let n0 = panel * gemmNR
+            let nr = min(gemmNR, g.pixels - n0)
+            packPanel(g, input: input, affine: inputAffine, n0: n0, nr: nr, into: packed)
+            for t in tileRange {
+                let m0 = t * gemmMR
+                let mr = min(gemmMR, g.outC - m0)
+                let a = weights + m0 * g.k
+                if mr == gemmMR {
+                    gemmKernel6x16(a: a, lda: g.k, b: packed, k: g.k, c: tile)
+                } else {
+                    gemmKernelRows(a: a, lda: g.k, rows: mr, b: packed, k: g.k, c: tile)
+                }
+                for r in 0..<mr {
+                    epilogue.apply(channel: m0 + r, acc: tile + r * gemmNR, out: output,
+                                   offset: (m0 + r) * g.pixels + n0, count: nr)
+                }
+            }
+        }
+    }
+}
+
+/// Gathers B[k][n0 ..< n0 + nr] into `packed[k * 16 + j]`, zero-filling columns past `nr`.
+@inline(__always)
+func packPanel(_ g: ConvGeometry, input: UnsafePointer<Float>, affine: InputAffine?, n0: Int, nr: Int,
+               into packed: UnsafeMutablePointer<Float>) {
+    if g.isPointwise && affine == nil {
+        for k in 0..<g.k {
+            let src = input + k * g.pixels + n0
+            let dst = packed + k * gemmNR
+            if nr == gemmNR {
+                UnsafeMutableRawPointer(dst).storeBytes(of: UnsafeRawPointer(src).loadUnaligned(as: SIMD16<Float>.self),
+                                                        as: SIMD16<Float>.self)
+            } else {
+                for j in 0..<nr { dst[j] = src[j] }
+                for j in nr..<gemmNR { dst[j] = 0 }
+            }
+        }
+        return
+    }
+    // Top-left input coordinate of each output pixel in the panel.
+    var iy0 = SIMD16<Int32>(repeating: -1 << 20), ix0 = SIMD16<Int32>(repeating: -1 << 20)
+    for j in 0..<nr {
+        let p = n0 + j
+        iy0[j] = Int32((p / g.outW) * g.strideH - g.padH)
+        ix0[j] = Int32((p % g.outW) * g.strideW - g.padW)
+    }
+    var k = 0
+    for ic in 0..<g.inC {
+        let plane = input + ic * g.inH * g.inW
+        let mul = affine?.scale[ic] ?? 1, add = affine?.shift[ic] ?? 0
+        for ky in 0..<g.kH {
+            for kx in 0..<g.kW {
+                let dst = packed + k * gemmNR
+                for j in 0..<gemmNR {
+                    let iy = Int(iy0[j]) + ky, ix = Int(ix0[j]) + kx
+                    dst[j] = (iy >= 0 && iy < g.inH && ix >= 0 && ix < g.inW) ? plane[iy * g.inW + ix] * mul + add : 0
+                }
+                k += 1
+            }
+        }
+    }
+}
+
+/// C[6][16] = A[6 rows, stride lda] · B[k][16]. The hot loop of every 1×1 and 3×3 convolution.
+@inline(__always)
+func gemmKernel6x16(a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
+                    c: UnsafeMutablePointer<Float>) {
+    typealias V = SIMD8<Float>
+    var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
+    var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
+    let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda, a4 = a + 4 * lda, a5 = a + 5 * lda
+    let braw = UnsafeRawPointer(b)
+    for kk in 0..<k {
+        let b0 = braw.loadUnaligned(fromByteOffset: kk * 64, as: V.self)
+        let b1 = braw.loadUnaligned(fromByteOffset: kk * 64 + 32, as: V.self)
+        var s = V(repeating: a0[kk]); c00 += s * b0; c01 += s * b1
+        s = V(repeating: a1[kk]); c10 += s * b0; c11 += s * b1
+        s = V(repeating: a2[kk]); c20 += s * b0; c21 += s * b1
+        s = V(repeating: a3[kk]); c30 += s * b0; c31 += s * b1
+        s = V(repeating: a4[kk]); c40 += s * b0; c41 += s * b1
+        s = V(repeating: a5[kk]); c50 += s * b0; c51 += s * b1
+    }
+    let out = UnsafeMutableRawPointer(c)
+    out.storeBytes(of: c00, toByteOffset: 0, as: V.self); out.storeBytes(of: c01, toByteOffset: 32, as: V.self)
+    out.storeBytes(of: c10, toByteOffset: 64, as: V.self); out.storeBytes(of: c11, toByteOffset: 96, as: V.self)
+    out.storeBytes(of: c20, toByteOffset: 128, as: V.self); out.storeBytes(of: c21, toByteOffset: 160, as: V.self)
+    out.storeBytes(of: c30, toByteOffset: 192, as: V.self); out.storeBytes(of: c31, toByteOffset: 224, as: V.self)
+    out.storeBytes(of: c40, toByteOffset: 256, as: V.self); out.storeBytes(of: c41, toByteOffset: 288, as: V.self)
+    out.storeBytes(of: c50, toByteOffset: 320, as: V.self); out.storeBytes(of: c51, toByteOffset: 352, as: V.self)
+}
+
+/// C[rows][16] = A[rows, stride lda] · B[k][16] for the last, partial row tile (rows < 6).
+@inline(__always)
+func gemmKernelRows(a: UnsafePointer<Float>, lda: Int, rows: Int, b: UnsafePointer<Float>, k: Int,
+                    c: UnsafeMutablePointer<Float>) {
+    typealias V = SIMD8<Float>
+    let braw = UnsafeRawPointer(b)
+    for r in 0..<rows {
+        var c0 = V(), c1 = V()
+        let ar = a + r * lda
+        for kk in 0..<k {
+            let s = V(repeating: ar[kk])
+            c0 += s * braw.loadUnaligned(fromByteOffset: kk * 64, as: V.self)
+            c1 += s * braw.loadUnaligned(fromByteOffset: kk * 64 + 32, as: V.self)
+        }
+        UnsafeMutableRawPointer(c + r * gemmNR).storeBytes(of: c0, as: V.self)
+        UnsafeMutableRawPointer(c + r * gemmNR + 8).storeBytes(of: c1, as: V.self)
+    }
+}

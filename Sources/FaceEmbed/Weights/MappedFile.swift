@@ -1,0 +1,68 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// Read-only access to a whole file: mapped where the platform allows (the weights are then shared with the page
+// cache and read once), otherwise read into memory. The size is taken from `fstat` before mapping, and callers
+// check every header against it, so nothing reads past the end (a mapped read past EOF is SIGBUS).
+
+/// The bytes of a file, mapped read-only or loaded.
+final class MappedFile: @unchecked Sendable {
+    /// The file's bytes. Valid for the object's lifetime; never written.
+    let bytes: UnsafeRawBufferPointer
+    /// The path it was opened from.
+    let path: String
+    private let mapped: Bool
+
+    /// Opens `path`; a directory, a missing or unreadable file is an `.io` error naming it.
+    init(path: String) throws(FaceEmbedError) {
+        self.path = path
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw .io(file: path, reason: "cannot open: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw .io(file: path, reason: "cannot stat: \(String(cString: strerror(errno)))") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw .io(file: path, reason: "not a regular file") }
+        let size = Int(st.st_size)
+        if size == 0 {
+            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+            mapped = false
+            return
+        }
+        if let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED {
+            bytes = UnsafeRawBufferPointer(start: p, count: size)
+            mapped = true
+            return
+        }
+        // No mapping: read the whole file.
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
+        var done = 0
+        while done < size {
+            let n = read(fd, buffer + done, size - done)
+            if n <= 0 {
+                buffer.deallocate()
+                throw .io(file: path, reason: "read failed after \(done) of \(size) bytes")
+            }
+            done += n
+        }
+        bytes = UnsafeRawBufferPointer(start: buffer, count: size)
+        mapped = false
+    }
+
+    deinit {
+        guard let base = bytes.baseAddress else { return }
+        if mapped { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) } else { base.deallocate() }
+    }
+
+    /// The file's bytes as an array (for small files such as images and symbol JSON).
+    var array: [UInt8] { [UInt8](bytes) }
+}
+
+/// Reads a whole (small) file into an array; errors name the file.
+func readFile(_ path: String) throws(FaceEmbedError) -> [UInt8] {
+    try MappedFile(path: path).array
+}
