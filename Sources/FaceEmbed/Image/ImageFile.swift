@@ -1,0 +1,71 @@
+// ImageFile.swift — format sniffing and file loading for the image decoders.
+//
+// Layout:
+//   ImageDecoder.decode(_:)      magic bytes → JPEG (FF D8), PNG (89 'PNG' …), PPM ("P3"/"P6")
+//   ImageDecoder.load(path:)     reads a file (Foundation) and decodes it; errors name the file
+
+import Foundation
+
+/// Decodes image files (baseline JPEG, PNG, PPM) into 8-bit RGB.
+public enum ImageDecoder {
+    /// The largest file `load(path:)` reads (1 GiB).
+    public static let maxFileBytes = 1 << 30
+
+    /// Decodes an in-memory JPEG, PNG or PPM file, chosen by its first bytes.
+    ///
+    /// Throws ``FaceEmbedError/invalidImage(file:reason:)`` (with `file` nil) for unknown formats and for malformed,
+    /// truncated or unsupported files (progressive JPEG, for example).
+    public static func decode(_ bytes: [UInt8]) throws(FaceEmbedError) -> RGBImage {
+        if bytes.count >= 2 && bytes[0] == 0xFF && bytes[1] == 0xD8 {
+            return try JPEG.decode(bytes)
+        }
+        if bytes.count >= 8 && Array(bytes[0..<8]) == PNG.signature {
+            return try PNG.decode(bytes)
+        }
+        if bytes.count >= 2 && bytes[0] == UInt8(ascii: "P") && (bytes[1] == UInt8(ascii: "3") || bytes[1] == UInt8(ascii: "6")) {
+            return try PPM.decode(bytes)
+        }
+        if bytes.isEmpty { throw .invalidImage(file: nil, reason: "the file is empty") }
+        throw .invalidImage(file: nil, reason: "unknown image format (expected JPEG, PNG or PPM)")
+    }
+
+    /// Reads and decodes the image file at `path`.
+    ///
+    /// A missing, unreadable or directory path throws ``FaceEmbedError/io(file:reason:)``; decoding errors are
+    /// attributed to `path`.
+    public static func load(path: String) throws(FaceEmbedError) -> RGBImage {
+        let bytes = try readFile(path)
+        do {
+            return try decode(bytes)
+        } catch {
+            throw error.attributed(to: path)
+        }
+    }
+
+    /// The bytes of the file at `path`, with I/O failures as ``FaceEmbedError/io(file:reason:)``.
+    static func readFile(_ path: String) throws(FaceEmbedError) -> [UInt8] {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw .io(file: path, reason: "no such file")
+        }
+        guard !isDirectory.boolValue else { throw .io(file: path, reason: "is a directory, not an image file") }
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw .io(file: path, reason: "cannot open the file for reading")
+        }
+        defer { try? handle.close() }
+        let data: Data
+        do {
+            let size = try handle.seekToEnd()
+            guard size <= UInt64(maxFileBytes) else {
+                throw FaceEmbedError.io(file: path, reason: "the file is \(size) bytes, more than the \(maxFileBytes)-byte limit")
+            }
+            try handle.seek(toOffset: 0)
+            data = try handle.readToEnd() ?? Data()
+        } catch let e as FaceEmbedError {
+            throw e
+        } catch {
+            throw .io(file: path, reason: "read failed: \(error.localizedDescription)")
+        }
+        return [UInt8](data)
+    }
+}
