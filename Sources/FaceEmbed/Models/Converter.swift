@@ -1,0 +1,37 @@
+/// What a conversion produced.
+public struct ConversionSummary: Sendable {
+    /// The model family recognised.
+    public let kind: ModelKind
+    /// A readable name ("MobileFaceNet", "LResNet100E-IR").
+    public let name: String
+    /// Length of the embedding.
+    public let embeddingSize: Int
+    /// Layers after fusion.
+    public let layers: Int
+    /// Weights written (after folding batch norms).
+    public let parameters: Int
+    /// Multiply-adds per image.
+    public let multiplyAdds: Int
+}
+
+/// Converts models from other frameworks into FaceEmbed's flat weight file.
+public enum ModelConverter {
+    /// Converts an MXNet model (`model-symbol.json` + `model-0000.params`) into a flat file at `output`.
+    ///
+    /// The graph must be one FaceEmbed knows (MobileFaceNet or LResNet-IR of any depth) and every parameter it
+    /// needs must be present with the right shape; otherwise the error names what is missing or wrong.
+    /// The params file is mapped, and tensors are folded and written one at a time.
+    @discardableResult
+    public static func convertMXNet(symbol symbolPath: String, params paramsPath: String,
+                                    to output: String) throws(FaceEmbedError) -> ConversionSummary {
+        let symbol = try MXNetSymbol(json: readFile(symbolPath), file: symbolPath)
+        let file = try MappedFile(path: paramsPath)
+        let params = try MXNetParams(bytes: file.bytes, file: paramsPath)
+        let model = try MXNetImporter.importModel(symbol: symbol, params: params, symbolFile: symbolPath)
+        try FlatFile.validate(model.plan, embeddingSize: model.plan.embeddingSize) { .unsupportedModel(file: symbolPath, reason: $0) }
+        try FlatFile.write(model, to: output)
+        let p = model.plan
+        return ConversionSummary(kind: p.kind, name: p.name, embeddingSize: p.embeddingSize, layers: p.layers.count,
+                                 parameters: p.tensors.reduce(0) { $0 + $1.count }, multiplyAdds: p.macs)
+    }
+}

@@ -1,0 +1,170 @@
+import FaceEmbed
+import Foundation
+
+/// Where the CLI looks for a model when `--model` is not given.
+enum ModelLookup {
+    static let candidates = ["Models/default.feb", "Models/mobilefacenet.feb", "Models/w600k_mbf.feb"]
+
+    static func path(_ explicit: String?) throws -> String {
+        if let explicit { return explicit }
+        if let env = ProcessInfo.processInfo.environment["FACEEMBED_MODEL"], !env.isEmpty { return env }
+        for c in candidates where FileManager.default.fileExists(atPath: c) { return c }
+        throw FaceEmbedError.io(file: nil, reason: "no model: pass --model PATH, set FACEEMBED_MODEL, or put one at \(candidates.joined(separator: " or ")) (see README: faceembed convert)")
+    }
+}
+
+enum Commands {
+    static let commonModelHelp = """
+          --model PATH     FaceEmbed weight file (default: $FACEEMBED_MODEL, then \(ModelLookup.candidates.joined(separator: ", ")))
+          --bgr            the image files store pixels in BGR order
+          --threads N      threads to use (default: all cores)
+        """
+
+    static func loadFaces(_ paths: [String], bgr: Bool) throws -> [RGBImage] {
+        try paths.map { path in
+            var img = try ImageDecoder.load(path: path)
+            if bgr {
+                for p in 0..<(img.width * img.height) { img.pixels.swapAt(p * 3, p * 3 + 2) }
+            }
+            guard img.width == FaceModel.inputSize, img.height == FaceModel.inputSize else {
+                throw FaceEmbedError.invalidImage(file: path, reason: "an aligned face must be 112x112, this is \(img.width)x\(img.height)")
+            }
+            return img
+        }
+    }
+
+    static func model(_ a: Arguments) throws -> FaceModel {
+        let threads = try a.int("--threads", default: 0, in: 0...256)
+        return try FaceModel(contentsOf: try ModelLookup.path(a.options["--model"]), threads: threads == 0 ? nil : threads)
+    }
+
+    static func format(_ v: Float) -> String { String(format: "%.6f", v) }
+
+    static func embed(_ argv: [String]) throws -> Int32 {
+        let usage = """
+            usage: faceembed embed [options] IMAGE [IMAGE ...]
+
+            Prints one embedding per aligned 112x112 face image (PPM, JPEG or PNG): the raw fc1 values,
+            space-separated on one line per image (the file name first), or JSON with --json.
+
+            options:
+            \(commonModelHelp)
+              --json           print [{"file": ..., "embedding": [...]}, ...]
+              --normalize      print unit-length embeddings instead of raw fc1
+              -h, --help       show this help
+            """
+        let a = try Arguments(argv, valued: ["--model", "--threads"], flags: ["--bgr", "--json", "--normalize"])
+        if a.flags.contains("--help") { print(usage); return 0 }
+        guard !a.positional.isEmpty else { throw UsageError("no image given") }
+        let faces = try loadFaces(a.positional, bgr: a.flags.contains("--bgr"))
+        let m = try model(a)
+        var embeddings = try m.embeddings(for: faces)
+        if a.flags.contains("--normalize") { embeddings = embeddings.map(\.normalized) }
+        if a.flags.contains("--json") {
+            let items = zip(a.positional, embeddings).map { file, e in
+                "{\"file\": \(jsonString(file)), \"embedding\": [\(e.values.map { "\($0)" }.joined(separator: ", "))]}"
+            }
+            print("[\n  " + items.joined(separator: ",\n  ") + "\n]")
+        } else {
+            for (file, e) in zip(a.positional, embeddings) {
+                print(file + " " + e.values.map { format($0) }.joined(separator: " "))
+            }
+        }
+        return 0
+    }
+
+    static func compare(_ argv: [String]) throws -> Int32 {
+        let usage = """
+            usage: faceembed compare [options] IMAGE_A IMAGE_B
+
+            Compares two aligned 112x112 faces. Prints the cosine similarity and "same" or "different".
+            Exit status: 0 same person, 1 different people, 2 error.
+
+            options:
+            \(commonModelHelp)
+              --threshold T    cosine similarity at or above which the faces match (default \(FaceModel.defaultThreshold),
+                               insightface's squared-distance threshold 1.24 on unit vectors)
+              --json           print {"similarity": ..., "threshold": ..., "same": ...}
+              -h, --help       show this help
+            """
+        let a = try Arguments(argv, valued: ["--model", "--threads", "--threshold"], flags: ["--bgr", "--json"])
+        if a.flags.contains("--help") { print(usage); return 0 }
+        guard a.positional.count == 2 else { throw UsageError("compare takes exactly two images") }
+        let threshold = try a.float("--threshold", default: FaceModel.defaultThreshold)
+        let faces = try loadFaces(a.positional, bgr: a.flags.contains("--bgr"))
+        let m = try model(a)
+        let e = try m.embeddings(for: faces)
+        let sim = e[0].cosineSimilarity(to: e[1])
+        let same = sim >= threshold
+        if a.flags.contains("--json") {
+            print("{\"similarity\": \(sim), \"threshold\": \(threshold), \"same\": \(same)}")
+        } else {
+            print("similarity \(format(sim)) threshold \(threshold): \(same ? "same" : "different")")
+        }
+        return same ? 0 : 1
+    }
+
+    static func convert(_ argv: [String]) throws -> Int32 {
+        let usage = """
+            usage: faceembed convert SYMBOL.json PARAMS -o OUT.feb
+                   faceembed convert MODEL_DIR -o OUT.feb     (a folder with model-symbol.json and model-0000.params)
+
+            Converts an insightface MXNet model (MobileFaceNet or LResNet-IR of any depth) into a FaceEmbed weight
+            file: batch norms folded, graph checked, every parameter's shape verified.
+
+            options:
+              -o, --output PATH   where to write the .feb file (required)
+              -h, --help          show this help
+            """
+        let a = try Arguments(argv, valued: ["--output"], flags: [])
+        if a.flags.contains("--help") { print(usage); return 0 }
+        guard let out = a.options["--output"] else { throw UsageError("-o OUT.feb is required") }
+        var symbol: String, params: String
+        switch a.positional.count {
+        case 1:
+            symbol = a.positional[0] + "/model-symbol.json"; params = a.positional[0] + "/model-0000.params"
+        case 2:
+            (symbol, params) = (a.positional[0], a.positional[1])
+            if symbol.hasSuffix(".params") { swap(&symbol, &params) }
+        default:
+            throw UsageError("give SYMBOL.json and PARAMS, or a model folder")
+        }
+        let s = try ModelConverter.convertMXNet(symbol: symbol, params: params, to: out)
+        print("\(out): \(s.name) (\(s.kind)), \(s.embeddingSize)-d embedding, \(s.layers) fused layers, " +
+              "\(s.parameters) weights, \(String(format: "%.3f", Double(s.multiplyAdds) * 2e-9)) GFLOP per image")
+        return 0
+    }
+
+    static func info(_ argv: [String]) throws -> Int32 {
+        let usage = """
+            usage: faceembed info [--model PATH | MODEL.feb]
+
+            Describes a FaceEmbed weight file: family, embedding size, weights, cost per image.
+            """
+        let a = try Arguments(argv, valued: ["--model"], flags: [])
+        if a.flags.contains("--help") { print(usage); return 0 }
+        let m = try FaceModel(contentsOf: try ModelLookup.path(a.positional.first ?? a.options["--model"]))
+        print("""
+            file:        \(m.path)
+            model:       \(m.name) (\(m.kind))
+            embedding:   \(m.embeddingSize) floats
+            input:       3x112x112, \(m.channelOrder == .rgb ? "RGB" : "BGR") (any pixel order accepted by the library)
+            weights:     \(m.parameterCount) (\(String(format: "%.3f", Double(m.parameterCount) / 1e6)) M after folding)
+            cost:        \(String(format: "%.3f", Double(m.multiplyAdds) * 2e-9)) GFLOP per image
+            """)
+        return 0
+    }
+
+    static func jsonString(_ s: String) -> String {
+        var out = "\""
+        for ch in s.unicodeScalars {
+            switch ch {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            default: out += ch.value < 0x20 ? String(format: "\\u%04x", ch.value) : String(ch)
+            }
+        }
+        return out + "\""
+    }
+}

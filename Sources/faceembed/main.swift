@@ -1,0 +1,46 @@
+import FaceEmbed
+import Foundation
+
+// faceembed: the command-line face of the FaceEmbed library. Exit status: 0 success (or "same person" for
+// compare), 1 "different people" for compare, 2 any error, with one line on stderr naming the file and the fault.
+
+let commands: [(name: String, summary: String, run: ([String]) throws -> Int32)] = [
+    ("embed", "print the embedding of each aligned face image", Commands.embed),
+    ("compare", "compare two faces: cosine similarity and a same/different verdict", Commands.compare),
+    ("convert", "convert an MXNet model into a FaceEmbed weight file (.feb)", Commands.convert),
+    ("info", "describe a FaceEmbed weight file", Commands.info),
+]
+
+let mainUsage = """
+    faceembed: face embeddings with MobileFaceNet and LResNet-IR ArcFace models, in pure Swift
+
+    usage: faceembed <command> [options] [arguments]
+
+    commands:
+    \(commands.map { "  \($0.name.padding(toLength: 10, withPad: " ", startingAt: 0))\($0.summary)" }.joined(separator: "\n"))
+
+    Run `faceembed <command> --help` for a command's options.
+    Model lookup when --model is not given: $FACEEMBED_MODEL, then \(ModelLookup.candidates.joined(separator: ", ")).
+    Exit status: 0 success (compare: same person), 1 compare: different people, 2 error.
+    """
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("faceembed: \(message)\n".utf8))
+    exit(2)
+}
+
+var args = Array(CommandLine.arguments.dropFirst())
+guard let first = args.first else { print(mainUsage); exit(2) }
+if first == "--help" || first == "-h" || first == "help" { print(mainUsage); exit(0) }
+if first == "--version" { print("faceembed \(FaceEmbedVersion.string)"); exit(0) }
+guard let command = commands.first(where: { $0.name == first }) else { fail("unknown command \(first); see faceembed --help") }
+args.removeFirst()
+do {
+    exit(try command.run(args))
+} catch let e as FaceEmbedError {
+    fail(e.description)
+} catch let e as UsageError {
+    fail("\(command.name): \(e.message) (see faceembed \(command.name) --help)")
+} catch {
+    fail("\(error)")
+}
