@@ -189,6 +189,91 @@ import Testing
         #expect(image.width == 33 && image.height == 17)
     }
 
+    // MARK: Hand-built files
+
+    /// A zlib stream of stored blocks holding `raw`.
+    static func storedZlib(_ raw: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = [0x78, 0x01]
+        var i = 0
+        repeat {
+            let n = min(65535, raw.count - i)
+            let final: UInt8 = i + n == raw.count ? 1 : 0
+            out += [final, UInt8(n & 255), UInt8(n >> 8), UInt8(~n & 255), UInt8((~n >> 8) & 255)]
+            out += raw[i..<(i + n)]
+            i += n
+        } while i < raw.count
+        let a = Inflate.adler32(raw)
+        return out + [UInt8(a >> 24), UInt8((a >> 16) & 255), UInt8((a >> 8) & 255), UInt8(a & 255)]
+    }
+
+    static func chunk(_ type: String, _ data: [UInt8]) -> [UInt8] {
+        let body = Array(type.utf8) + data
+        let crc = body.withUnsafeBufferPointer { PNG.crc32($0[...]) }
+        let n = data.count
+        return [UInt8(n >> 24), UInt8((n >> 16) & 255), UInt8((n >> 8) & 255), UInt8(n & 255)] + body
+            + [UInt8(crc >> 24), UInt8((crc >> 16) & 255), UInt8((crc >> 8) & 255), UInt8(crc & 255)]
+    }
+
+    /// A PNG from IHDR fields and the raw (filter byte + row) image data.
+    static func png(width: Int, height: Int, depth: UInt8, colorType: UInt8, raw: [UInt8], before: [UInt8] = []) -> [UInt8] {
+        func be(_ v: Int) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 255), UInt8((v >> 8) & 255), UInt8(v & 255)] }
+        return PNG.signature + chunk("IHDR", be(width) + be(height) + [depth, colorType, 0, 0, 0]) + before
+            + chunk("IDAT", storedZlib(raw)) + chunk("IEND", [])
+    }
+
+    @Test func pngSixteenBitGrayKeepsHighByte() throws {
+        let file = Self.png(width: 2, height: 1, depth: 16, colorType: 0, raw: [0, 0x12, 0x34, 0xAB, 0xCD])
+        let image = try ImageDecoder.decode(file)
+        #expect(image.pixels == [0x12, 0x12, 0x12, 0xAB, 0xAB, 0xAB])
+    }
+
+    @Test func pngPaletteIndexBeyondPaletteIsBlack() throws {
+        let file = Self.png(width: 2, height: 1, depth: 8, colorType: 3, raw: [0, 0, 5],
+                            before: Self.chunk("PLTE", [10, 20, 30]))
+        #expect(try ImageDecoder.decode(file).pixels == [10, 20, 30, 0, 0, 0])
+    }
+
+    @Test func pngMalformedFilesAreRefused() {
+        // Bad filter type, unknown critical chunk, palette image without PLTE, too little data, bad depth.
+        #expect(throws: FaceEmbedError.invalidImage(file: nil, reason: "unknown row filter type 5")) {
+            try ImageDecoder.decode(Self.png(width: 1, height: 1, depth: 8, colorType: 0, raw: [5, 0]))
+        }
+        #expect(throws: FaceEmbedError.invalidImage(file: nil, reason: "unknown critical chunk ABCD")) {
+            try ImageDecoder.decode(Self.png(width: 1, height: 1, depth: 8, colorType: 0, raw: [0, 0], before: Self.chunk("ABCD", [])))
+        }
+        #expect(throws: FaceEmbedError.invalidImage(file: nil, reason: "palette image without PLTE chunk")) {
+            try ImageDecoder.decode(Self.png(width: 1, height: 1, depth: 8, colorType: 3, raw: [0, 0]))
+        }
+        #expect(throws: FaceEmbedError.self) {
+            try ImageDecoder.decode(Self.png(width: 2, height: 2, depth: 8, colorType: 2, raw: [0, 1, 2, 3]))
+        }
+        #expect(throws: FaceEmbedError.invalidImage(file: nil, reason: "invalid bit depth 4 for color type 2")) {
+            try ImageDecoder.decode(Self.png(width: 1, height: 1, depth: 4, colorType: 2, raw: [0, 0]))
+        }
+    }
+
+    /// Headers that claim huge images in small files are refused before any large allocation.
+    @Test func hugeDimensionsInSmallFilesAreRefused() {
+        let big = Self.png(width: 30000, height: 30000, depth: 8, colorType: 2, raw: [0, 1, 2, 3])
+        #expect(throws: FaceEmbedError.self) { try ImageDecoder.decode(big) }
+        let tooWide = Self.png(width: 40000, height: 1, depth: 8, colorType: 0, raw: [0])
+        #expect(throws: FaceEmbedError.self) { try ImageDecoder.decode(tooWide) }
+        var jpeg = Self.bytes(Self.dir.appendingPathComponent("j420.jpg"))
+        guard let sof = (0..<(jpeg.count - 1)).first(where: { jpeg[$0] == 0xFF && jpeg[$0 + 1] == 0xC0 }) else {
+            Issue.record("no SOF0 in j420.jpg")
+            return
+        }
+        for (h, w) in [(16000, 16000), (0x7FFF, 0x2000), (1, 32768)] {
+            jpeg[sof + 5] = UInt8(h >> 8); jpeg[sof + 6] = UInt8(h & 255)
+            jpeg[sof + 7] = UInt8(w >> 8); jpeg[sof + 8] = UInt8(w & 255)
+            #expect(throws: FaceEmbedError.self) { try ImageDecoder.decode(jpeg) }
+        }
+        jpeg[sof + 5] = 0; jpeg[sof + 6] = 0
+        #expect(throws: FaceEmbedError.invalidImage(file: nil, reason: "height 0 (defined by a DNL marker) is not supported")) {
+            try ImageDecoder.decode(jpeg)
+        }
+    }
+
     /// The six portraits and the first 200 LFW images against Pillow's decodes (Fixtures-local/pillow).
     @Test func realImagesMatchPillow() throws {
         guard let manifest = TestPaths.local("pillow/manifest.txt") else { return }
