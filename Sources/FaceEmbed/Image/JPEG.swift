@@ -542,27 +542,34 @@ struct JPEGDecoder {
             rgb = components[0].id == 0x52 && components[1].id == 0x47 && components[2].id == 0x42
         }
         let p0 = full[0], p1 = full[1], p2 = full[2]
-        out.withUnsafeMutableBufferPointer { o in
+        let t = YCbCr.tables
+        let n = w * h
+        out.withUnsafeMutableBufferPointer { ob in
             p0.withUnsafeBufferPointer { a in
                 p1.withUnsafeBufferPointer { b in
                     p2.withUnsafeBufferPointer { c in
+                        guard var o = ob.baseAddress, a.count >= n, b.count >= n, c.count >= n, ob.count >= 3 * n else { return }
                         if rgb {
-                            for i in 0..<(w * h) { o[3 * i] = a[i]; o[3 * i + 1] = b[i]; o[3 * i + 2] = c[i] }
+                            for i in 0..<n { o[0] = a[i]; o[1] = b[i]; o[2] = c[i]; o += 3 }
                             return
                         }
-                        YCbCr.tables.crR.withUnsafeBufferPointer { crR in
-                            YCbCr.tables.cbB.withUnsafeBufferPointer { cbB in
-                                YCbCr.tables.crG.withUnsafeBufferPointer { crG in
-                                    YCbCr.tables.cbG.withUnsafeBufferPointer { cbG in
-                                        for i in 0..<(w * h) {
+                        t.limit.withUnsafeBufferPointer { lim in
+                        t.crR.withUnsafeBufferPointer { crR in
+                            t.cbB.withUnsafeBufferPointer { cbB in
+                                t.crG.withUnsafeBufferPointer { crG in
+                                    t.cbG.withUnsafeBufferPointer { cbG in
+                                        for i in 0..<n {
                                             let y = Int32(a[i]), cb = Int(b[i]), cr = Int(c[i])
-                                            o[3 * i] = clamp(y + crR[cr])
-                                            o[3 * i + 1] = clamp(y + ((cbG[cb] + crG[cr]) >> 16))
-                                            o[3 * i + 2] = clamp(y + cbB[cb])
+                                            // Every sum lies in -227...480, so the offset index is in 157...864.
+                                            o[0] = lim[Int(y &+ crR[cr]) &+ 384]
+                                            o[1] = lim[Int(y &+ ((cbG[cb] &+ crG[cr]) >> 16)) &+ 384]
+                                            o[2] = lim[Int(y &+ cbB[cb]) &+ 384]
+                                            o += 3
                                         }
                                     }
                                 }
                             }
+                        }
                         }
                     }
                 }
@@ -577,57 +584,66 @@ struct JPEGDecoder {
     private func upsample(_ c: JPEGComponent, rx: Int, ry: Int) -> [UInt8] {
         let w = width, h = height, cw = c.width, ch = c.height, s = c.stride
         var out = [UInt8](repeating: 0, count: w * h)
-        let src = c.plane
-        out.withUnsafeMutableBufferPointer { o in
-            src.withUnsafeBufferPointer { p in
-                if rx == 1 && ry == 1 {
-                    for y in 0..<h { for x in 0..<w { o[y * w + x] = p[y * s + x] } }
-                    return
-                }
-                let fancyH = rx == 2 && cw > 2
-                // A row of up to 2*cw upsampled values, computed from column sums.
-                var line = [Int32](repeating: 0, count: 2 * cw + 2)
-                var sums = [Int32](repeating: 0, count: cw)
+        let fancyH = rx == 2 && cw > 2
+        let sums = UnsafeMutablePointer<Int32>.allocate(capacity: cw)
+        let line = UnsafeMutablePointer<UInt8>.allocate(capacity: 2 * cw)
+        defer { sums.deallocate(); line.deallocate() }
+        c.plane.withUnsafeBufferPointer { pb in
+            out.withUnsafeMutableBufferPointer { ob in
+                // The plane holds at least `ch` rows of `s >= cw` samples; `out` holds `h` rows of `w`;
+                // 2 * cw >= w when rx == 2 and 2 * ch >= h when ry == 2.
+                guard let p = pb.baseAddress, let o = ob.baseAddress, pb.count >= ch * s, cw >= 1, ch >= 1 else { return }
                 for y in 0..<h {
+                    let dst = o + y * w
                     let sy = ry == 2 ? y >> 1 : y
-                    if ry == 2 && (rx == 1 || fancyH) {
-                        // Vertical triangle: 3 × nearer row + 1 × farther row (row above for even output rows).
-                        let other = y & 1 == 0 ? max(sy - 1, 0) : min(sy + 1, ch - 1)
-                        for x in 0..<cw { sums[x] = 3 * Int32(p[sy * s + x]) + Int32(p[other * s + x]) }
-                        if rx == 1 {
-                            let bias: Int32 = y & 1 == 0 ? 1 : 2
-                            for x in 0..<w { o[y * w + x] = UInt8(truncatingIfNeeded: (sums[x] + bias) >> 2) }
-                            continue
-                        }
-                        for x in 0..<cw {
-                            let t = 3 * sums[x]
-                            line[2 * x] = (t + sums[max(x - 1, 0)] + 8) >> 4
-                            line[2 * x + 1] = (t + sums[min(x + 1, cw - 1)] + 7) >> 4
-                        }
-                    } else if fancyH {
-                        // 2×1 triangle.
-                        let r = sy * s
-                        for x in 0..<cw {
-                            let t = 3 * Int32(p[r + x])
-                            line[2 * x] = (t + Int32(p[r + max(x - 1, 0)]) + 1) >> 2
-                            line[2 * x + 1] = (t + Int32(p[r + min(x + 1, cw - 1)]) + 2) >> 2
-                        }
-                    } else {
-                        // Replication (narrow components).
-                        let r = sy * s
-                        for x in 0..<w { o[y * w + x] = p[r + x / rx] }
+                    let row = p + sy * s
+                    if rx == 1 && ry == 1 {
+                        dst.update(from: row, count: w)
                         continue
                     }
-                    for x in 0..<w { o[y * w + x] = UInt8(truncatingIfNeeded: line[x]) }
+                    if ry == 2 && (rx == 1 || fancyH) {
+                        // Vertical triangle: 3 × nearer row + 1 × farther row (the row above for even output rows).
+                        let other = p + (y & 1 == 0 ? max(sy - 1, 0) : min(sy + 1, ch - 1)) * s
+                        for x in 0..<cw { sums[x] = 3 &* Int32(row[x]) &+ Int32(other[x]) }
+                        if rx == 1 {
+                            let bias: Int32 = y & 1 == 0 ? 1 : 2
+                            for x in 0..<w { dst[x] = UInt8(truncatingIfNeeded: (sums[x] &+ bias) >> 2) }
+                            continue
+                        }
+                        // Then horizontal: 3 × this column sum + 1 × the neighbour's, edges replicated.
+                        line[0] = UInt8(truncatingIfNeeded: (4 &* sums[0] &+ 8) >> 4)
+                        line[1] = UInt8(truncatingIfNeeded: (3 &* sums[0] &+ sums[1] &+ 7) >> 4)
+                        for x in 1..<(cw - 1) {
+                            let t = 3 &* sums[x]
+                            line[2 * x] = UInt8(truncatingIfNeeded: (t &+ sums[x - 1] &+ 8) >> 4)
+                            line[2 * x + 1] = UInt8(truncatingIfNeeded: (t &+ sums[x + 1] &+ 7) >> 4)
+                        }
+                        let t = 3 &* sums[cw - 1]
+                        line[2 * cw - 2] = UInt8(truncatingIfNeeded: (t &+ sums[cw - 2] &+ 8) >> 4)
+                        line[2 * cw - 1] = UInt8(truncatingIfNeeded: (t &+ sums[cw - 1] &+ 7) >> 4)
+                        dst.update(from: line, count: w)
+                    } else if fancyH {
+                        // 2×1 triangle: 3 × this sample + 1 × the neighbour, edges replicated.
+                        line[0] = row[0]
+                        line[1] = UInt8(truncatingIfNeeded: (3 &* Int32(row[0]) &+ Int32(row[1]) &+ 2) >> 2)
+                        for x in 1..<(cw - 1) {
+                            let t = 3 &* Int32(row[x])
+                            line[2 * x] = UInt8(truncatingIfNeeded: (t &+ Int32(row[x - 1]) &+ 1) >> 2)
+                            line[2 * x + 1] = UInt8(truncatingIfNeeded: (t &+ Int32(row[x + 1]) &+ 2) >> 2)
+                        }
+                        line[2 * cw - 2] = UInt8(truncatingIfNeeded: (3 &* Int32(row[cw - 1]) &+ Int32(row[cw - 2]) &+ 1) >> 2)
+                        line[2 * cw - 1] = row[cw - 1]
+                        dst.update(from: line, count: w)
+                    } else {
+                        // Replication (narrow components).
+                        for x in 0..<w { dst[x] = row[x / rx] }
+                    }
                 }
             }
         }
         return out
     }
 }
-
-@inline(__always)
-private func clamp(_ v: Int32) -> UInt8 { UInt8(truncatingIfNeeded: min(max(v, 0), 255)) }
 
 /// libjpeg's fixed-point YCbCr → RGB tables (16 fractional bits, JFIF full range).
 enum YCbCr {
@@ -636,6 +652,8 @@ enum YCbCr {
         var cbB = [Int32](repeating: 0, count: 256)
         var crG = [Int32](repeating: 0, count: 256)
         var cbG = [Int32](repeating: 0, count: 256)
+        /// Clamps `v` to 0...255 when indexed by `v + 384` (v in -384..<640).
+        var limit = [UInt8](repeating: 0, count: 1024)
     }
 
     static let tables: Tables = {
@@ -649,6 +667,7 @@ enum YCbCr {
             t.crG[i] = -fix(0.71414) * x
             t.cbG[i] = -fix(0.34414) * x + half
         }
+        for i in 0..<1024 { t.limit[i] = UInt8(min(max(i - 384, 0), 255)) }
         return t
     }()
 }
