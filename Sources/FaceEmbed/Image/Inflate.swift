@@ -54,29 +54,35 @@ enum Inflate {
     }
 
     /// Decodes DEFLATE blocks from `bits` until the final block, producing at most `limit` bytes.
+    ///
+    /// The output buffer is allocated at `limit` bytes up front and trimmed at the end.
     static func deflate(_ bits: inout InflateBits, limit: Int) throws(FaceEmbedError) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(max(0, min(limit, 1 << 26)))
-        var final = false
-        while !final {
-            final = try bits.read(1) == 1
-            let type = try bits.read(2)
-            switch type {
-            case 0:
-                bits.alignToByte()
-                let len = try bits.read(16), nlen = try bits.read(16)
-                guard len ^ 0xFFFF == nlen else { throw bad("DEFLATE stored block length check fails") }
-                guard out.count + len <= limit else { throw tooBig(limit) }
-                try bits.copyBytes(len, into: &out)
-            case 1:
-                try inflateBlock(&bits, &out, limit: limit, lit: fixedLiteral, dist: fixedDistance)
-            case 2:
-                let (lit, dist) = try readDynamicTables(&bits)
-                try inflateBlock(&bits, &out, limit: limit, lit: lit, dist: dist)
-            default:
-                throw bad("DEFLATE block type 3 is invalid")
+        var out = [UInt8](repeating: 0, count: max(0, limit))
+        var n = 0
+        try out.withUnsafeMutableBufferPointer { (o) throws(FaceEmbedError) in
+            var final = false
+            while !final {
+                final = try bits.read(1) == 1
+                let type = try bits.read(2)
+                switch type {
+                case 0:
+                    bits.alignToByte()
+                    let len = try bits.read(16), nlen = try bits.read(16)
+                    guard len ^ 0xFFFF == nlen else { throw bad("DEFLATE stored block length check fails") }
+                    guard n + len <= o.count else { throw tooBig(limit) }
+                    try bits.copyBytes(len, into: o, at: n)
+                    n += len
+                case 1:
+                    try inflateBlock(&bits, o, &n, lit: fixedLiteral, dist: fixedDistance)
+                case 2:
+                    let (lit, dist) = try readDynamicTables(&bits)
+                    try inflateBlock(&bits, o, &n, lit: lit, dist: dist)
+                default:
+                    throw bad("DEFLATE block type 3 is invalid")
+                }
             }
         }
+        out.removeLast(out.count - n)
         return out
     }
 
@@ -137,13 +143,21 @@ enum Inflate {
         return (lit, dist)
     }
 
-    private static func inflateBlock(_ bits: inout InflateBits, _ out: inout [UInt8], limit: Int,
+    /// Decodes one Huffman-coded block into `o`, from position `n` on; `o.count` is the output limit.
+    private static func inflateBlock(_ bits: inout InflateBits, _ o: UnsafeMutableBufferPointer<UInt8>, _ n: inout Int,
                                      lit: InflateHuffman, dist: InflateHuffman) throws(FaceEmbedError) {
+        guard let base = o.baseAddress else {
+            // A zero limit: only an empty block fits.
+            guard try lit.decode(&bits) == 256 else { throw tooBig(0) }
+            return
+        }
+        let limit = o.count
         while true {
             let sym = try lit.decode(&bits)
             if sym < 256 {
-                guard out.count < limit else { throw tooBig(limit) }
-                out.append(UInt8(sym))
+                guard n < limit else { throw tooBig(limit) }
+                base[n] = UInt8(truncatingIfNeeded: sym)
+                n += 1
                 continue
             }
             if sym == 256 { return }
@@ -153,13 +167,12 @@ enum Inflate {
             let di = try dist.decode(&bits)
             guard di < distBase.count else { throw bad("DEFLATE distance code \(di) is invalid") }
             let distance = distBase[di] + (try bits.read(distExtra[di]))
-            guard distance <= out.count else { throw bad("DEFLATE distance \(distance) reaches before the start of the output") }
-            guard out.count + length <= limit else { throw tooBig(limit) }
-            var from = out.count - distance
-            for _ in 0..<length {
-                out.append(out[from])
-                from += 1
-            }
+            guard distance <= n else { throw bad("DEFLATE distance \(distance) reaches before the start of the output") }
+            guard length <= limit - n else { throw tooBig(limit) }
+            // Byte by byte: the source may overlap the bytes being written.
+            let dst = base + n, src = base + (n - distance)
+            for i in 0..<length { dst[i] = src[i] }
+            n += length
         }
     }
 
@@ -225,11 +238,12 @@ struct InflateBits {
         return pos - count / 8
     }
 
-    /// Copies `n` raw bytes (stored block) after byte alignment.
-    mutating func copyBytes(_ n: Int, into out: inout [UInt8]) throws(FaceEmbedError) {
+    /// Copies `n` raw bytes (a stored block's payload) to `out[at...]`, after byte alignment.
+    /// The caller guarantees `at + n <= out.count`.
+    mutating func copyBytes(_ n: Int, into out: UnsafeMutableBufferPointer<UInt8>, at: Int) throws(FaceEmbedError) {
         let start = byteAlignedPosition()
-        guard start + n <= data.count else { throw Inflate.bad("compressed data is truncated in a stored block") }
-        out.append(contentsOf: data[start..<(start + n)])
+        guard start + n <= data.count, at + n <= out.count else { throw Inflate.bad("compressed data is truncated in a stored block") }
+        for i in 0..<n { out[at + i] = data[start + i] }
         pos = start + n
         buffer = 0
         count = 0

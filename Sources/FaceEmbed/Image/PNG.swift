@@ -94,25 +94,39 @@ enum PNG {
         guard expected <= idat.count * 1040 + 1024 else {
             throw bad("\(h.width)x\(h.height) image needs \(expected) bytes but only \(idat.count) compressed bytes are present")
         }
-        let raw = try Inflate.zlib(idat, limit: expected)
+        var raw = try Inflate.zlib(idat, limit: expected)
         guard raw.count == expected else { throw bad("image data is truncated (\(raw.count) of \(expected) bytes)") }
 
+        // A 256-entry RGB palette; entries the file does not define are black.
+        var lut = [UInt8](repeating: 0, count: 768)
+        for i in 0..<min(palette.count, 768) { lut[i] = palette[i] }
         var out = [UInt8](repeating: 0, count: h.width * h.height * 3)
-        var offset = 0
-        var prev: [UInt8] = [], cur: [UInt8] = []
-        for (x0, y0, dx, dy) in passes {
-            let pw = (h.width - x0 + dx - 1) / dx, ph = (h.height - y0 + dy - 1) / dy
-            guard pw > 0 && ph > 0 else { continue }
-            let rb = h.rowBytes(pw)
-            prev = [UInt8](repeating: 0, count: rb)
-            cur = prev
-            for py in 0..<ph {
-                let filter = raw[offset]
-                for i in 0..<rb { cur[i] = raw[offset + 1 + i] }
-                offset += 1 + rb
-                try unfilter(filter, &cur, prev, stride: h.filterStride)
-                emitRow(cur, h, palette, count: pw, into: &out, y: y0 + py * dy, x0: x0, dx: dx)
-                swap(&prev, &cur)
+        let maxRow = passes.map { h.rowBytes((h.width - $0.0 + $0.2 - 1) / $0.2) }.max() ?? 0
+        let zero = [UInt8](repeating: 0, count: maxRow)
+        try raw.withUnsafeMutableBufferPointer { (r) throws(FaceEmbedError) in
+            try zero.withUnsafeBufferPointer { (z) throws(FaceEmbedError) in
+                try out.withUnsafeMutableBufferPointer { (o) throws(FaceEmbedError) in
+                    try lut.withUnsafeBufferPointer { (pal) throws(FaceEmbedError) in
+                        guard let rb0 = r.baseAddress, let zb = z.baseAddress,
+                              let ob = o.baseAddress, let lb = pal.baseAddress else { throw bad("internal: empty buffers") }
+                        // `raw` holds exactly the rows of every pass (checked above), `out` every pixel.
+                        var offset = 0
+                        for (x0, y0, dx, dy) in passes {
+                            let pw = (h.width - x0 + dx - 1) / dx, ph = (h.height - y0 + dy - 1) / dy
+                            guard pw > 0 && ph > 0 else { continue }
+                            let rb = h.rowBytes(pw)
+                            var prev = UnsafePointer(zb)
+                            for py in 0..<ph {
+                                let filter = rb0[offset]
+                                let row = rb0 + offset + 1
+                                offset += 1 + rb
+                                try unfilter(filter, row, prev, count: rb, stride: h.filterStride)
+                                emitRow(UnsafePointer(row), h, lb, count: pw, into: ob + (y0 + py * dy) * h.width * 3, x0: x0, dx: dx)
+                                prev = UnsafePointer(row)
+                            }
+                        }
+                    }
+                }
             }
         }
         return try RGBImage(width: h.width, height: h.height, pixels: out)
@@ -144,74 +158,89 @@ enum PNG {
         return h
     }
 
-    /// Reverses one row's filter in place, given the previous (already unfiltered) row of the same pass.
-    static func unfilter(_ filter: UInt8, _ row: inout [UInt8], _ prev: [UInt8], stride bpp: Int) throws(FaceEmbedError) {
-        let n = row.count
-        guard prev.count == n else { throw bad("internal: row sizes differ") }
-        row.withUnsafeMutableBufferPointer { r in
-            prev.withUnsafeBufferPointer { p in
-                switch filter {
-                case 1:
-                    if bpp < n { for i in bpp..<n { r[i] = r[i] &+ r[i - bpp] } }
-                case 2:
-                    for i in 0..<n { r[i] = r[i] &+ p[i] }
-                case 3:
-                    for i in 0..<n {
-                        let left = i >= bpp ? Int(r[i - bpp]) : 0
-                        r[i] = r[i] &+ UInt8((left + Int(p[i])) >> 1)
-                    }
-                case 4:
-                    for i in 0..<n {
-                        let a = i >= bpp ? Int(r[i - bpp]) : 0
-                        let b = Int(p[i])
-                        let c = i >= bpp ? Int(p[i - bpp]) : 0
-                        let pa = abs(b - c), pb = abs(a - c), pc = abs(a + b - 2 * c)
-                        let pred = (pa <= pb && pa <= pc) ? a : (pb <= pc ? b : c)
-                        r[i] = r[i] &+ UInt8(pred)
-                    }
-                default:
-                    break
+    /// Reverses one row's filter in place, given the previous (already unfiltered) row of the same pass
+    /// (zeros for the first row). Both hold `n` bytes.
+    static func unfilter(_ filter: UInt8, _ r: UnsafeMutablePointer<UInt8>, _ p: UnsafePointer<UInt8>, count n: Int,
+                         stride bpp: Int) throws(FaceEmbedError) {
+        switch filter {
+        case 0:
+            break
+        case 1:
+            if bpp < n { for i in bpp..<n { r[i] = r[i] &+ r[i - bpp] } }
+        case 2:
+            for i in 0..<n { r[i] = r[i] &+ p[i] }
+        case 3:
+            for i in 0..<min(bpp, n) { r[i] = r[i] &+ p[i] >> 1 }
+            if bpp < n {
+                for i in bpp..<n { r[i] = r[i] &+ UInt8(truncatingIfNeeded: (Int(r[i - bpp]) &+ Int(p[i])) >> 1) }
+            }
+        case 4:
+            // Paeth: with no left neighbour the predictor is the byte above.
+            for i in 0..<min(bpp, n) { r[i] = r[i] &+ p[i] }
+            if bpp < n {
+                for i in bpp..<n {
+                    let a = Int(r[i - bpp]), b = Int(p[i]), c = Int(p[i - bpp])
+                    let pa = abs(b &- c), pb = abs(a &- c), pc = abs(a &+ b &- 2 &* c)
+                    let pred = (pa <= pb && pa <= pc) ? a : (pb <= pc ? b : c)
+                    r[i] = r[i] &+ UInt8(truncatingIfNeeded: pred)
                 }
             }
+        default:
+            throw bad("unknown row filter type \(filter)")
         }
-        guard filter <= 4 else { throw bad("unknown row filter type \(filter)") }
     }
 
-    /// Writes `count` pixels of an unfiltered row to `out` at row `y`, columns `x0`, `x0+dx`, ….
-    private static func emitRow(_ row: [UInt8], _ h: Header, _ palette: [UInt8], count: Int,
-                                into out: inout [UInt8], y: Int, x0: Int, dx: Int) {
-        let base = y * h.width * 3
-        let depth = h.depth
-        @inline(__always) func sample(_ i: Int) -> Int {
-            // The i-th sample of the row (for depth < 8 the i-th packed field).
-            switch depth {
-            case 8: return Int(row[i])
-            case 16: return Int(row[2 * i])
+    /// Writes `count` pixels of an unfiltered row to the output row `o`, at columns `x0`, `x0+dx`, ….
+    /// `pal` is a 256-entry RGB palette.
+    private static func emitRow(_ row: UnsafePointer<UInt8>, _ h: Header, _ pal: UnsafePointer<UInt8>, count: Int,
+                                into o: UnsafeMutablePointer<UInt8>, x0: Int, dx: Int) {
+        let depth = h.depth, ch = h.channels
+        let step = 3 * dx
+        var q = o + 3 * x0
+        if depth == 8 {
+            switch h.colorType {
+            case 2, 6:
+                for x in 0..<count {
+                    let s = row + x * ch
+                    q[0] = s[0]; q[1] = s[1]; q[2] = s[2]
+                    q += step
+                }
+            case 3:
+                for x in 0..<count {
+                    let e = pal + 3 * Int(row[x])
+                    q[0] = e[0]; q[1] = e[1]; q[2] = e[2]
+                    q += step
+                }
             default:
-                let bit = i * depth
-                return Int(row[bit >> 3] >> UInt8(8 - depth - (bit & 7))) & ((1 << depth) - 1)
+                for x in 0..<count {
+                    let v = row[x * ch]
+                    q[0] = v; q[1] = v; q[2] = v
+                    q += step
+                }
             }
+            return
+        }
+        @inline(__always) func sample(_ i: Int) -> Int {
+            // The i-th sample of the row: the high byte of a 16-bit sample, or the i-th packed field.
+            if depth == 16 { return Int(row[2 * i]) }
+            let bit = i * depth
+            return Int(row[bit >> 3] >> UInt8(8 - depth - (bit & 7))) & ((1 << depth) - 1)
         }
         let scale = depth < 8 ? 255 / ((1 << depth) - 1) : 1
-        let ch = h.channels
         for x in 0..<count {
-            let o = base + (x0 + x * dx) * 3
             switch h.colorType {
             case 3:
-                let idx = sample(x) * 3
-                if idx + 2 < palette.count {
-                    out[o] = palette[idx]; out[o + 1] = palette[idx + 1]; out[o + 2] = palette[idx + 2]
-                } else {
-                    out[o] = 0; out[o + 1] = 0; out[o + 2] = 0
-                }
+                let e = pal + 3 * sample(x)
+                q[0] = e[0]; q[1] = e[1]; q[2] = e[2]
             case 0, 4:
                 let v = UInt8(truncatingIfNeeded: sample(x * ch) * scale)
-                out[o] = v; out[o + 1] = v; out[o + 2] = v
+                q[0] = v; q[1] = v; q[2] = v
             default:
-                out[o] = UInt8(truncatingIfNeeded: sample(x * ch))
-                out[o + 1] = UInt8(truncatingIfNeeded: sample(x * ch + 1))
-                out[o + 2] = UInt8(truncatingIfNeeded: sample(x * ch + 2))
+                q[0] = UInt8(truncatingIfNeeded: sample(x * ch))
+                q[1] = UInt8(truncatingIfNeeded: sample(x * ch + 1))
+                q[2] = UInt8(truncatingIfNeeded: sample(x * ch + 2))
             }
+            q += step
         }
     }
 
