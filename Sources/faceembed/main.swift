@@ -9,6 +9,7 @@ let commands: [(name: String, summary: String, run: ([String]) throws -> Int32)]
     ("compare", "compare two faces: cosine similarity and a same/different verdict", Commands.compare),
     ("convert", "convert an MXNet model into a FaceEmbed weight file (.feb)", Commands.convert),
     ("info", "describe a FaceEmbed weight file", Commands.info),
+    ("bench", "time the model: latency, throughput, GFLOP/s, peak memory, per-layer profile", Commands.bench),
 ]
 
 let mainUsage = """
