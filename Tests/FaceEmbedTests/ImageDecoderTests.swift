@@ -301,7 +301,7 @@ import Testing
             #expect(mean <= 0.5 && mx <= 4, "\(f[0]): mean \(mean), max \(mx) vs Pillow")
             count += 1
             sum += mean
-            if mean > worstMean { worstMean = mean; worstFile = f[0] }
+            if mean > worstMean || worstFile.isEmpty { worstMean = mean; worstFile = f[0] }
             worstMax = max(worstMax, mx)
         }
         #expect(count == 206)
