@@ -14,6 +14,6 @@ let package = Package(
     targets: [
         .target(name: "FaceEmbed", linkerSettings: [.linkedLibrary("m", .when(platforms: [.linux]))]),
         .executableTarget(name: "faceembed", dependencies: ["FaceEmbed"]),
-        .testTarget(name: "FaceEmbedTests", dependencies: ["FaceEmbed"]),
+        .testTarget(name: "FaceEmbedTests", dependencies: ["FaceEmbed"], exclude: ["Fixtures"]),
     ]
 )

@@ -3,6 +3,8 @@
 struct Arguments {
     private(set) var flags: Set<String> = []
     private(set) var options: [String: String] = [:]
+    /// Every value of each valued option, in order (for options that may repeat, such as --landmarks).
+    private(set) var repeated: [String: [String]] = [:]
     private(set) var positional: [String] = []
 
     /// Parses `args` given the option names that take a value and those that do not.
@@ -23,6 +25,7 @@ struct Arguments {
                     value = args[i]; i += 1
                 }
                 options[name] = value
+                repeated[name, default: []].append(value!)
             } else if known.contains(name) || name == "--help" {
                 guard value == nil else { throw UsageError("\(name) takes no value") }
                 flags.insert(name)

@@ -17,17 +17,26 @@ enum Commands {
     static let commonModelHelp = """
           --model PATH     FaceEmbed weight file (default: $FACEEMBED_MODEL, then \(ModelLookup.candidates.joined(separator: ", ")))
           --bgr            the image files store pixels in BGR order
+          --landmarks L    five landmarks x1,y1,...,x5,y5 (left eye, right eye, nose, left and right mouth corners)
+                           of a photo: it is aligned to the 112x112 crop first; give one per image, in order
           --threads N      threads to use (default: all cores)
         """
 
-    static func loadFaces(_ paths: [String], bgr: Bool) throws -> [RGBImage] {
-        try paths.map { path in
+    /// Decodes images (PPM, JPEG, PNG); with landmarks (one set per image) aligns each photo first.
+    static func loadFaces(_ paths: [String], bgr: Bool, landmarks: [String] = []) throws -> [RGBImage] {
+        guard landmarks.isEmpty || landmarks.count == paths.count else {
+            throw UsageError("give --landmarks once per image (\(paths.count) images, \(landmarks.count) landmark sets)")
+        }
+        return try paths.enumerated().map { i, path in
             var img = try ImageDecoder.load(path: path)
             if bgr {
                 for p in 0..<(img.width * img.height) { img.pixels.swapAt(p * 3, p * 3 + 2) }
             }
+            if !landmarks.isEmpty {
+                img = try img.alignedFace(landmarks: FaceLandmarks(parsing: landmarks[i]))
+            }
             guard img.width == FaceModel.inputSize, img.height == FaceModel.inputSize else {
-                throw FaceEmbedError.invalidImage(file: path, reason: "an aligned face must be 112x112, this is \(img.width)x\(img.height)")
+                throw FaceEmbedError.invalidImage(file: path, reason: "an aligned face must be 112x112, this is \(img.width)x\(img.height) (give --landmarks to align a photo)")
             }
             return img
         }
@@ -53,10 +62,10 @@ enum Commands {
               --normalize      print unit-length embeddings instead of raw fc1
               -h, --help       show this help
             """
-        let a = try Arguments(argv, valued: ["--model", "--threads"], flags: ["--bgr", "--json", "--normalize"])
+        let a = try Arguments(argv, valued: ["--model", "--threads", "--landmarks"], flags: ["--bgr", "--json", "--normalize"])
         if a.flags.contains("--help") { print(usage); return 0 }
         guard !a.positional.isEmpty else { throw UsageError("no image given") }
-        let faces = try loadFaces(a.positional, bgr: a.flags.contains("--bgr"))
+        let faces = try loadFaces(a.positional, bgr: a.flags.contains("--bgr"), landmarks: a.repeated["--landmarks"] ?? [])
         let m = try model(a)
         var embeddings = try m.embeddings(for: faces)
         if a.flags.contains("--normalize") { embeddings = embeddings.map(\.normalized) }
@@ -87,11 +96,11 @@ enum Commands {
               --json           print {"similarity": ..., "threshold": ..., "same": ...}
               -h, --help       show this help
             """
-        let a = try Arguments(argv, valued: ["--model", "--threads", "--threshold"], flags: ["--bgr", "--json"])
+        let a = try Arguments(argv, valued: ["--model", "--threads", "--threshold", "--landmarks"], flags: ["--bgr", "--json"])
         if a.flags.contains("--help") { print(usage); return 0 }
         guard a.positional.count == 2 else { throw UsageError("compare takes exactly two images") }
         let threshold = try a.float("--threshold", default: FaceModel.defaultThreshold)
-        let faces = try loadFaces(a.positional, bgr: a.flags.contains("--bgr"))
+        let faces = try loadFaces(a.positional, bgr: a.flags.contains("--bgr"), landmarks: a.repeated["--landmarks"] ?? [])
         let m = try model(a)
         let e = try m.embeddings(for: faces)
         let sim = e[0].cosineSimilarity(to: e[1])
@@ -132,6 +141,33 @@ enum Commands {
         let s = try ModelConverter.convertMXNet(symbol: symbol, params: params, to: out)
         print("\(out): \(s.name) (\(s.kind)), \(s.embeddingSize)-d embedding, \(s.layers) fused layers, " +
               "\(s.parameters) weights, \(String(format: "%.3f", Double(s.multiplyAdds) * 2e-9)) GFLOP per image")
+        return 0
+    }
+
+    static func align(_ argv: [String]) throws -> Int32 {
+        let usage = """
+            usage: faceembed align PHOTO --landmarks x1,y1,...,x5,y5 -o FACE.ppm
+
+            Cuts the 112x112 ArcFace crop out of a photo (PPM, JPEG or PNG) from five landmarks in photo pixels:
+            left eye, right eye, nose tip, left and right mouth corners (as seen in the image). A least-squares
+            similarity transform onto insightface's template, bilinear sampling, black outside the photo.
+
+            options:
+              --landmarks L       the ten numbers, comma-separated (required)
+              --bgr               the photo stores pixels in BGR order (the crop is written in the same order)
+              -o, --output PATH   where to write the crop, as binary PPM (required)
+              -h, --help          show this help
+            """
+        let a = try Arguments(argv, valued: ["--landmarks", "--output"], flags: ["--bgr"])
+        if a.flags.contains("--help") { print(usage); return 0 }
+        guard a.positional.count == 1 else { throw UsageError("align takes one photo") }
+        guard let landmarks = a.options["--landmarks"] else { throw UsageError("--landmarks is required") }
+        guard let out = a.options["--output"] else { throw UsageError("-o FACE.ppm is required") }
+        let photo = try ImageDecoder.load(path: a.positional[0])
+        let face = try photo.alignedFace(landmarks: FaceLandmarks(parsing: landmarks))
+        guard FileManager.default.createFile(atPath: out, contents: Data(PPM.encode(face))) else {
+            throw FaceEmbedError.io(file: out, reason: "cannot write")
+        }
         return 0
     }
 

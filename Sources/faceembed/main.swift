@@ -5,8 +5,9 @@ import Foundation
 // compare), 1 "different people" for compare, 2 any error, with one line on stderr naming the file and the fault.
 
 let commands: [(name: String, summary: String, run: ([String]) throws -> Int32)] = [
-    ("embed", "print the embedding of each aligned face image", Commands.embed),
+    ("embed", "print the embedding of each face image", Commands.embed),
     ("compare", "compare two faces: cosine similarity and a same/different verdict", Commands.compare),
+    ("align", "cut the aligned 112x112 face out of a photo, from five landmarks", Commands.align),
     ("convert", "convert an MXNet model into a FaceEmbed weight file (.feb)", Commands.convert),
     ("info", "describe a FaceEmbed weight file", Commands.info),
     ("bench", "time the model: latency, throughput, GFLOP/s, peak memory, per-layer profile", Commands.bench),
