@@ -37,6 +37,7 @@ public struct FaceLandmarks: Sendable, Equatable {
 
 /// A 2-D similarity transform `(x, y) ↦ (a·x − b·y + tx, b·x + a·y + ty)`.
 public struct SimilarityTransform: Sendable, Equatable {
+    /// Scale times cosine and scale times sine of the rotation; translation.
     public var a: Double, b: Double, tx: Double, ty: Double
 
     /// The least-squares similarity mapping `source` points onto `target` points.

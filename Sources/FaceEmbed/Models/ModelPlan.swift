@@ -9,18 +9,24 @@ public enum ModelKind: UInt32, Sendable, CustomStringConvertible {
     case mobileFaceNet = 1
     /// LResNet-IR ("improved residual") of any depth: r18, r34, r50, r100.
     case iresnet = 2
+    /// Another ArcFace-style network imported from ONNX (no depthwise convolutions, or an unrecognised layout).
+    case arcface = 3
 
+    /// The family's name.
     public var description: String {
         switch self {
         case .mobileFaceNet: return "MobileFaceNet"
         case .iresnet: return "LResNet-IR"
+        case .arcface: return "ArcFace network"
         }
     }
 }
 
 /// Order of the color channels a model expects at its input.
 public enum ChannelOrder: UInt32, Sendable {
+    /// Red, green, blue (MXNet insightface models).
     case rgb = 0
+    /// Blue, green, red (Open Model Zoo's converted models).
     case bgr = 1
 }
 
