@@ -1,4 +1,11 @@
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 // Executes a `ModelPlan` on weights that stay in the mapped flat file.
 //
@@ -10,17 +17,21 @@ import Synchronization
 final class Workspace: @unchecked Sendable {
     let arena: UnsafeMutablePointer<Float>
     let scratch: UnsafeMutablePointer<Float>
-    let arenaCount: Int, scratchCount: Int
+    /// Scratch shared by all threads of one layer (Winograd's transformed weights and tiles).
+    let shared: UnsafeMutablePointer<Float>
+    let arenaCount: Int, scratchCount: Int, sharedCount: Int
 
-    init(arena: Int, scratch: Int) {
-        arenaCount = arena; scratchCount = scratch
+    init(arena: Int, scratch: Int, shared: Int) {
+        arenaCount = arena; scratchCount = scratch; sharedCount = shared
         self.arena = .allocate(capacity: arena)
         self.arena.initialize(repeating: 0, count: arena)
         self.scratch = .allocate(capacity: scratch)
         self.scratch.initialize(repeating: 0, count: scratch)
+        self.shared = .allocate(capacity: max(1, shared))
+        self.shared.initialize(repeating: 0, count: max(1, shared))
     }
 
-    deinit { arena.deallocate(); scratch.deallocate() }
+    deinit { arena.deallocate(); scratch.deallocate(); shared.deallocate() }
 }
 
 /// A plan bound to its weights, with the activation layout planned once.
@@ -34,8 +45,13 @@ final class Network: @unchecked Sendable {
     let arenaCount: Int
     /// Scratch floats one thread needs for the most demanding layer.
     let scratchPerThread: Int
+    /// Floats of `Workspace.shared` the most demanding layer needs.
+    let sharedScratch: Int
     /// Threads a single image may use inside a layer.
     let threads: Int
+    /// Whether 3x3 stride-1 convolutions use Winograd F(4,3) (set FACEEMBED_NO_WINOGRAD=1 to check against the
+    /// direct implicit GEMM).
+    let winograd: Bool
     private let pool = Mutex<[Workspace]>([])
 
     init(plan: ModelPlan, storage: MappedFile, tensorOffsets: [Int], threads: Int) {
@@ -45,8 +61,13 @@ final class Network: @unchecked Sendable {
         let base = storage.bytes.baseAddress!
         tensors = tensorOffsets.map { (base + $0).assumingMemoryBound(to: Float.self) }
         (valueOffset, arenaCount) = Network.planArena(plan)
-        var scratch = 0
+        winograd = getenv("FACEEMBED_NO_WINOGRAD").map { String(cString: $0) != "1" } ?? true
+        var scratch = 0, shared = 0
         for case let .convolution(c) in plan.layers {
+            if winograd && winogradApplies(c.geometry) {
+                scratch = max(scratch, winogradScratch(c.geometry))
+                shared = max(shared, winogradSharedScratch(c.geometry))
+            }
             let g = c.geometry
             let need = g.groups == 1 || g.groups != g.inC || g.groups != g.outC
                 ? convolutionScratch(ConvGeometry(inC: g.inC / g.groups, inH: g.inH, inW: g.inW, outC: g.outC / g.groups,
@@ -56,6 +77,7 @@ final class Network: @unchecked Sendable {
             scratch = max(scratch, need)
         }
         scratchPerThread = (scratch + 15) / 16 * 16
+        sharedScratch = shared
     }
 
     /// Assigns each value an arena offset: values are placed first-fit into space freed by dead values.
@@ -102,7 +124,7 @@ final class Network: @unchecked Sendable {
             guard let i = p.firstIndex(where: { $0.scratchCount >= need }) else { return nil }
             return p.remove(at: i)
         }) { return w }
-        return Workspace(arena: arenaCount, scratch: need)
+        return Workspace(arena: arenaCount, scratch: need, shared: sharedScratch)
     }
 
     /// Returns a workspace to the pool.
@@ -131,7 +153,11 @@ final class Network: @unchecked Sendable {
             let g = c.geometry
             let ep = Epilogue(bias: tensors[c.bias], slope: c.slope.map { tensors[$0] },
                               residual: c.residual.map { UnsafePointer(value($0)) })
-            if g.groups == 1 {
+            if g.groups == 1 && winograd && winogradApplies(g) {
+                let affine = c.inputScale.flatMap { s in c.inputShift.map { InputAffine(scale: tensors[s], shift: tensors[$0]) } }
+                winogradConvolution(g, input: value(c.input), weights: tensors[c.weight], inputAffine: affine, epilogue: ep,
+                                    output: value(c.output), scratch: w.scratch, shared: w.shared, threads: threads)
+            } else if g.groups == 1 {
                 let affine = c.inputScale.flatMap { s in c.inputShift.map { InputAffine(scale: tensors[s], shift: tensors[$0]) } }
                 convolution(g, input: value(c.input), weights: tensors[c.weight], inputAffine: affine, epilogue: ep,
                             output: value(c.output), scratch: w.scratch, threads: threads)

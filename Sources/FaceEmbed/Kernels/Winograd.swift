@@ -1,0 +1,288 @@
+// Winograd F(4×4, 3×3) convolution for 3×3, stride-1, groups = 1 layers (ResNet100's 96 %), one image at a time.
+//
+// Each 4×4 block of output ("tile") comes from a 6×6 input patch: Y = Aᵀ [ Σ_ic (G g Gᵀ) ⊙ (Bᵀ d B) ] A.
+// The 36 element-wise products become 36 independent GEMMs  M[ξ] (outC × T) = U[ξ] (outC × inC) · V[ξ] (inC × T),
+// 4× fewer multiplies than the direct convolution (2.25–3.8× after transform costs and tile rounding).
+//
+// Phases, each split across threads by `parallelFor`; V and M in `shared` scratch:
+//   B  V[ξ][panel][ic][16] = Bᵀ d B            16 tiles per panel, laid out as the GEMM micro-kernel's B panel;
+//                                             the input affine (batch norm before the zero-padded convolution) is
+//                                             applied to in-bounds pixels only, so the borders stay exact
+//   A  U[ξ][ic][8]        = G g Gᵀ             per row tile of 6 output channels, into per-thread scratch (L2-sized):
+//                                             weights are transformed on the fly, since storing them would need 4×
+//                                             the weight memory (ResNet100 would exceed its resident-memory budget)
+//   C  M[ξ][oc][tile]     = U[ξ] · V[ξ]        the 6 × 16 micro-kernel, right after A for the same row tile
+//   D  out = Aᵀ M A, then the epilogue (bias, PReLU, residual) row by row.
+// The direct implicit-GEMM `convolution` stays for every other shape and as the check (Tests/WinogradTests.swift).
+
+/// Tile geometry of a Winograd F(4,3) convolution.
+struct WinogradPlan {
+    let tilesY: Int, tilesX: Int
+    var tiles: Int { tilesY * tilesX }
+    var panels: Int { (tiles + gemmNR - 1) / gemmNR }
+    /// Side of the padded input plane a thread builds in phase B.
+    var paddedH: Int { tilesY * 4 + 2 }
+    var paddedW: Int { tilesX * 4 + 2 }
+
+    init(_ g: ConvGeometry) {
+        tilesY = (g.outH + 3) / 4
+        tilesX = (g.outW + 3) / 4
+    }
+}
+
+/// True when `winogradConvolution` handles `g` and is expected to beat the direct convolution.
+func winogradApplies(_ g: ConvGeometry) -> Bool {
+    g.groups == 1 && g.kH == 3 && g.kW == 3 && g.strideH == 1 && g.strideW == 1 && g.padH <= 2 && g.padW <= 2
+        && g.inC >= 16 && g.outC >= 16 && WinogradPlan(g).tiles >= 12
+}
+
+/// Shared scratch floats (not per thread) for `winogradConvolution` on `g`.
+func winogradSharedScratch(_ g: ConvGeometry) -> Int {
+    let p = WinogradPlan(g)
+    let v = 36 * p.panels * gemmNR * g.inC, m = 36 * g.outC * p.panels * gemmNR
+    return (v + 15) / 16 * 16 + (m + 15) / 16 * 16
+}
+
+/// Floats of one thread's packed transformed-weight block U[36][inC][8].
+func winogradPackedWeights(_ g: ConvGeometry) -> Int { 36 * g.inC * 8 + 16 }
+
+/// Per-thread scratch floats for `winogradConvolution` on `g`.
+func winogradScratch(_ g: ConvGeometry) -> Int {
+    let p = WinogradPlan(g)
+    return max(p.paddedH * p.paddedW + 16, winogradPackedWeights(g))
+}
+
+/// Winograd F(4,3) convolution (see the top of this file). `scratch` holds `threads` blocks of
+/// `winogradScratch(g)` floats; `shared` holds `winogradSharedScratch(g)` floats.
+func winogradConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights: UnsafePointer<Float>,
+                         inputAffine: InputAffine?, epilogue: Epilogue, output: UnsafeMutablePointer<Float>,
+                         scratch: UnsafeMutablePointer<Float>, shared: UnsafeMutablePointer<Float>, threads: Int) {
+    let p = WinogradPlan(g)
+    let ic = g.inC, oc = g.outC, tp = p.panels * gemmNR
+    let v = shared
+    let m = v + (36 * tp * ic + 15) / 16 * 16
+    let perThread = winogradScratch(g)
+
+    // B: input tiles.
+    let partsB = max(1, min(threads, ic))
+    parallelFor(partsB, threads: threads) { part in
+        let plane = scratch + part * perThread
+        for c in chunk(ic, parts: partsB, index: part) {
+            winogradTransformInput(g, p, input: input + c * g.inH * g.inW,
+                                   mul: inputAffine?.scale[c] ?? 1, add: inputAffine?.shift[c] ?? 0,
+                                   plane: plane, into: v + c * gemmNR, panelStride: ic * gemmNR,
+                                   xiStride: p.panels * ic * gemmNR)
+        }
+    }
+    // A + C, per row tile of 6 output channels: transform its weights into a packed, cache-resident block
+    // U[ξ][ic][8], then run its 36 × panels micro-kernels.
+    let rowTiles = (oc + gemmMR - 1) / gemmMR
+    let partsC = max(1, min(threads, rowTiles))
+    parallelFor(partsC, threads: threads) { part in
+        let ublk = scratch + part * perThread
+        for t in chunk(rowTiles, parts: partsC, index: part) {
+            let m0 = t * gemmMR, rows = min(gemmMR, oc - m0)
+            winogradTransformWeightTile(weights + m0 * ic * 9, rows: rows, inC: ic, into: ublk)
+            for xi in 0..<36 {
+                let a = ublk + xi * ic * 8
+                for panel in 0..<p.panels {
+                    gemmKernelPacked6x16(a: a, b: v + (xi * p.panels + panel) * ic * gemmNR, k: ic,
+                                         c: m + (xi * oc + m0) * tp + panel * gemmNR, ldc: tp, rows: rows)
+                }
+            }
+        }
+    }
+    // D: output tiles and epilogue.
+    let partsD = max(1, min(threads, oc))
+    parallelFor(partsD, threads: threads) { part in
+        let plane = scratch + part * perThread
+        for o in chunk(oc, parts: partsD, index: part) {
+            winogradTransformOutput(p, m + o * tp, xiStride: oc * tp, plane: plane)
+            let pw = p.tilesX * 4
+            for y in 0..<g.outH {
+                epilogue.apply(channel: o, acc: plane + y * pw, out: output, offset: (o * g.outH + y) * g.outW,
+                               count: g.outW)
+            }
+        }
+    }
+}
+
+/// Bᵀ x B along one axis: six values in, six out.
+@inline(__always)
+func winogradB(_ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ x2: SIMD8<Float>, _ x3: SIMD8<Float>, _ x4: SIMD8<Float>,
+               _ x5: SIMD8<Float>) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+    let a = x4 - x2 * 4, b = x3 - x1 * 4      // for y1, y2
+    let c = x4 - x2, d = (x3 - x1) * 2       // for y3, y4
+    return (x0 * 4 - x2 * 5 + x4, a + b, a - b, c + d, c - d, x1 * 4 - x3 * 5 + x5)
+}
+
+/// Phase B for one input channel: builds the zero-padded (affine-mapped) plane, then writes Bᵀ d B of every tile
+/// to `into + ξ·xiStride + panel·panelStride + lane`.
+@inline(__always)
+func winogradTransformInput(_ g: ConvGeometry, _ p: WinogradPlan, input: UnsafePointer<Float>, mul: Float, add: Float,
+                            plane: UnsafeMutablePointer<Float>, into v: UnsafeMutablePointer<Float>,
+                            panelStride: Int, xiStride: Int) {
+    typealias V = SIMD8<Float>
+    let pw = p.paddedW, ph = p.paddedH
+    plane.initialize(repeating: 0, count: pw * ph)
+    let rows = min(g.inH, ph - g.padH), cols = min(g.inW, pw - g.padW)
+    for y in 0..<rows {
+        let src = input + y * g.inW, dst = plane + (y + g.padH) * pw + g.padW
+        if mul == 1 && add == 0 {
+            dst.update(from: src, count: cols)
+        } else {
+            for x in 0..<cols { dst[x] = src[x] * mul + add }
+        }
+    }
+    for panel in 0..<p.panels {
+        // Offsets of the 16 tiles' top-left corners (tile 0 for lanes past the last tile).
+        var off0 = SIMD8<Int32>(), off1 = SIMD8<Int32>()
+        for j in 0..<gemmNR {
+            let t = panel * gemmNR + j
+            let o = t < p.tiles ? Int32((t / p.tilesX) * 4 * pw + (t % p.tilesX) * 4) : 0
+            if j < 8 { off0[j] = o } else { off1[j - 8] = o }
+        }
+        for half in 0..<2 {
+            let off = half == 0 ? off0 : off1
+            // Column pass: for each column c of the 6×6 patch, transform the six rows.
+            withUnsafeTemporaryAllocation(of: V.self, capacity: 36) { t in
+                let p0 = plane + Int(off[0]), p1 = plane + Int(off[1]), p2 = plane + Int(off[2]), p3 = plane + Int(off[3])
+                let p4 = plane + Int(off[4]), p5 = plane + Int(off[5]), p6 = plane + Int(off[6]), p7 = plane + Int(off[7])
+                for c in 0..<6 {
+                    @inline(__always) func at(_ i: Int) -> V {
+                        V(p0[i], p1[i], p2[i], p3[i], p4[i], p5[i], p6[i], p7[i])
+                    }
+                    let x0 = at(c), x1 = at(pw + c), x2 = at(2 * pw + c), x3 = at(3 * pw + c), x4 = at(4 * pw + c)
+                    let x5 = at(5 * pw + c)
+                    let (y0, y1, y2, y3, y4, y5) = winogradB(x0, x1, x2, x3, x4, x5)
+                    t[c] = y0; t[6 + c] = y1; t[12 + c] = y2; t[18 + c] = y3; t[24 + c] = y4; t[30 + c] = y5
+                }
+                // Row pass: row r of t, transformed along columns, gives ξ = r·6 + j.
+                let base = v + panel * panelStride + half * 8
+                for r in 0..<6 {
+                    let (y0, y1, y2, y3, y4, y5) = winogradB(t[r * 6], t[r * 6 + 1], t[r * 6 + 2], t[r * 6 + 3],
+                                                             t[r * 6 + 4], t[r * 6 + 5])
+                    let d = base + r * 6 * xiStride
+                    UnsafeMutableRawPointer(d).storeBytes(of: y0, as: V.self)
+                    UnsafeMutableRawPointer(d + xiStride).storeBytes(of: y1, as: V.self)
+                    UnsafeMutableRawPointer(d + 2 * xiStride).storeBytes(of: y2, as: V.self)
+                    UnsafeMutableRawPointer(d + 3 * xiStride).storeBytes(of: y3, as: V.self)
+                    UnsafeMutableRawPointer(d + 4 * xiStride).storeBytes(of: y4, as: V.self)
+                    UnsafeMutableRawPointer(d + 5 * xiStride).storeBytes(of: y5, as: V.self)
+                }
+            }
+        }
+    }
+}
+
+/// Aᵀ m along one axis: six values in, four out.
+@inline(__always)
+func winogradA(_ m0: SIMD8<Float>, _ m1: SIMD8<Float>, _ m2: SIMD8<Float>, _ m3: SIMD8<Float>, _ m4: SIMD8<Float>,
+               _ m5: SIMD8<Float>) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+    let s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4
+    return (m0 + s12 + s34, d12 + d34 * 2, s12 + s34 * 4, d12 + d34 * 8 + m5)
+}
+
+/// Phase D for one output channel: `m + ξ·xiStride + tile` → the (tilesY·4) × (tilesX·4) plane.
+@inline(__always)
+func winogradTransformOutput(_ p: WinogradPlan, _ m: UnsafePointer<Float>, xiStride: Int,
+                             plane: UnsafeMutablePointer<Float>) {
+    typealias V = SIMD8<Float>
+    let pw = p.tilesX * 4
+    var t0 = 0
+    while t0 < p.tiles {
+        let lanes = min(8, p.tiles - t0)
+        @inline(__always) func ld(_ xi: Int) -> V {
+            UnsafeRawPointer(m + xi * xiStride + t0).loadUnaligned(as: V.self)
+        }
+        // Column pass over the 6 rows ξ = r·6 + c: for each c, combine rows r.
+        withUnsafeTemporaryAllocation(of: V.self, capacity: 24) { z in
+            for c in 0..<6 {
+                let (a0, a1, a2, a3) = winogradA(ld(c), ld(6 + c), ld(12 + c), ld(18 + c), ld(24 + c), ld(30 + c))
+                z[c] = a0; z[6 + c] = a1; z[12 + c] = a2; z[18 + c] = a3
+            }
+            for r in 0..<4 {
+                let (o0, o1, o2, o3) = winogradA(z[r * 6], z[r * 6 + 1], z[r * 6 + 2], z[r * 6 + 3], z[r * 6 + 4], z[r * 6 + 5])
+                for l in 0..<lanes {
+                    let t = t0 + l
+                    let d = plane + ((t / p.tilesX) * 4 + r) * pw + (t % p.tilesX) * 4
+                    d[0] = o0[l]; d[1] = o1[l]; d[2] = o2[l]; d[3] = o3[l]
+                }
+            }
+        }
+        t0 += 8
+    }
+}
+
+/// U[ξ][ic][r] = (G g Gᵀ)[ξ] for output channels r < `rows` (≤ 6) of a row tile; lanes 6, 7 (and r ≥ rows) are 0.
+/// `w` points at the tile's first output channel (inC × 3 × 3 weights each).
+@inline(__always)
+func winogradTransformWeightTile(_ w: UnsafePointer<Float>, rows: Int, inC: Int, into u: UnsafeMutablePointer<Float>) {
+    typealias V = SIMD8<Float>
+    let rs = inC * 9
+    // Rows past `rows` read row 0 and are masked to zero.
+    let w0 = w, w1 = w + (rows > 1 ? rs : 0), w2 = w + (rows > 2 ? 2 * rs : 0)
+    let w3 = w + (rows > 3 ? 3 * rs : 0), w4 = w + (rows > 4 ? 4 * rs : 0), w5 = w + (rows > 5 ? 5 * rs : 0)
+    var mask = V()
+    for r in 0..<rows { mask[r] = 1 }
+    let xiStride = inC * 8
+    @inline(__always) func rowsG(_ a: V, _ b: V, _ c: V) -> (V, V, V, V, V, V) {
+        let q = Float(1) / 6, e = Float(1) / 24, t = Float(1) / 12
+        let ac = a + c
+        return (a * 0.25, (ac + b) * -q, (ac - b) * -q, a * e + b * t + c * q, a * e - b * t + c * q, c)
+    }
+    for c in 0..<inC {
+        let o = c * 9
+        @inline(__always) func tap(_ t: Int) -> V { V(w0[o + t], w1[o + t], w2[o + t], w3[o + t], w4[o + t], w5[o + t], 0, 0) * mask }
+        let (t00, t10, t20, t30, t40, t50) = rowsG(tap(0), tap(3), tap(6))
+        let (t01, t11, t21, t31, t41, t51) = rowsG(tap(1), tap(4), tap(7))
+        let (t02, t12, t22, t32, t42, t52) = rowsG(tap(2), tap(5), tap(8))
+        let base = UnsafeMutableRawPointer(u + c * 8)
+        @inline(__always) func store(_ row: Int, _ a: V, _ b: V, _ cc: V) {
+            let (x0, x1, x2, x3, x4, x5) = rowsG(a, b, cc)
+            let d = base + row * 6 * xiStride * 4
+            d.storeBytes(of: x0, as: V.self)
+            d.storeBytes(of: x1, toByteOffset: xiStride * 4, as: V.self)
+            d.storeBytes(of: x2, toByteOffset: 2 * xiStride * 4, as: V.self)
+            d.storeBytes(of: x3, toByteOffset: 3 * xiStride * 4, as: V.self)
+            d.storeBytes(of: x4, toByteOffset: 4 * xiStride * 4, as: V.self)
+            d.storeBytes(of: x5, toByteOffset: 5 * xiStride * 4, as: V.self)
+        }
+        store(0, t00, t01, t02); store(1, t10, t11, t12); store(2, t20, t21, t22)
+        store(3, t30, t31, t32); store(4, t40, t41, t42); store(5, t50, t51, t52)
+    }
+}
+
+/// C[rows][16] (row stride ldc) = A · B[k][16], A packed as a[k][8] (row r in lane r). Stores only `rows` rows.
+@inline(__always)
+func gemmKernelPacked6x16(a: UnsafePointer<Float>, b: UnsafePointer<Float>, k: Int, c: UnsafeMutablePointer<Float>,
+                          ldc: Int, rows: Int) {
+    typealias V = SIMD8<Float>
+    var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
+    var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
+    let braw = UnsafeRawPointer(b)
+    for kk in 0..<k {
+        let b0 = braw.loadUnaligned(fromByteOffset: kk * 64, as: V.self)
+        let b1 = braw.loadUnaligned(fromByteOffset: kk * 64 + 32, as: V.self)
+        let ak = a + kk * 8
+        var s = V(repeating: ak[0]); c00 += s * b0; c01 += s * b1
+        s = V(repeating: ak[1]); c10 += s * b0; c11 += s * b1
+        s = V(repeating: ak[2]); c20 += s * b0; c21 += s * b1
+        s = V(repeating: ak[3]); c30 += s * b0; c31 += s * b1
+        s = V(repeating: ak[4]); c40 += s * b0; c41 += s * b1
+        s = V(repeating: ak[5]); c50 += s * b0; c51 += s * b1
+    }
+    @inline(__always) func put(_ r: Int, _ x: V, _ y: V) {
+        let o = UnsafeMutableRawPointer(c + r * ldc)
+        o.storeBytes(of: x, as: V.self); o.storeBytes(of: y, toByteOffset: 32, as: V.self)
+    }
+    if rows == 6 {
+        put(0, c00, c01); put(1, c10, c11); put(2, c20, c21); put(3, c30, c31); put(4, c40, c41); put(5, c50, c51)
+    } else {
+        put(0, c00, c01)
+        if rows > 1 { put(1, c10, c11) }
+        if rows > 2 { put(2, c20, c21) }
+        if rows > 3 { put(3, c30, c31) }
+        if rows > 4 { put(4, c40, c41) }
+    }
+}
