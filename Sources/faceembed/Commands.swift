@@ -117,6 +117,7 @@ enum Commands {
         let usage = """
             usage: faceembed convert SYMBOL.json PARAMS -o OUT.feb
                    faceembed convert MODEL_DIR -o OUT.feb     (a folder with model-symbol.json and model-0000.params)
+                   faceembed convert MODEL.onnx -o OUT.feb    (an ONNX recognition model, e.g. insightface's w600k_mbf.onnx)
 
             Converts an insightface MXNet model (MobileFaceNet or LResNet-IR of any depth) into a FaceEmbed weight
             file: batch norms folded, graph checked, every parameter's shape verified.
@@ -129,6 +130,12 @@ enum Commands {
         if a.flags.contains("--help") { print(usage); return 0 }
         guard let out = a.options["--output"] else { throw UsageError("-o OUT.feb is required") }
         var symbol: String, params: String
+        if a.positional.count == 1, a.positional[0].lowercased().hasSuffix(".onnx") {
+            let s = try ModelConverter.convertONNX(a.positional[0], to: out)
+            print("\(out): \(s.name) (\(s.kind)), \(s.embeddingSize)-d embedding, \(s.layers) fused layers, " +
+                  "\(s.parameters) weights, \(String(format: "%.3f", Double(s.multiplyAdds) * 2e-9)) GFLOP per image")
+            return 0
+        }
         switch a.positional.count {
         case 1:
             symbol = a.positional[0] + "/model-symbol.json"; params = a.positional[0] + "/model-0000.params"

@@ -34,4 +34,29 @@ public enum ModelConverter {
         return ConversionSummary(kind: p.kind, name: p.name, embeddingSize: p.embeddingSize, layers: p.layers.count,
                                  parameters: p.tensors.reduce(0) { $0 + $1.count }, multiplyAdds: p.macs)
     }
+
+    /// Converts an ONNX recognition model (insightface's `w600k_mbf.onnx`, `w600k_r50.onnx`, MXNet exports, …)
+    /// into a flat file at `output`.
+    ///
+    /// Supported operators: Conv, BatchNormalization, PRelu, Add, Sub, Mul, Div, Flatten, Reshape, Gemm, MatMul,
+    /// Identity, Constant, Dropout; any other is refused by name. Sub/Mul on the input are the model's own
+    /// preprocessing; without them the model takes insightface's `(x − 127.5) / 127.5` on RGB.
+    /// The file is mapped, and tensors are folded and written one at a time.
+    @discardableResult
+    public static func convertONNX(_ path: String, to output: String) throws(FaceEmbedError) -> ConversionSummary {
+        let onnx = try ONNXModel(path: path)
+        let stem = String(path.split(separator: "/").last ?? "").replacingSuffix(".onnx")
+        let model = try ONNXImporter.importModel(onnx, name: stem)
+        try FlatFile.validate(model.plan, embeddingSize: model.plan.embeddingSize) { .unsupportedModel(file: path, reason: $0) }
+        try FlatFile.write(model, to: output)
+        let p = model.plan
+        return withExtendedLifetime(onnx) {
+            ConversionSummary(kind: p.kind, name: p.name, embeddingSize: p.embeddingSize, layers: p.layers.count,
+                              parameters: p.tensors.reduce(0) { $0 + $1.count }, multiplyAdds: p.macs)
+        }
+    }
+}
+
+private extension String {
+    func replacingSuffix(_ suffix: String) -> String { hasSuffix(suffix) ? String(dropLast(suffix.count)) : self }
 }
