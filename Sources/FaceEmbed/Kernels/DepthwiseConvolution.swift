@@ -2,11 +2,40 @@
 //
 //   input  [C][inH][inW], weights [C][kh][kw], output [C][outH][outW]
 //   Each channel is copied into a zero-bordered plane [(inH + 2·padH)][(inW + 2·padW)] in scratch, so the inner
-//   loop has no bounds checks: out[y][x] = Σ w[ky][kx] · plane[y·s + ky][x·s + kx]. Stride 1 runs 8 pixels wide.
+//   loop has no bounds checks: out[y][x] = Σ w[ky][kx] · plane[y·s + ky][x·s + kx]. Stride 1 runs 8 pixels wide
+//   over a plane widened so whole vectors fit; stride 2 (3 wide) splits the plane into even and odd columns so its
+//   loads are contiguous too.
 // Channels are split across threads. Covers MobileFaceNet's 3×3 s1/s2 layers and its 7×7 global depthwise head.
 
-/// Scratch floats one thread needs for `depthwiseConvolution` on `g`: a padded plane and one output row.
-func depthwiseScratch(_ g: ConvGeometry) -> Int { (g.inH + 2 * g.padH) * (g.inW + 2 * g.padW) + g.outW + 8 }
+/// Padded-plane layout of a depthwise convolution: every vector load of the 8-wide loops stays inside it.
+struct DepthwiseLayout {
+    /// Output row length rounded up to whole vectors.
+    let vectorWidth: Int
+    /// Row length of the zero-bordered input plane (at least the padded input width).
+    let planeWidth: Int
+    let planeHeight: Int
+    /// Stride 2 with a 3-wide kernel: the plane is also split into even and odd columns (`planeWidth / 2` each).
+    let splitColumns: Bool
+
+    init(_ g: ConvGeometry) {
+        vectorWidth = (g.outW + 7) / 8 * 8
+        planeHeight = g.inH + 2 * g.padH
+        let padded = g.inW + 2 * g.padW
+        splitColumns = g.strideW == 2 && g.kW == 3
+        if splitColumns {
+            planeWidth = (max(padded, 2 * vectorWidth + 2) + 15) / 16 * 16
+        } else if g.strideW == 1 {
+            planeWidth = max(padded, vectorWidth + g.kW - 1)
+        } else {
+            planeWidth = padded
+        }
+    }
+
+    var floats: Int { planeHeight * planeWidth * (splitColumns ? 2 : 1) + vectorWidth + 8 }
+}
+
+/// Scratch floats one thread needs for `depthwiseConvolution` on `g`: the padded plane(s) and one output row.
+func depthwiseScratch(_ g: ConvGeometry) -> Int { DepthwiseLayout(g).floats }
 
 /// Fast depthwise convolution on one image; `scratch` holds `threads` blocks of `depthwiseScratch(g)` floats.
 func depthwiseConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights: UnsafePointer<Float>,
@@ -14,33 +43,78 @@ func depthwiseConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weight
                           scratch: UnsafeMutablePointer<Float>, threads: Int) {
     let parts = max(1, min(threads, g.inC / 8))
     let perThread = depthwiseScratch(g)
-    let pw = g.inW + 2 * g.padW, ph = g.inH + 2 * g.padH
+    let layout = DepthwiseLayout(g)
+    let pw = layout.planeWidth, ph = layout.planeHeight
     parallelFor(parts, threads: threads) { part in
         let plane = scratch + part * perThread
-        let row = plane + pw * ph
-        if g.padH > 0 || g.padW > 0 { plane.initialize(repeating: 0, count: pw * ph) }
+        let split = plane + pw * ph           // even columns, then odd columns (split layout only)
+        let row = plane + layout.floats - layout.vectorWidth - 8
+        plane.initialize(repeating: 0, count: pw * ph)
         for c in chunk(g.inC, parts: parts, index: part) {
             let src = input + c * g.inH * g.inW
             for y in 0..<g.inH {
                 (plane + (y + g.padH) * pw + g.padW).update(from: src + y * g.inW, count: g.inW)
             }
             let w = weights + c * g.kH * g.kW
-            for oy in 0..<g.outH {
-                depthwiseRow(g, plane: plane, planeWidth: pw, weights: w, oy: oy, row: row)
-                epilogue.apply(channel: c, acc: row, out: output, offset: (c * g.outH + oy) * g.outW, count: g.outW)
+            if layout.splitColumns {
+                let half = pw / 2
+                for y in 0..<ph {
+                    let r = UnsafeRawPointer(plane + y * pw)
+                    let e = UnsafeMutableRawPointer(split + y * half), o = UnsafeMutableRawPointer(split + ph * half + y * half)
+                    var x = 0
+                    while x < pw {
+                        let v = r.loadUnaligned(fromByteOffset: x * 4, as: SIMD16<Float>.self)
+                        e.storeBytes(of: v.evenHalf, toByteOffset: x * 2, as: SIMD8<Float>.self)
+                        o.storeBytes(of: v.oddHalf, toByteOffset: x * 2, as: SIMD8<Float>.self)
+                        x += 16
+                    }
+                }
+                for oy in 0..<g.outH {
+                    depthwiseRowStride2(g, even: split, odd: split + ph * half, halfWidth: half, weights: w, oy: oy,
+                                        width: layout.vectorWidth, row: row)
+                    epilogue.apply(channel: c, acc: row, out: output, offset: (c * g.outH + oy) * g.outW, count: g.outW)
+                }
+            } else {
+                for oy in 0..<g.outH {
+                    depthwiseRow(g, plane: plane, planeWidth: pw, weights: w, oy: oy, vectorWidth: layout.vectorWidth,
+                                 row: row)
+                    epilogue.apply(channel: c, acc: row, out: output, offset: (c * g.outH + oy) * g.outW, count: g.outW)
+                }
             }
         }
     }
 }
 
-/// One output row of one channel: row[x] = Σ w[ky][kx] · plane[oy·sh + ky][x·sw + kx].
+/// One output row of a stride-2, 3-wide depthwise convolution from the even/odd column planes:
+/// row[x] = Σ_ky w[ky][0]·even[2oy+ky][x] + w[ky][1]·odd[2oy+ky][x] + w[ky][2]·even[2oy+ky][x+1].
+@inline(__always)
+func depthwiseRowStride2(_ g: ConvGeometry, even: UnsafePointer<Float>, odd: UnsafePointer<Float>, halfWidth: Int,
+                         weights w: UnsafePointer<Float>, oy: Int, width: Int, row: UnsafeMutablePointer<Float>) {
+    typealias V = SIMD8<Float>
+    var x = 0
+    while x < width {
+        var acc = V()
+        for ky in 0..<g.kH {
+            let line = (oy * g.strideH + ky) * halfWidth + x
+            let e = UnsafeRawPointer(even + line), o = UnsafeRawPointer(odd + line)
+            acc += V(repeating: w[ky * 3]) * e.loadUnaligned(as: V.self)
+            acc += V(repeating: w[ky * 3 + 1]) * o.loadUnaligned(as: V.self)
+            acc += V(repeating: w[ky * 3 + 2]) * e.loadUnaligned(fromByteOffset: 4, as: V.self)
+        }
+        UnsafeMutableRawPointer(row + x).storeBytes(of: acc, as: V.self)
+        x += 8
+    }
+}
+
+/// One output row of one channel: row[x] = Σ w[ky][kx] · plane[oy·sh + ky][x·sw + kx]. Stride 1 computes
+/// `vectorWidth` values 8 at a time (the plane is wide enough); other strides run scalar.
 @inline(__always)
 func depthwiseRow(_ g: ConvGeometry, plane: UnsafePointer<Float>, planeWidth pw: Int, weights w: UnsafePointer<Float>,
-                  oy: Int, row: UnsafeMutablePointer<Float>) {
+                  oy: Int, vectorWidth: Int, row: UnsafeMutablePointer<Float>) {
     typealias V = SIMD8<Float>
     var x = 0
     if g.strideW == 1 {
-        while x + 8 <= g.outW {
+        while x < vectorWidth {
             var acc = V()
             for ky in 0..<g.kH {
                 let line = UnsafeRawPointer(plane + (oy * g.strideH + ky) * pw + x)
@@ -51,6 +125,7 @@ func depthwiseRow(_ g: ConvGeometry, plane: UnsafePointer<Float>, planeWidth pw:
             UnsafeMutableRawPointer(row + x).storeBytes(of: acc, as: V.self)
             x += 8
         }
+        return
     }
     while x < g.outW {
         var acc: Float = 0
