@@ -11,6 +11,7 @@ let commands: [(name: String, summary: String, run: ([String]) throws -> Int32)]
     ("convert", "convert an MXNet model into a FaceEmbed weight file (.feb)", Commands.convert),
     ("info", "describe a FaceEmbed weight file", Commands.info),
     ("bench", "time the model: latency, throughput, GFLOP/s, peak memory, per-layer profile", Commands.bench),
+    ("eval-lfw", "LFW verification accuracy (insightface protocol), flip and non-flip", Commands.evalLFW),
 ]
 
 let mainUsage = """
