@@ -217,6 +217,30 @@ def unknown_ops():
     return g.model(x), None, True
 
 
+def refusals():
+    """Graphs FaceEmbed must refuse, each with a phrase its error message contains."""
+    out = {}
+
+    def case(name, phrase, build):
+        g = G("refuse_" + name, 17)
+        out[name] = (g.model(build(g)), phrase)
+
+    case("asymmetric_pads", "asymmetric padding",
+         lambda g: g.op("Flatten", [g.op("Conv", ["data", g.w([4, 3, 3, 3])], kernel_shape=[3, 3], strides=[4, 4], pads=[0, 0, 1, 1])]))
+    case("dilation", "dilation",
+         lambda g: g.op("Flatten", [g.op("Conv", ["data", g.w([4, 3, 3, 3])], kernel_shape=[3, 3], strides=[4, 4], dilations=[2, 2])]))
+    case("sub_computed", "Sub of two computed values",
+         lambda g: g.op("Flatten", [g.op("Sub", [g.conv("data", 3, 4, s=8), g.conv("data", 3, 4, s=8)])]))
+    case("per_channel_input", "per-channel input normalisation",
+         lambda g: g.op("Flatten", [g.conv(g.op("Sub", ["data", g.const(np.array([1, 2, 3]).reshape(1, 3, 1, 1))]), 3, 4, s=8)]))
+    case("reshape", "Reshape",
+         lambda g: g.op("Flatten", [g.op("Reshape", [g.conv("data", 3, 4, s=8), g.const(np.array([1, 2, 28, 14]), np.int64)])]))
+    case("prelu_slope", "slope",
+         lambda g: g.op("Flatten", [g.op("PRelu", [g.conv("data", 3, 4, s=8), g.slope([3])])]))
+    case("not_vector", "not an embedding vector", lambda g: g.conv("data", 3, 4, s=8))
+    return out
+
+
 CASES = [("prelu_shapes", prelu_shapes), ("bn_spatial", bn_spatial), ("gemm_4d", gemm_4d), ("preprocess", preprocess),
          ("matmul_head", matmul_head)]
 
@@ -243,6 +267,11 @@ def committed():
     model, _, _ = unknown_ops()
     with open(os.path.join(FIXTURES, "unknown_ops.onnx.bin"), "wb") as f:
         f.write(model.SerializeToString())
+    meta["refusals"] = {}
+    for name, (model, phrase) in refusals().items():
+        with open(os.path.join(FIXTURES, "refuse_%s.onnx.bin" % name), "wb") as f:
+            f.write(model.SerializeToString())
+        meta["refusals"][name] = phrase
     with open(os.path.join(FIXTURES, "onnx-quirks.json"), "w") as f:
         json.dump(meta, f, indent=1)
 

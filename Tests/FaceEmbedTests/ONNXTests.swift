@@ -205,6 +205,21 @@ enum ONNXFixtures {
         #expect(!FileManager.default.fileExists(atPath: out))
     }
 
+    @Test func unsupportedConstructsAreRefusedWithReasons() throws {
+        let meta = try loadJSON(ONNXFixtures.folder.appendingPathComponent("onnx-quirks.json").path)
+        let cases = meta["refusals"] as! [String: String]
+        #expect(cases.count >= 7)
+        for (name, phrase) in cases.sorted(by: { $0.key < $1.key }) {
+            let out = TestModels.folder.appendingPathComponent("onnx-refuse-\(name).feb").path
+            do {
+                try ModelConverter.convertONNX(ONNXFixtures.path("refuse_\(name)"), to: out)
+                Issue.record("\(name) was accepted")
+            } catch {
+                #expect(error.description.contains(phrase), "\(name): \(error)")
+            }
+        }
+    }
+
     // MARK: The real model
 
     @Test func realW600KMobileFaceNetMatchesOnnxruntimeOnLFW() throws {

@@ -101,8 +101,8 @@ enum ONNXImporter {
                 switch node.attributes[name] {
                 case nil: return d
                 case let .int(v)?:
-                    guard let x = Int(exactly: v), abs(x) < 1 << 30 else { throw fail("node \(label): attribute \(name) = \(v)") }
-                    return x
+                    guard v > -(1 << 30), v < 1 << 30 else { throw fail("node \(label): attribute \(name) = \(v)") }
+                    return Int(v)
                 default: throw fail("node \(label): attribute \(name) is not an integer")
                 }
             }
@@ -110,7 +110,7 @@ enum ONNXImporter {
                 switch node.attributes[name] {
                 case nil: return nil
                 case let .ints(v)?:
-                    guard v.count <= 8, v.allSatisfy({ abs($0) < 1 << 30 }) else { throw fail("node \(label): attribute \(name) = \(v)") }
+                    guard v.count <= 8, v.allSatisfy({ $0 > -(1 << 30) && $0 < 1 << 30 }) else { throw fail("node \(label): attribute \(name) = \(v)") }
                     return v.map { Int($0) }
                 default: throw fail("node \(label): attribute \(name) is not a list of integers")
                 }
@@ -338,17 +338,21 @@ enum ONNXImporter {
                 let xs = shape(x.op)
                 let current = x.rank == 4 ? [1, xs.c, xs.h, xs.w] : [1, xs.c * xs.h * xs.w]
                 let allowZero = try int("allowzero", 0) != 0
-                var target = t.ints(bytes).map { Int(clamping: $0) }
-                guard target.count <= 8 else { throw fail("Reshape \(label): target \(target)") }
+                let raw = t.ints(bytes)
+                guard raw.count <= 8, raw.allSatisfy({ $0 >= -1 && $0 <= 1 << 28 }) else { throw fail("Reshape \(label): target shape \(raw)") }
+                var target = raw.map { Int($0) }
                 for i in target.indices where target[i] == 0 && !allowZero {
                     guard i < current.count else { throw fail("Reshape \(label): 0 at axis \(i) past the input's rank") }
                     target[i] = current[i]
                 }
-                let known = target.filter { $0 != -1 }.reduce(1, *)
+                func product(_ v: [Int]) -> Int {  // saturating, so a hostile shape cannot overflow
+                    v.reduce(1) { p, d in let (r, o) = p.multipliedReportingOverflow(by: d); return o ? Int.max : r }
+                }
+                let known = product(target.filter { $0 != -1 })
                 if target.filter({ $0 == -1 }).count == 1, known > 0, xs.count % known == 0 {
                     target = target.map { $0 == -1 ? xs.count / known : $0 }
                 }
-                guard target.allSatisfy({ $0 >= 1 }), target.reduce(1, *) == xs.count else {
+                guard target.allSatisfy({ $0 >= 1 }), product(target) == xs.count else {
                     throw fail("Reshape \(label): \(t.ints(bytes)) does not fit a value of \(current)")
                 }
                 if target == [1, xs.count] {
