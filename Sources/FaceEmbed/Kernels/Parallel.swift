@@ -96,7 +96,12 @@ final class WorkerPool: @unchecked Sendable {
         ticket.store(t, ordering: .releasing)
         for s in slots where s.parked.exchange(0, ordering: .sequentiallyConsistent) == 1 { s.wake.signal() }
         claim()
-        while completed.load(ordering: .acquiring) < count {}
+        var spins = 0
+        while completed.load(ordering: .acquiring) < count {
+            // On an oversubscribed machine the worker holding the last item may be descheduled: let it run.
+            spins += 1
+            if spins & 1023 == 0 { sched_yield() }
+        }
         job = nil
         busy.store(false, ordering: .releasing)
         return true
@@ -128,6 +133,7 @@ final class WorkerPool: @unchecked Sendable {
             var spins = 0
             while ticket.load(ordering: .relaxed) == seen {
                 spins += 1
+                if spins & 1023 == 0 { sched_yield() }
                 if spins >= WorkerPool.spinLimit {
                     slot.parked.store(1, ordering: .sequentiallyConsistent)
                     if ticket.load(ordering: .sequentiallyConsistent) == seen {

@@ -1,0 +1,344 @@
+#!/usr/bin/env python3
+"""FaceEmbed against ONNX Runtime, OpenVINO, ncnn and MXNet on the same models, threads and batch sizes.
+
+    python Tools/bench_compare.py                  # everything (needs the venv from Tools/requirements.txt)
+    python Tools/bench_compare.py --rounds 3 --only y1
+
+What it does:
+  1. builds FaceEmbed release twice: with `-Xswiftc -target-cpu -Xswiftc native` (.build-bench-native) and with
+     default flags (.build-bench-default, the extra "default flags" row);
+  2. converts the real y1 (../shared/models/mobilefacenet-arcface) and the seeded-random r100
+     (Fixtures-local/r100, made by `python Tools/make_fixtures.py --local`) with `faceembed convert`;
+  3. exports the same MXNet symbol + params to ONNX (mxnet.onnx, MXNet 1.9.1), and from ONNX to ncnn with pnnx;
+  4. runs every runtime in its own process (so each gets its own thread settings and peak-RSS figure), interleaved
+     round by round: per round, one process per runtime, each timing `--iterations` calls after `--warmup`;
+  5. prints median ms per call (median over rounds of each round's median), ms per image, peak RSS, and
+     FaceEmbed's time as a ratio to each peer (< 1 means FaceEmbed is faster).
+
+A peer that cannot be installed, exported or converted is listed with the reason instead of a time.
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIDE = 112
+
+MODELS = {
+    "y1": {"dir": os.path.join(ROOT, "..", "shared", "models", "mobilefacenet-arcface"), "label": "y1 MobileFaceNet"},
+    "r100": {"dir": os.path.join(ROOT, "Fixtures-local", "r100"), "label": "ResNet100-IR (seeded random weights)"},
+}
+CONFIGS = [("y1", 1, 1), ("y1", 1, 2), ("y1", 8, 2), ("r100", 1, 1), ("r100", 1, 2)]
+PEERS = ["openvino", "ncnn", "onnxruntime", "mxnet"]
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def peak_rss_bytes():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r if sys.platform == "darwin" else r * 1024
+
+
+def summarize(times, batch):
+    times = sorted(times)
+    pick = lambda p: times[min(len(times) - 1, int(round((len(times) - 1) * p)))]
+    return {"median_ms": statistics.median(times) * 1e3, "p10_ms": pick(0.1) * 1e3, "p90_ms": pick(0.9) * 1e3,
+            "batch": batch, "peak_rss_bytes": peak_rss_bytes()}
+
+
+# ---------------------------------------------------------------------------------------------------- workers
+# Each runs in a fresh process: `bench_compare.py --worker NAME --model PATH --batch B --threads T ...`.
+
+def time_calls(call, iterations, warmup):
+    for _ in range(warmup):
+        call()
+    out = []
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def worker(a):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, size=(a.batch, 3, SIDE, SIDE)).astype(np.float32)
+    if a.worker == "onnxruntime":
+        import onnxruntime as ort
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = a.threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        sess = ort.InferenceSession(a.model, so, providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        call = lambda: sess.run(None, {name: x})
+    elif a.worker == "openvino":
+        import openvino as ov
+        core = ov.Core()
+        compiled = core.compile_model(core.read_model(a.model), "CPU",
+                                      {"INFERENCE_NUM_THREADS": a.threads, "PERFORMANCE_HINT": "LATENCY",
+                                       "NUM_STREAMS": 1})
+        req = compiled.create_infer_request()
+        call = lambda: req.infer([x])
+    elif a.worker == "ncnn":
+        import ncnn
+        net = ncnn.Net()
+        net.opt.num_threads = a.threads
+        net.opt.use_vulkan_compute = False
+        param, binf = a.model.split(",")
+        if net.load_param(param) != 0 or net.load_model(binf) != 0:
+            raise SystemExit("ncnn could not load " + a.model)
+        # clone: a Mat that wraps numpy memory crashed in extract (ncnn 1.0.20261020 wheel)
+        mats = [ncnn.Mat(np.ascontiguousarray(x[i])).clone() for i in range(a.batch)]
+
+        def call():
+            for m in mats:  # ncnn has no batch dimension: one extractor per image
+                ex = net.create_extractor()
+                ex.input("in0", m)
+                ex.extract("out0")
+    elif a.worker == "mxnet":
+        import mxnet as mx
+        sym, args, auxs = mx.model.load_checkpoint(a.model, 0)
+        sym = sym.get_internals()["fc1_output"]
+        ex = sym.bind(mx.cpu(), dict(args, data=mx.nd.array(x)), aux_states=auxs, grad_req="null")
+        call = lambda: ex.forward(is_train=False)[0].asnumpy()
+    else:
+        raise SystemExit("unknown worker " + a.worker)
+    print(json.dumps(summarize(time_calls(call, a.iterations, a.warmup), a.batch)))
+
+
+# ---------------------------------------------------------------------------------------------------- setup
+
+def run(cmd, **kw):
+    log("$ " + " ".join(cmd))
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def build(source, scratch, native):
+    cmd = ["swift", "build", "-c", "release", "--product", "faceembed", "--scratch-path", os.path.join(ROOT, scratch)]
+    if native:
+        cmd += ["-Xswiftc", "-target-cpu", "-Xswiftc", "native"]
+    run(cmd, cwd=source, stdout=subprocess.DEVNULL)
+    return os.path.join(ROOT, scratch, "release", "faceembed")
+
+
+def export_onnx(model_dir, batch, out):
+    """MXNet symbol + params -> ONNX with mxnet.onnx (MXNet 1.9.1). Returns None or the reason it failed."""
+    code = f"""
+import numpy as np, mxnet as mx
+from mxnet import onnx as mx2onnx
+sym, args, auxs = mx.model.load_checkpoint({os.path.join(model_dir, 'model')!r}, 0)
+sym = sym.get_internals()['fc1_output']
+params = dict(args); params.update(auxs)
+mx2onnx.export_model(sym, params, in_shapes=[({batch}, 3, {SIDE}, {SIDE})], in_types=[np.float32],
+                     onnx_file_path={out!r}, verbose=False)
+# mx2onnx writes FullyConnected's flatten as Flatten(axis=-1), which with current onnx/onnxruntime flattens
+# (N, C, 1, 1) to (N*C, 1); MXNet flattens to (N, C*H*W), which is axis=1.
+import onnx
+m = onnx.load({out!r})
+for n in m.graph.node:
+    if n.op_type == 'Flatten':
+        for at in n.attribute:
+            if at.name == 'axis' and at.i == -1:
+                at.i = 1
+# PRelu slopes come out as (C,); ONNX broadcasts from the right, so NCHW needs (C, 1, 1).
+inits = {{i.name: i for i in m.graph.initializer}}
+for n in m.graph.node:
+    if n.op_type == 'PRelu' and n.input[1] in inits and len(inits[n.input[1]].dims) == 1:
+        inits[n.input[1]].dims.extend([1, 1])
+# Initializers need not be graph inputs (IR >= 4); dropping them there avoids stale shapes.
+keep = [i for i in m.graph.input if i.name not in inits]
+del m.graph.input[:]
+m.graph.input.extend(keep)
+# FullyConnected's output reshape is built from the input's 4-D shape; MXNet (flatten=True) gives (N, hidden).
+from onnx import helper, TensorProto
+gemm_out = {{n.output[0] for n in m.graph.node if n.op_type == 'Gemm'}}
+for n in m.graph.node:
+    if n.op_type == 'Reshape' and n.input[0] in gemm_out:
+        name = n.input[0] + '_nc_shape'
+        m.graph.initializer.append(helper.make_tensor(name, TensorProto.INT64, [2], [{batch}, -1]))
+        n.input[1] = name
+onnx.save(m, {out!r})
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return None if r.returncode == 0 and os.path.exists(out) else "ONNX export failed: " + (r.stderr.strip().splitlines() or ["?"])[-1]
+
+
+def convert_ncnn(onnx_path, batch, workdir):
+    """ONNX -> ncnn with pnnx. Returns ('param,bin', None) or (None, reason)."""
+    pnnx = shutil.which("pnnx") or os.path.join(os.path.dirname(sys.executable), "pnnx")
+    if not os.path.exists(pnnx):
+        return None, "pnnx not installed (pip install pnnx)"
+    base = os.path.splitext(os.path.basename(onnx_path))[0]
+    local = os.path.join(workdir, base + ".onnx")
+    if not os.path.exists(local):
+        shutil.copy(onnx_path, local)
+    r = subprocess.run([pnnx, local, f"inputshape=[1,3,{SIDE},{SIDE}]"], cwd=workdir, capture_output=True, text=True)
+    param, binf = os.path.join(workdir, base + ".ncnn.param"), os.path.join(workdir, base + ".ncnn.bin")
+    if r.returncode != 0 or not os.path.exists(param):
+        tail = (r.stderr.strip() or r.stdout.strip()).splitlines()[-1:] or ["?"]
+        return None, "pnnx could not convert the ONNX model: " + tail[0]
+    return param + "," + binf, None
+
+
+def measure(cmd, env=None):
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        return None, (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1]
+    return json.loads(r.stdout[r.stdout.index("{"):]), None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--worker")
+    ap.add_argument("--model")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--iterations", type=int, default=0, help="timed calls per process (default: 40 y1, 8 r100)")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (each runtime once per round)")
+    ap.add_argument("--only", choices=sorted(MODELS), help="only this model")
+    ap.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of " + ",".join(PEERS))
+    ap.add_argument("--no-default-build", action="store_true", help="skip the default-flags FaceEmbed row")
+    ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--source", default=ROOT, help="package to build (default: this checkout)")
+    a = ap.parse_args()
+    if a.worker:
+        return worker(a)
+
+    peers = [p for p in a.peers.split(",") if p]
+    work = tempfile.mkdtemp(prefix="faceembed-bench-")
+    native = build(a.source, ".build-bench-native", True)
+    default = None if a.no_default_build else build(a.source, ".build-bench-default", False)
+
+    notes, files = {}, {}
+    for name, m in MODELS.items():
+        if a.only and name != a.only:
+            continue
+        if not os.path.exists(os.path.join(m["dir"], "model-0000.params")):
+            notes[name] = f"{m['dir']} has no model-0000.params (r100: python Tools/make_fixtures.py --local)"
+            continue
+        feb = os.path.join(work, name + ".feb")
+        run([native, "convert", m["dir"], "-o", feb], stdout=subprocess.DEVNULL)
+        files[name] = {"feb": feb, "mxnet": os.path.join(m["dir"], "model")}
+        for batch in sorted({b for (mn, b, _) in CONFIGS if mn == name}):
+            onnx_path = os.path.join(work, f"{name}_b{batch}.onnx")  # pnnx turns '-' into '_' in its outputs
+            err = export_onnx(m["dir"], batch, onnx_path)
+            files[name][("onnx", batch)] = (None, err) if err else (onnx_path, None)
+        onnx1 = files[name][("onnx", 1)][0]
+        files[name]["ncnn"] = convert_ncnn(onnx1, 1, work) if onnx1 else (None, "no ONNX model to convert")
+
+    results = {}  # (config, runner) -> list of per-round summaries
+    errors = {}
+    configs = [c for c in CONFIGS if c[0] in files]
+    runners = ["faceembed"] + (["faceembed-default"] if default else []) + peers
+    for rnd in range(a.rounds):
+        for cfg in configs:
+            name, batch, threads = cfg
+            iters = a.iterations or (40 if name == "y1" else 8)
+            for runner in runners:
+                if (cfg, runner) in errors:
+                    continue
+                if runner.startswith("faceembed"):
+                    exe = native if runner == "faceembed" else default
+                    cmd = [exe, "bench", "--json", "--model", files[name]["feb"], "--batch", str(batch),
+                           "--threads", str(threads), "--iterations", str(iters), "--warmup", str(a.warmup)]
+                    env = None
+                else:
+                    if runner == "onnxruntime" or runner == "openvino":
+                        path, err = files[name][("onnx", batch)]
+                    elif runner == "ncnn":
+                        path, err = files[name]["ncnn"]
+                    else:
+                        path, err = files[name]["mxnet"], None
+                    if err:
+                        errors[(cfg, runner)] = err
+                        continue
+                    cmd = [sys.executable, os.path.abspath(__file__), "--worker", runner, "--model", path,
+                           "--batch", str(batch), "--threads", str(threads), "--iterations", str(iters),
+                           "--warmup", str(a.warmup)]
+                    # MXNET_SUBGRAPH_BACKEND=NONE: with its MKLDNN subgraph fusions, reading fc1_output fails
+                    # ("We can't generate TBlob for MKLDNN data"); plain MKLDNN operators are still used.
+                    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MXNET_CPU_WORKER_NTHREADS="1",
+                               MXNET_SUBGRAPH_BACKEND="NONE",
+                               OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+                log(f"round {rnd + 1}/{a.rounds}: {runner} {name} batch {batch} threads {threads}")
+                res, err = measure(cmd, env)
+                if err:
+                    errors[(cfg, runner)] = err
+                else:
+                    results.setdefault((cfg, runner), []).append(res)
+
+    # ------------------------------------------------------------------------------------------------ table
+    def cell(cfg, runner):
+        rs = results.get((cfg, runner))
+        if not rs:
+            return None
+        med = statistics.median(r["median_ms"] for r in rs)
+        return {"ms": med, "per_image": med / cfg[1], "rss": max(r["peak_rss_bytes"] for r in rs),
+                "p10": min(r["p10_ms"] for r in rs), "p90": max(r["p90_ms"] for r in rs)}
+
+    cols = runners
+    print()
+    print("FaceEmbed vs peers (median ms per call, median over %d interleaved rounds; ms/image for batch > 1)" % a.rounds)
+    head = "| model | batch | threads | " + " | ".join(cols) + " | " + " | ".join("FE/" + p for p in peers) + " |"
+    print(head)
+    print("|" + "---|" * (3 + len(cols) + len(peers)))
+    out = []
+    for cfg in configs:
+        name, batch, threads = cfg
+        cells = {r: cell(cfg, r) for r in cols}
+        fe = cells["faceembed"]
+        row = [name, str(batch), str(threads)]
+        for r in cols:
+            c = cells[r]
+            row.append("n/a" if c is None else ("%.2f" % c["per_image"] if batch > 1 else "%.2f" % c["ms"]))
+        for p in peers:
+            c = cells[p]
+            row.append("n/a" if c is None or fe is None else "%.2fx" % (fe["per_image"] / c["per_image"]))
+        print("| " + " | ".join(row) + " |")
+        out.append({"model": name, "batch": batch, "threads": threads,
+                    "results": {r: c for r, c in cells.items() if c}})
+    print()
+    print("Peak RSS (MiB, batch 1, threads 1):")
+    for name in files:
+        cfg = (name, 1, 1)
+        print("  " + name + ": " + ", ".join(
+            "%s %.0f" % (r, cell(cfg, r)["rss"] / 2**20) for r in cols if cell(cfg, r)))
+    if errors or notes:
+        print()
+        print("Not run:")
+        for k, v in notes.items():
+            print(f"  {k}: {v}")
+        seen = set()
+        for (cfg, runner), err in errors.items():
+            key = (cfg[0], runner, err)
+            if key not in seen:
+                seen.add(key)
+                print(f"  {runner} on {cfg[0]}: {err}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"rows": out, "errors": {f"{c[0]}/{c[1]}/{c[2]}/{r}": e for (c, r), e in errors.items()}}, f, indent=1)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
