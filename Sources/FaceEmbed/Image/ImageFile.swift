@@ -2,7 +2,7 @@
 //
 // Layout:
 //   ImageDecoder.decode(_:)      magic bytes → JPEG (FF D8), PNG (89 'PNG' …), PPM ("P3"/"P6")
-//   ImageDecoder.load(path:)     reads a file (Foundation) and decodes it; errors name the file
+//   ImageDecoder.load(path:)     maps a regular file and decodes it; errors name the file
 
 import Foundation
 
@@ -49,23 +49,12 @@ public enum ImageDecoder {
             throw .io(file: path, reason: "no such file")
         }
         guard !isDirectory.boolValue else { throw .io(file: path, reason: "is a directory, not an image file") }
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw .io(file: path, reason: "cannot open the file for reading")
+        // MappedFile opens without blocking and refuses what is not a regular file (a FIFO, /dev/zero, which a
+        // read-to-end would wait on or read forever); the size limit is checked before anything is copied.
+        let file = try MappedFile(path: path)
+        guard file.bytes.count <= maxFileBytes else {
+            throw .io(file: path, reason: "the file is \(file.bytes.count) bytes, more than the \(maxFileBytes)-byte limit")
         }
-        defer { try? handle.close() }
-        let data: Data
-        do {
-            let size = try handle.seekToEnd()
-            guard size <= UInt64(maxFileBytes) else {
-                throw FaceEmbedError.io(file: path, reason: "the file is \(size) bytes, more than the \(maxFileBytes)-byte limit")
-            }
-            try handle.seek(toOffset: 0)
-            data = try handle.readToEnd() ?? Data()
-        } catch let e as FaceEmbedError {
-            throw e
-        } catch {
-            throw .io(file: path, reason: "read failed: \(error.localizedDescription)")
-        }
-        return [UInt8](data)
+        return file.array
     }
 }

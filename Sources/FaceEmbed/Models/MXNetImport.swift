@@ -70,7 +70,9 @@ enum MXNetImporter {
             guard i < node.inputs.count else { throw fail("node \(node.name) has no \(what) input") }
             let p = nodes[node.inputs[i]]
             guard p.op == "null" else { throw fail("node \(node.name): \(what) is computed, not a parameter") }
-            return try params.array(p.name)
+            let a = try params.array(p.name)
+            try params.checkFinite(a)
+            return a
         }
         func value(_ node: SymbolNode) throws(FaceEmbedError) -> Int {
             guard let first = node.inputs.first, let v = rawOf[first] else {
@@ -142,6 +144,10 @@ enum MXNetImporter {
                                          variance: try param(node, 4, "moving_var"),
                                          eps: try node.float("eps", default: 1e-3), fixGamma: fixGamma)
                 for a in [bn.gamma, bn.beta, bn.mean, bn.variance].compactMap({ $0 }) { try expectShape(a, [c], node) }
+                guard bn.eps.isFinite, bn.eps >= 0 else { throw fail("\(node.name): BatchNorm eps \(bn.eps) is not a non-negative number") }
+                if let ch = params.floats(bn.variance).firstIndex(where: { !($0 + bn.eps > 0) }) {
+                    throw wrong("parameter \(bn.variance.name) of \(node.name): moving variance + eps is not positive at channel \(ch)")
+                }
                 raw.append(.batchNorm(x: x, bn)); shapes.append(shapes[x]); rawOf[n] = raw.count - 1
             case "LeakyReLU":
                 guard node.attrs["act_type"] == "prelu" else {

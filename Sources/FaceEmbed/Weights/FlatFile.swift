@@ -21,6 +21,8 @@ enum FlatFile {
     static let headerSize = 128
     static let alignment = 64
     static let maxCount = 1 << 20
+    /// Floats of activations (all values together) a model may need per image: 1 GiB (LResNet100 needs a few %).
+    static let maxActivations = 1 << 28
     static let fnvOffset: UInt64 = 0xCBF2_9CE4_8422_2325
     static let fnvPrime: UInt64 = 0x0000_0100_0000_01B3
 
@@ -192,6 +194,11 @@ enum FlatFile {
             values.append(v)
         }
         guard values[0] == modelInputShape else { throw t.fail("value 0 is not the 3x112x112 input") }
+        // The activation arena is at most the sum of all values: bound it before a workspace is ever allocated.
+        let activations = values.reduce(0) { $0 + $1.count }
+        guard activations <= maxActivations else {
+            throw t.fail("the values need \(activations) floats per image, more than the limit of \(maxActivations)")
+        }
         var layers: [Layer] = []
         for i in 0..<nLayers {
             let code = try t.u32("layer \(i) op"), count = Int(try t.u32("layer \(i) field count"))
@@ -241,15 +248,14 @@ enum FlatFile {
         func opt(_ v: Int) -> Int? { v < 0 ? nil : v }
         switch (code, f.count) {
         case (1, 19):
-            var g = ConvGeometry(inC: f[2], inH: f[3], inW: f[4], outC: f[5], kH: f[6], kW: f[7], strideH: f[8],
-                                 strideW: f[9], padH: f[10], padW: f[11], groups: f[12])
+            // Fields are checked before ConvGeometry divides by the strides (a zero stride in a file trapped here).
             guard [f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[12]].allSatisfy({ $0 >= 1 && $0 <= 65_536 }),
                   f[10] >= 0, f[11] >= 0, f[10] <= 64, f[11] <= 64, f[6] <= f[3] + 2 * f[10], f[7] <= f[4] + 2 * f[11],
-                  g.inC % g.groups == 0, g.outC % g.groups == 0 else {
+                  f[2] % f[12] == 0, f[5] % f[12] == 0 else {
                 throw fail("layer \(i): convolution geometry out of range")
             }
-            g = ConvGeometry(inC: g.inC, inH: g.inH, inW: g.inW, outC: g.outC, kH: g.kH, kW: g.kW, strideH: g.strideH,
-                             strideW: g.strideW, padH: g.padH, padW: g.padW, groups: g.groups)
+            let g = ConvGeometry(inC: f[2], inH: f[3], inW: f[4], outC: f[5], kH: f[6], kW: f[7], strideH: f[8],
+                                 strideW: f[9], padH: f[10], padW: f[11], groups: f[12])
             return .convolution(ConvLayer(input: f[0], output: f[1], geometry: g, weight: f[13], bias: f[14],
                                           slope: opt(f[15]), residual: opt(f[16]), inputScale: opt(f[17]), inputShift: opt(f[18])))
         case (2, 5):

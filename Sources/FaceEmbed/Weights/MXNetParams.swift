@@ -133,6 +133,23 @@ struct MXNetParams {
         return a
     }
 
+    /// Throws, naming the parameter, if a value is NaN or infinite as float32 (a float64 beyond Float's range
+    /// counts as infinite). Reads in place; nothing is allocated.
+    func checkFinite(_ a: MXNetArray) throws(FaceEmbedError) {
+        let raw = UnsafeRawBufferPointer(rebasing: bytes[a.dataOffset...])
+        for i in 0..<a.count {
+            let v: Float
+            switch a.dtype {
+            case 1: v = Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self))))
+            case 2: v = float16ToFloat(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))
+            default: v = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
+            }
+            guard v.isFinite else {
+                throw .invalidWeights(file: file, reason: "parameter \(a.name) holds \(v.isNaN ? "NaN" : "an infinite value") at index \(i) of shape \(a.shape)")
+            }
+        }
+    }
+
     /// The array's values as float32 (float16 and float64 converted).
     func floats(_ a: MXNetArray) -> [Float] {
         let raw = UnsafeRawBufferPointer(rebasing: bytes[a.dataOffset...])

@@ -60,9 +60,13 @@ struct MXNetSymbol: Sendable {
 
 /// Typed access to MXNet's string attributes with their defaults.
 extension SymbolNode {
+    /// The longest numeric attribute accepted (MXNet writes at most about 25 characters).
+    static let maxNumberLength = 64
+
     /// An integer tuple attribute such as `"(3, 3)"`; `default` when absent.
     func tuple(_ key: String, default def: [Int]) throws(FaceEmbedError) -> [Int] {
         guard let s = attrs[key] else { return def }
+        guard s.utf8.count <= 256 else { throw bad(key, String(s.prefix(32)) + "…") }
         let inner = s.filter { $0 != "(" && $0 != ")" && $0 != "[" && $0 != "]" && $0 != " " }
         var out: [Int] = []
         for part in inner.split(separator: ",") {
@@ -77,6 +81,7 @@ extension SymbolNode {
     /// An integer attribute; `default` when absent.
     func int(_ key: String, default def: Int) throws(FaceEmbedError) -> Int {
         guard let s = attrs[key] else { return def }
+        guard s.utf8.count <= Self.maxNumberLength else { throw bad(key, String(s.prefix(32)) + "…") }
         guard let v = Int(s.trimmingCharacters(in: " ")) else { throw bad(key, s) }
         return v
     }
@@ -84,6 +89,8 @@ extension SymbolNode {
     /// A float attribute; `default` when absent.
     func float(_ key: String, default def: Float) throws(FaceEmbedError) -> Float {
         guard let s = attrs[key] else { return def }
+        // Bounded first, so a hostile attribute cannot hand strtof an arbitrarily long run of digits.
+        guard s.utf8.count <= Self.maxNumberLength else { throw bad(key, String(s.prefix(32)) + "…") }
         guard let v = Float(s.trimmingCharacters(in: " ")) else { throw bad(key, s) }
         return v
     }

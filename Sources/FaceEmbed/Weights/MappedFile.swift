@@ -18,10 +18,12 @@ final class MappedFile: @unchecked Sendable {
     let path: String
     private let mapped: Bool
 
-    /// Opens `path`; a directory, a missing or unreadable file is an `.io` error naming it.
+    /// Opens `path`; a directory, a missing or unreadable file is an `.io` error naming it, and so is anything
+    /// that is not a regular file (a FIFO or a device such as /dev/zero), refused without blocking or reading it.
     init(path: String) throws(FaceEmbedError) {
         self.path = path
-        let fd = open(path, O_RDONLY)
+        // O_NONBLOCK: opening a FIFO with no writer would otherwise block forever (no effect on regular files).
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { throw .io(file: path, reason: "cannot open: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var st = stat()

@@ -1,0 +1,12 @@
+// Fuzz target: Netpbm (P2, P3, P5, P6) through PPM.decode and ImageDecoder.decode's sniffing.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let bytes = FuzzSupport.bytes(data, size)
+    if let image = try? PPM.decode(bytes) {
+        // What decodes must encode and decode back to the same pixels.
+        precondition(image.pixels.count == image.width * image.height * 3)
+        precondition((try? PPM.decode(PPM.encode(image))) == image, "PPM round trip differs")
+    }
+    _ = try? ImageDecoder.decode(bytes)
+    return 0
+}
