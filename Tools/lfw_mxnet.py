@@ -20,6 +20,8 @@ Outputs:
   --ppm DIR        write Pillow-decoded PPM copies of every image the pairs refer to (e.g.
                    Fixtures-local/lfw-pillow-ppm), so `faceembed eval-lfw --images DIR --ext ppm` sees Pillow's pixels
   --images DIR --ext ppm   evaluate MXNet on other pixels (e.g. PPMs written by another decoder)
+  --compare TSV    compare `faceembed eval-lfw --distances TSV` with MXNet's OUT/distances.tsv (no MXNet run):
+                   max distance difference and the number of pairs whose decisions differ, per variant
 
 Usage: python Tools/lfw_mxnet.py [--shared ../shared] [--model PREFIX] [--pairs FILE] [--images DIR]
                                  [--batch 64] [--out DIR] [--fixture] [--ppm DIR] [--ppm-only]
@@ -111,6 +113,46 @@ def write_ppm(path, rgb):
         f.write(np.ascontiguousarray(rgb).tobytes())
 
 
+def read_tsv(path):
+    rows = [line.rstrip("\n").split("\t") for line in open(path)]
+    head = rows[0]
+    return {k: [r[i] for r in rows[1:]] for i, k in enumerate(head)}
+
+
+def compare(mxnet_tsv, other_tsv):
+    """Per variant: max |distance difference| and decision disagreements between two distances.tsv files."""
+    m, o = read_tsv(mxnet_tsv), read_tsv(other_tsv)
+    if m["first"] != o["first"] or m["second"] != o["second"]:
+        sys.exit("%s and %s list different pairs" % (mxnet_tsv, other_tsv))
+    same = np.array(m["same"], dtype=int)
+    for v in ("flip", "plain"):
+        dm, do = np.array(m[v + "_distance"], dtype=float), np.array(o[v + "_distance"], dtype=float)
+        cm, co = np.array(m[v + "_same"], dtype=int), np.array(o[v + "_same"], dtype=int)
+        diff = np.abs(dm - do)
+        print("%-5s: max |distance difference| %.2e (mean %.2e), decisions differ on %d of %d pairs; "
+              "correct: MXNet %d, other %d" % (v, diff.max(), diff.mean(), int(np.sum(cm != co)), len(cm),
+                                               int(np.sum(cm == same)), int(np.sum(co == same))))
+
+
+def write_fixture(result, dist, dec, k):
+    """Tests/FaceEmbedTests/Fixtures/lfw-mxnet.json: the summary, every pair's decisions, the first k distances."""
+    k = k or len(dist["flip"])
+    fixture = dict(result)
+    fixture.pop("images_per_second", None)
+    lists = {}
+    for v in ("flip", "plain"):
+        lists[v] = "[" + ",".join("%.7f" % d for d in dist[v][:k]) + "]"  # one line, not one number a line
+        fixture[v] = dict(result[v], decisions="".join("1" if d else "0" for d in dec[v]), distances="@" + v)
+    fixture["distance_pairs"] = k
+    text = json.dumps(fixture, indent=1)
+    for v in lists:
+        text = text.replace('"@%s"' % v, lists[v])
+    path = os.path.join(FIXTURES, "lfw-mxnet.json")
+    with open(path, "w") as f:
+        f.write(text + "\n")
+    print("wrote %s" % path, file=sys.stderr)
+
+
 def run_mxnet(mx, prefix, pixels, count, b):
     """MXNet's fc1 for the images and their mirror images, batched; returns ({False: fc1, True: fc1 of flips}, s)."""
     sym, args, auxs = mx.model.load_checkpoint(prefix, 0)
@@ -147,6 +189,9 @@ def main():
     p.add_argument("--out", default=os.path.join(LOCAL, "lfw-mxnet"))
     p.add_argument("--fixture", action="store_true")
     p.add_argument("--fixture-pairs", type=int, default=0, help="distances to keep in the fixture (default 0: all)")
+    p.add_argument("--compare", metavar="TSV", help="compare a faceembed eval-lfw --distances file with OUT/distances.tsv")
+    p.add_argument("--fixture-only", action="store_true",
+                   help="write the fixture from an earlier run's OUT/summary.json and distances.tsv, without MXNet")
     p.add_argument("--reuse", action="store_true", help="reuse OUT/fc1.npz from an earlier run of the same images")
     p.add_argument("--ppm", help="write Pillow-decoded PPM copies of the images here")
     p.add_argument("--ppm-only", action="store_true", help="only write the PPM copies")
@@ -155,6 +200,14 @@ def main():
     pairs_path = a.pairs or os.path.join(a.shared, "lfw", "pairs.txt")
     images = a.images or os.path.join(a.shared, "lfw", "lfw-112x112")
 
+    if a.compare:
+        return compare(os.path.join(a.out, "distances.tsv"), a.compare)
+    if a.fixture_only:
+        result = json.load(open(os.path.join(a.out, "summary.json")))
+        t = read_tsv(os.path.join(a.out, "distances.tsv"))
+        dist = {v: np.array(t[v + "_distance"], dtype=float) for v in ("flip", "plain")}
+        dec = {v: np.array(t[v + "_same"], dtype=int) == 1 for v in ("flip", "plain")}
+        return write_fixture(result, dist, dec, a.fixture_pairs)
     folds, pairs = read_pairs(pairs_path)
     names = sorted({x for pr in pairs for x in pr[:2]})
     index = {n: i for i, n in enumerate(names)}
@@ -218,17 +271,7 @@ def main():
     print("wrote %s/summary.json and distances.tsv" % a.out, file=sys.stderr)
 
     if a.fixture:
-        k = a.fixture_pairs or len(pairs)
-        fixture = dict(result)
-        fixture.pop("images_per_second")
-        for v in emb:
-            fixture[v] = dict(result[v], decisions="".join("1" if d else "0" for d in dec[v]),
-                              distances=[round(float(d), 7) for d in dist[v][:k]])
-        fixture["distance_pairs"] = k
-        with open(os.path.join(FIXTURES, "lfw-mxnet.json"), "w") as f:
-            json.dump(fixture, f, indent=1)
-            f.write("\n")
-        print("wrote %s" % os.path.join(FIXTURES, "lfw-mxnet.json"), file=sys.stderr)
+        write_fixture(result, dist, dec, a.fixture_pairs)
 
 
 if __name__ == "__main__":

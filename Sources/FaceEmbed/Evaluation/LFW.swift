@@ -57,7 +57,7 @@ public struct LFWPairs: Sendable, Equatable {
             guard let v = Int(s), v >= 1, v <= 9999 else { throw bad(line, "image number \"\(s)\" is not a whole number in 1...9999") }
             return v
         }
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map {
+        var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).map {  // "\r\n" is one Character
             $0.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
         }
         while let last = lines.last, last.isEmpty { lines.removeLast() }
