@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 F=Tests/FaceEmbedTests/Fixtures
 S=.build-fuzz/seeds
-rm -rf "$S"; mkdir -p "$S"/{ppm,jpeg,png,symbol,params,flatfile}
+rm -rf "$S"; mkdir -p "$S"/{ppm,jpeg,png,symbol,params,flatfile,onnx}
 
 # Images: every committed JPEG/PNG (their decoded .rgb siblings are not inputs).
 cp "$F"/images/*.jpg "$S"/jpeg/
@@ -26,6 +26,9 @@ cp "$F"/tiny-mobilefacenet/model-0000.ndarray "$S"/params/mobilefacenet.params
 cp "$F"/tiny-iresnet/model-0000.ndarray "$S"/params/iresnet.params
 cp "$F"/dtypes.ndarray "$S"/params/dtypes.params
 cp "$F"/ops.ndarray "$S"/params/ops.params
+
+# ONNX: the committed quirk and refusal fixtures.
+for f in "$F"/onnx/*.onnx.bin; do cp "$f" "$S/onnx/$(basename "$f" .bin)"; done
 
 # Flat files: the tiny models converted by the CLI.
 CLI=${FACEEMBED_CLI:-.build-hostile/debug/faceembed}

@@ -1,23 +1,22 @@
 #!/usr/bin/env bash
 # Builds every fuzz target with the toolchain's libFuzzer + AddressSanitizer and runs each for SECONDS, one at a
 # time at the lowest CPU priority (others build and benchmark on the same machine).
-#   bash Fuzz/run_all.sh SECONDS [TARGET ...]      (targets: ppm jpeg png symbol params flatfile [onnx])
+#   bash Fuzz/run_all.sh SECONDS [TARGET ...]      (targets: ppm jpeg png symbol params flatfile onnx)
 # Prints per target: seconds run, executions, coverage (cov/ft from libFuzzer's final status line), crashes.
 # Crash/timeout/OOM inputs go to Fuzz/crashes/ (ignored); corpora grow in .build-fuzz/corpus/<target>/ (ignored).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:?usage: run_all.sh SECONDS [TARGET ...]}; shift
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(ppm jpeg png symbol params flatfile)
-[ -f Fuzz/ONNXTarget.swift ] && [ $# -eq 0 ] && TARGETS+=(onnx)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(ppm jpeg png symbol params flatfile onnx)
 
 declare -A SOURCE=([ppm]=PPMTarget [jpeg]=JPEGTarget [png]=PNGTarget [symbol]=SymbolTarget [params]=ParamsTarget
                    [flatfile]=FlatFileTarget [onnx]=ONNXTarget)
 # Largest input per format: above the biggest seed, small enough to keep executions fast.
-declare -A MAXLEN=([ppm]=65536 [jpeg]=16384 [png]=16384 [symbol]=65536 [params]=450000 [flatfile]=450000 [onnx]=262144)
+declare -A MAXLEN=([ppm]=65536 [jpeg]=16384 [png]=16384 [symbol]=65536 [params]=450000 [flatfile]=450000 [onnx]=65536)
 
 mkdir -p .build-fuzz Fuzz/crashes
-[ -d .build-fuzz/seeds ] || bash Fuzz/make_corpus.sh
+[ -d .build-fuzz/seeds/onnx ] || bash Fuzz/make_corpus.sh
 # Compile a snapshot of the library (others edit the tree while the targets build).
 rm -rf .build-fuzz/src && cp -r Sources/FaceEmbed .build-fuzz/src
 LIB=$(find .build-fuzz/src -name '*.swift' | sort)
