@@ -95,7 +95,10 @@ def worker(a):
         core = ov.Core()
         compiled = core.compile_model(core.read_model(a.model), "CPU",
                                       {"INFERENCE_NUM_THREADS": a.threads, "PERFORMANCE_HINT": "LATENCY",
-                                       "NUM_STREAMS": 1})
+                                       "NUM_STREAMS": 1,
+                                       # float32 like everyone else: on CPUs with AVX512_BF16 OpenVINO would
+                                       # otherwise default to bfloat16 arithmetic (about 3 significant digits).
+                                       "INFERENCE_PRECISION_HINT": "f32"})
         req = compiled.create_infer_request()
         call = lambda: req.infer([x])
     elif a.worker == "ncnn":
