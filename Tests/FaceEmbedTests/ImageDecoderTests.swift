@@ -98,7 +98,7 @@ import Testing
 
     /// Random byte changes must give an image or a FaceEmbedError, never a trap or a hang.
     @Test(.timeLimit(.minutes(5))) func corruptedInputsNeverTrap() {
-        var rng = ImageFuzzRNG(seed: 42)
+        var rng = SeededRandom(seed: 42)
         var failures = 0, successes = 0
         for f in Self.fixtures() where f.ok {
             let data = Self.bytes(Self.dir.appendingPathComponent(f.file))
@@ -134,7 +134,7 @@ import Testing
         #expect(throws: FaceEmbedError.invalidImage(file: nil, reason: "zlib Adler-32 checksum mismatch (data is corrupt)")) {
             try Inflate.zlib(badSum, limit: 1 << 20)
         }
-        var rng = ImageFuzzRNG(seed: 7)
+        var rng = SeededRandom(seed: 7)
         for trial in 0..<2000 {
             var d = zlib
             let i = 2 + Int(rng.next() % UInt64(d.count - 2))
@@ -307,18 +307,5 @@ import Testing
         #expect(count == 206)
         print(String(format: "real images vs Pillow: %d images, average mean %.5f, worst mean %.5f (%@), max %d; decode %.1f ms total",
                      count, sum / Double(max(count, 1)), worstMean, worstFile, worstMax, seconds * 1000))
-    }
-}
-
-/// A small deterministic generator for the fuzz tests.
-struct ImageFuzzRNG {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
