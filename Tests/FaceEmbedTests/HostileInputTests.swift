@@ -299,6 +299,10 @@ struct HostileInputTests {
         let (_, offsets) = try feb.withUnsafeBytes { r in try FlatFile.read(r, file: nil) }
         feb.replaceSubrange(offsets[0]..<(offsets[0] + 4), with: Hostile.le32(Float.nan.bitPattern))
         expectError(thrown { try FaceModel(contentsOf: Hostile.file("nan.feb", Hostile.rehashed(feb))) }, "invalidWeights", "NaN or infinity")
+        // ... and so is one holding a denormal, which the converter never writes.
+        feb.replaceSubrange(offsets[0]..<(offsets[0] + 4), with: Hostile.le32(1))
+        expectError(thrown { try FaceModel(contentsOf: Hostile.file("denormal.feb", Hostile.rehashed(feb))) }, "invalidWeights",
+                    "holds a denormal value at 0")
     }
 
     @Test func denormalWeightsAreFlushedAtConversion() throws {

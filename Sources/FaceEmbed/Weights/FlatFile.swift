@@ -232,6 +232,10 @@ enum FlatFile {
             for j in 0..<count {
                 let v = Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: Int(off) + j * 4, as: UInt32.self)))
                 guard v.isFinite else { throw .invalidWeights(file: file, reason: "tensor \(tname) holds NaN or infinity at \(j)") }
+                // The converter flushes denormals; a file holding one was not written by it (and would run slower).
+                guard !v.isSubnormal else {
+                    throw .invalidWeights(file: file, reason: "tensor \(tname) holds a denormal value at \(j) (faceembed convert flushes them to zero)")
+                }
             }
             tensors.append(TensorInfo(name: tname, shape: shape))
             offsets.append(Int(off))
