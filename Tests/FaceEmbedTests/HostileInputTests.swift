@@ -321,6 +321,33 @@ struct HostileInputTests {
         #expect(subnormals == 0)
     }
 
+    // MARK: Caller arguments
+
+    @Test func badCallerArgumentsAreInvalidArgumentOrInvalidImage() throws {
+        let face = try ImageDecoder.load(path: Hostile.face)
+        let marks = try FaceLandmarks(FaceLandmarks.arcFaceTemplate)
+        // A size of 0 or below trapped in a range before this was checked; a huge one would allocate gigabytes.
+        for size in [0, -5, 100_000] {
+            expectError(thrown { try face.alignedFace(landmarks: marks, size: size) }, "invalidArgument", "aligned face size \(size)")
+        }
+        expectError(thrown { try FaceLandmarks(parsing: "1,2,3") }, "invalidArgument", "ten numbers")
+        expectError(thrown { try FaceLandmarks(parsing: "1,2,3,4,5,6,7,8,9,x") }, "invalidArgument", "ten numbers")
+        expectError(thrown { try FaceLandmarks([SIMD2(.nan, 0), .zero, .zero, .zero, .zero]) }, "invalidArgument", "finite")
+        expectError(thrown { try face.alignedFace(landmarks: FaceLandmarks(Array(repeating: SIMD2(5, 5), count: 5))) },
+                    "invalidArgument", "coincide")
+        // Huge but finite landmarks give a black crop, not a trap.
+        #expect(try face.alignedFace(landmarks: FaceLandmarks([SIMD2(1e300, 0), SIMD2(-1e300, 0), .zero, SIMD2(0, 1e300), SIMD2(0, -1e300)])).width == 112)
+        let model = try TestModels.tiny("tiny-mobilefacenet")
+        let big = try RGBImage(width: 113, height: 112, pixels: [UInt8](repeating: 0, count: 113 * 112 * 3))
+        expectError(thrown { try model.embedding(for: big) }, "invalidImage", "must be 112x112", "113x112")
+        expectError(thrown { try model.embeddings(for: [face, big]) }, "invalidImage", "face 1 is 113x112")
+        let small = [UInt8](repeating: 0, count: 100)
+        expectError(thrown { try small.withUnsafeBufferPointer { try model.embedding(pixels: $0, width: 112, height: 112, format: .rgb) } },
+                    "invalidImage", "too small")
+        expectError(thrown { try RGBImage(width: 0, height: 5, pixels: []) }, "invalidImage", "dimensions 0x5")
+        expectError(thrown { try RGBImage(width: 2, height: 2, pixels: [1, 2, 3]) }, "invalidImage", "expected 12 bytes")
+    }
+
     // MARK: Inputs found by fuzzing
 
     @Test func fuzzingRegressionsThrow() throws {

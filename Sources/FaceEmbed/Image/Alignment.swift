@@ -79,6 +79,7 @@ extension RGBImage {
     /// The 112 × 112 ArcFace crop of the face with these landmarks: similarity transform onto
     /// `FaceLandmarks.arcFaceTemplate`, bilinear sampling, black outside the photo.
     public func alignedFace(landmarks: FaceLandmarks, size: Int = 112) throws(FaceEmbedError) -> RGBImage {
+        guard size >= 1, size <= 4096 else { throw .invalidArgument("aligned face size \(size) is outside 1...4096") }
         let scale = Double(size) / 112
         let forward = try SimilarityTransform(from: landmarks.points, to: FaceLandmarks.arcFaceTemplate.map { $0 * scale })
         let inv = forward.inverse
