@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """FaceEmbed against ONNX Runtime, OpenVINO, ncnn and MXNet on the same models, threads and batch sizes.
 
-    python Tools/bench_compare.py                  # everything (needs the venv from Tools/requirements.txt)
+    python Tools/bench_compare.py                  # everything (pip install -r Tools/requirements-bench.txt)
     python Tools/bench_compare.py --rounds 3 --only y1
 
 What it does:
