@@ -344,6 +344,17 @@ struct HostileInputTests {
         let small = [UInt8](repeating: 0, count: 100)
         expectError(thrown { try small.withUnsafeBufferPointer { try model.embedding(pixels: $0, width: 112, height: 112, format: .rgb) } },
                     "invalidImage", "too small")
+        let buffer = [UInt8](repeating: 0, count: 112 * 112 * 4)
+        for stride in [Int.max, Int.max / 2, 1 << 40, -1, 0, 335] {
+            expectError(thrown { try buffer.withUnsafeBufferPointer { try model.embedding(pixels: $0, width: 112, height: 112, format: .rgb, rowStride: stride) } },
+                        "invalidImage", "too small")
+        }
+        for format in [PixelFormat(channels: Int.max, red: 0, green: 1, blue: 2, planar: true),
+                       PixelFormat(channels: 3, red: 0, green: 1, blue: 3, planar: false),
+                       PixelFormat(channels: 0, red: 0, green: 0, blue: 0, planar: false)] {
+            expectError(thrown { try buffer.withUnsafeBufferPointer { try model.embedding(pixels: $0, width: 112, height: 112, format: format) } },
+                        "invalidArgument", "channel indices")
+        }
         expectError(thrown { try RGBImage(width: 0, height: 5, pixels: []) }, "invalidImage", "dimensions 0x5")
         expectError(thrown { try RGBImage(width: 2, height: 2, pixels: [1, 2, 3]) }, "invalidImage", "expected 12 bytes")
     }

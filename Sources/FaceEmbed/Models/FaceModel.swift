@@ -67,13 +67,15 @@ public final class FaceModel: Sendable {
         guard width == s, height == s else {
             throw .invalidImage(file: nil, reason: "an aligned face must be \(s)x\(s), got \(width)x\(height) (align photos first)")
         }
-        guard format.channels >= 1, [format.red, format.green, format.blue].allSatisfy({ $0 >= 0 && $0 < format.channels }) else {
-            throw .invalidArgument("pixel format channel indices must lie in 0..<\(format.channels)")
+        guard format.channels >= 1, format.channels <= 64,
+              [format.red, format.green, format.blue].allSatisfy({ $0 >= 0 && $0 < format.channels }) else {
+            throw .invalidArgument("pixel format channel indices must lie in 0..<\(format.channels) (at most 64 channels)")
         }
         let stride = rowStride ?? (format.planar ? width : width * format.channels)
         let minStride = format.planar ? width : width * format.channels
-        let needed = format.planar ? (format.channels * height - 1) * stride + width : (height - 1) * stride + minStride
-        guard stride >= minStride, pixels.count >= needed else {
+        // The stride is bounded by the buffer before it is multiplied (a huge caller stride overflowed here).
+        guard stride >= minStride, stride <= pixels.count,
+              pixels.count >= (format.planar ? (format.channels * height - 1) * stride + width : (height - 1) * stride + minStride) else {
             throw .invalidImage(file: nil, reason: "pixel buffer of \(pixels.count) bytes is too small for \(width)x\(height) with row stride \(stride)")
         }
         let plan = network.plan
