@@ -5,7 +5,9 @@
     python Tools/bench_compare.py --rounds 3 --only y1
 
 What it does:
-  1. builds FaceEmbed release twice: with `-Xswiftc -target-cpu -Xswiftc native` (.build-bench-native) and with
+  1. builds FaceEmbed release twice: with `-Xswiftc -target-cpu -Xswiftc native` (.build-bench-native; plus
+     `-Xswiftc -DFACEEMBED_AVX512` when /proc/cpuinfo lists avx512f, else `-Xswiftc -DFACEEMBED_FMA` when it lists
+     fma: the kernels' fused multiply-add and AVX-512 tile are chosen by these compile-time conditions) and with
      default flags (.build-bench-default, the extra "default flags" row);
   2. converts the real y1 (../shared/models/mobilefacenet-arcface) and the seeded-random r100
      (Fixtures-local/r100, made by `python Tools/make_fixtures.py --local`) with `faceembed convert`;
@@ -135,10 +137,25 @@ def run(cmd, **kw):
     return subprocess.run(cmd, check=True, **kw)
 
 
+def cpu_conditions():
+    """FaceEmbed's compile-time CPU conditions for this machine: FACEEMBED_AVX512 (AVX-512F, implies FMA) or
+    FACEEMBED_FMA, read from /proc/cpuinfo's flags (none elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((l.split(":", 1)[1].split() for l in f if l.startswith("flags")), [])
+    except OSError:
+        return []
+    if "avx512f" in flags:
+        return ["-Xswiftc", "-DFACEEMBED_AVX512"]
+    if "fma" in flags:
+        return ["-Xswiftc", "-DFACEEMBED_FMA"]
+    return []
+
+
 def build(source, scratch, native):
     cmd = ["swift", "build", "-c", "release", "--product", "faceembed", "--scratch-path", os.path.join(ROOT, scratch)]
     if native:
-        cmd += ["-Xswiftc", "-target-cpu", "-Xswiftc", "native"]
+        cmd += ["-Xswiftc", "-target-cpu", "-Xswiftc", "native"] + cpu_conditions()
     run(cmd, cwd=source, stdout=subprocess.DEVNULL)
     return os.path.join(ROOT, scratch, "release", "faceembed")
 
@@ -302,6 +319,7 @@ def main():
     cols = runners
     print()
     print("FaceEmbed vs peers (median ms per call, median over %d interleaved rounds; ms/image for batch > 1)" % a.rounds)
+    print("FaceEmbed built with: -target-cpu native " + " ".join(c for c in cpu_conditions() if c != "-Xswiftc"))
     head = "| model | batch | threads | " + " | ".join(cols) + " | " + " | ".join("FE/" + p for p in peers) + " |"
     print(head)
     print("|" + "---|" * (3 + len(cols) + len(peers)))

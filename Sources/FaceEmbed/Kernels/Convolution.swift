@@ -143,12 +143,12 @@ func gemmKernel6x16(a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, 
     for kk in 0..<k {
         let b0 = braw.loadUnaligned(fromByteOffset: kk * 64, as: V.self)
         let b1 = braw.loadUnaligned(fromByteOffset: kk * 64 + 32, as: V.self)
-        var s = V(repeating: a0[kk]); c00 += s * b0; c01 += s * b1
-        s = V(repeating: a1[kk]); c10 += s * b0; c11 += s * b1
-        s = V(repeating: a2[kk]); c20 += s * b0; c21 += s * b1
-        s = V(repeating: a3[kk]); c30 += s * b0; c31 += s * b1
-        s = V(repeating: a4[kk]); c40 += s * b0; c41 += s * b1
-        s = V(repeating: a5[kk]); c50 += s * b0; c51 += s * b1
+        var s = V(repeating: a0[kk]); multiplyAdd(&c00, s, b0); multiplyAdd(&c01, s, b1)
+        s = V(repeating: a1[kk]); multiplyAdd(&c10, s, b0); multiplyAdd(&c11, s, b1)
+        s = V(repeating: a2[kk]); multiplyAdd(&c20, s, b0); multiplyAdd(&c21, s, b1)
+        s = V(repeating: a3[kk]); multiplyAdd(&c30, s, b0); multiplyAdd(&c31, s, b1)
+        s = V(repeating: a4[kk]); multiplyAdd(&c40, s, b0); multiplyAdd(&c41, s, b1)
+        s = V(repeating: a5[kk]); multiplyAdd(&c50, s, b0); multiplyAdd(&c51, s, b1)
     }
     let out = UnsafeMutableRawPointer(c)
     out.storeBytes(of: c00, toByteOffset: 0, as: V.self); out.storeBytes(of: c01, toByteOffset: 32, as: V.self)
@@ -170,8 +170,8 @@ func gemmKernelRows(a: UnsafePointer<Float>, lda: Int, rows: Int, b: UnsafePoint
         let ar = a + r * lda
         for kk in 0..<k {
             let s = V(repeating: ar[kk])
-            c0 += s * braw.loadUnaligned(fromByteOffset: kk * 64, as: V.self)
-            c1 += s * braw.loadUnaligned(fromByteOffset: kk * 64 + 32, as: V.self)
+            multiplyAdd(&c0, s, braw.loadUnaligned(fromByteOffset: kk * 64, as: V.self))
+            multiplyAdd(&c1, s, braw.loadUnaligned(fromByteOffset: kk * 64 + 32, as: V.self))
         }
         UnsafeMutableRawPointer(c + r * gemmNR).storeBytes(of: c0, as: V.self)
         UnsafeMutableRawPointer(c + r * gemmNR + 8).storeBytes(of: c1, as: V.self)
