@@ -49,13 +49,113 @@ let gemmNR = 16
 let gemmMR = 6
 
 /// Scratch floats one thread needs to run `convolution` on `g`.
-func convolutionScratch(_ g: ConvGeometry) -> Int { g.k * gemmNR + gemmMR * gemmNR }
+func convolutionScratch(_ g: ConvGeometry) -> Int {
+    #if FACEEMBED_AVX512
+    if pointwiseUsesPackedWeights(g) { return g.k * gemmNR + 16 * 16 + (g.outC + 15) / 16 * 16 * g.k }
+    #endif
+    return g.k * gemmNR + gemmMR * gemmNR
+}
+
+#if FACEEMBED_AVX512
+/// AVX-512 builds run 1×1 convolutions whose weights fit in L2 (≤ 64 Ki floats, all of MobileFaceNet's) with the
+/// 16 × 16 zmm micro-kernel on weights packed per call as A[tile][k][16]; B is read straight from the input.
+func pointwiseUsesPackedWeights(_ g: ConvGeometry) -> Bool {
+    g.isPointwise && g.groups == 1 && (g.outC + 15) / 16 * 16 * g.k <= 65536
+}
+
+/// `convolution` for `pointwiseUsesPackedWeights(g)` without an input affine (see there).
+func pointwiseConvolution16(_ g: ConvGeometry, input: UnsafePointer<Float>, weights: UnsafePointer<Float>,
+                            epilogue: Epilogue, output: UnsafeMutablePointer<Float>,
+                            scratch: UnsafeMutablePointer<Float>, threads: Int) {
+    let n = g.pixels, k = g.k
+    let panels = (n + gemmNR - 1) / gemmNR
+    let tiles = (g.outC + 15) / 16
+    let perThread = convolutionScratch(g)
+    let byPanels = panels >= 2 * threads || tiles < 2 * threads
+    let parts = max(1, min(threads, byPanels ? panels : tiles))
+    parallelFor(parts, threads: threads) { part in
+        let packedB = scratch + part * perThread
+        let tile = packedB + k * gemmNR
+        let packedA = tile + 16 * 16
+        let panelRange = byPanels ? chunk(panels, parts: parts, index: part) : 0..<panels
+        let tileRange = byPanels ? 0..<tiles : chunk(tiles, parts: parts, index: part)
+        // A[t][kk][r] = weights[(16t + r)·k + kk], zero for rows past outC; in blocks of 128 kk so that the
+        // destination lines stay in L1 while the 16 rows write their lanes.
+        for t in tileRange {
+            let m0 = t * 16, rows = min(16, g.outC - m0)
+            let dst = packedA + t * k * 16
+            if rows < 16 { dst.initialize(repeating: 0, count: k * 16) }
+            var k0 = 0
+            while k0 < k {
+                let len = min(128, k - k0)
+                for r in 0..<rows {
+                    let src = weights + (m0 + r) * k + k0, d = dst + k0 * 16 + r
+                    for j in 0..<len { d[j * 16] = src[j] }
+                }
+                k0 += len
+            }
+        }
+        for panel in panelRange {
+            let n0 = panel * gemmNR, nr = min(gemmNR, n - n0)
+            let b: UnsafePointer<Float>, ldb: Int
+            if nr == gemmNR {
+                b = input + n0; ldb = n
+            } else {
+                packPanel(g, input: input, affine: nil, n0: n0, nr: nr, into: packedB)
+                b = UnsafePointer(packedB); ldb = gemmNR
+            }
+            for t in tileRange {
+                let m0 = t * 16, rows = min(16, g.outC - m0)
+                gemmKernel16x16(a: packedA + t * k * 16, aStride: 16, b: b, ldb: ldb, k: k, c: tile, ldc: 16, rows: 16)
+                for r in 0..<rows {
+                    epilogue.apply(channel: m0 + r, acc: tile + r * 16, out: output, offset: (m0 + r) * n + n0, count: nr)
+                }
+            }
+        }
+    }
+}
+
+/// C[rows][16] (row stride ldc) = A · B, A packed as a[k · aStride + r] (row r in lane r, aStride ≥ 16), B rows of
+/// 16 at stride ldb: 16 zmm accumulators, one B load and 16 broadcast-FMAs per k. Stores only `rows` rows.
+@inline(__always)
+func gemmKernel16x16(a: UnsafePointer<Float>, aStride: Int, b: UnsafePointer<Float>, ldb: Int, k: Int,
+                     c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int) {
+    typealias V = SIMD16<Float>
+    var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V(), c6 = V(), c7 = V()
+    var c8 = V(), c9 = V(), c10 = V(), c11 = V(), c12 = V(), c13 = V(), c14 = V(), c15 = V()
+    let braw = UnsafeRawPointer(b), bStride = ldb * 4
+    for kk in 0..<k {
+        let bv = braw.loadUnaligned(fromByteOffset: kk * bStride, as: V.self)
+        let ak = a + kk * aStride
+        multiplyAdd(&c0, V(repeating: ak[0]), bv); multiplyAdd(&c1, V(repeating: ak[1]), bv)
+        multiplyAdd(&c2, V(repeating: ak[2]), bv); multiplyAdd(&c3, V(repeating: ak[3]), bv)
+        multiplyAdd(&c4, V(repeating: ak[4]), bv); multiplyAdd(&c5, V(repeating: ak[5]), bv)
+        multiplyAdd(&c6, V(repeating: ak[6]), bv); multiplyAdd(&c7, V(repeating: ak[7]), bv)
+        multiplyAdd(&c8, V(repeating: ak[8]), bv); multiplyAdd(&c9, V(repeating: ak[9]), bv)
+        multiplyAdd(&c10, V(repeating: ak[10]), bv); multiplyAdd(&c11, V(repeating: ak[11]), bv)
+        multiplyAdd(&c12, V(repeating: ak[12]), bv); multiplyAdd(&c13, V(repeating: ak[13]), bv)
+        multiplyAdd(&c14, V(repeating: ak[14]), bv); multiplyAdd(&c15, V(repeating: ak[15]), bv)
+    }
+    @inline(__always) func put(_ r: Int, _ x: V) {
+        if r < rows { UnsafeMutableRawPointer(c + r * ldc).storeBytes(of: x, as: V.self) }
+    }
+    put(0, c0); put(1, c1); put(2, c2); put(3, c3); put(4, c4); put(5, c5); put(6, c6); put(7, c7)
+    put(8, c8); put(9, c9); put(10, c10); put(11, c11); put(12, c12); put(13, c13); put(14, c14); put(15, c15)
+}
+#endif
 
 /// Fast convolution with groups = 1 on one image (see the layout comment at the top of this file).
 /// `scratch` holds `threads` blocks of `convolutionScratch(g)` floats.
 func convolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights: UnsafePointer<Float>,
                  inputAffine: InputAffine?, epilogue: Epilogue, output: UnsafeMutablePointer<Float>,
                  scratch: UnsafeMutablePointer<Float>, threads: Int) {
+    #if FACEEMBED_AVX512
+    if inputAffine == nil && pointwiseUsesPackedWeights(g) {
+        pointwiseConvolution16(g, input: input, weights: weights, epilogue: epilogue, output: output, scratch: scratch,
+                               threads: threads)
+        return
+    }
+    #endif
     let panels = (g.pixels + gemmNR - 1) / gemmNR
     let tiles = (g.outC + gemmMR - 1) / gemmMR
     let perThread = convolutionScratch(g)

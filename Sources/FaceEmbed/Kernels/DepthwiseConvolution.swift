@@ -53,7 +53,15 @@ func depthwiseConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weight
         for c in chunk(g.inC, parts: parts, index: part) {
             let src = input + c * g.inH * g.inW
             for y in 0..<g.inH {
-                (plane + (y + g.padH) * pw + g.padW).update(from: src + y * g.inW, count: g.inW)
+                // Row copy without a memmove call per (short) row; the zero border around it stays untouched.
+                let s = src + y * g.inW, d = plane + (y + g.padH) * pw + g.padW
+                var x = 0
+                while x + 8 <= g.inW {
+                    UnsafeMutableRawPointer(d + x).storeBytes(of: UnsafeRawPointer(s + x).loadUnaligned(as: SIMD8<Float>.self),
+                                                              as: SIMD8<Float>.self)
+                    x += 8
+                }
+                while x < g.inW { d[x] = s[x]; x += 1 }
             }
             let w = weights + c * g.kH * g.kW
             if layout.splitColumns {
@@ -69,11 +77,20 @@ func depthwiseConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weight
                         x += 16
                     }
                 }
-                for oy in 0..<g.outH {
-                    depthwiseRowStride2(g, even: split, odd: split + ph * half, halfWidth: half, weights: w, oy: oy,
-                                        width: layout.vectorWidth, row: row)
-                    epilogue.apply(channel: c, acc: row, out: output, offset: (c * g.outH + oy) * g.outW, count: g.outW)
+                if g.kH == 3 && g.strideH == 2 {
+                    depthwise3x3Stride2Channel(g, even: split, odd: split + ph * half, halfWidth: half, weights: w,
+                                               epilogue: epilogue, channel: c, output: output)
+                } else {
+                    for oy in 0..<g.outH {
+                        depthwiseRowStride2(g, even: split, odd: split + ph * half, halfWidth: half, weights: w, oy: oy,
+                                            width: layout.vectorWidth, row: row)
+                        epilogue.apply(channel: c, acc: row, out: output, offset: (c * g.outH + oy) * g.outW,
+                                       count: g.outW)
+                    }
                 }
+            } else if g.kH == 3 && g.kW == 3 && g.strideH == 1 && g.strideW == 1 {
+                depthwise3x3Stride1Channel(g, plane: plane, planeWidth: pw, weights: w, epilogue: epilogue, channel: c,
+                                           output: output)
             } else {
                 for oy in 0..<g.outH {
                     depthwiseRow(g, plane: plane, planeWidth: pw, weights: w, oy: oy, vectorWidth: layout.vectorWidth,
@@ -81,6 +98,98 @@ func depthwiseConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weight
                     epilogue.apply(channel: c, acc: row, out: output, offset: (c * g.outH + oy) * g.outW, count: g.outW)
                 }
             }
+        }
+    }
+}
+
+/// A whole output channel of a 3×3, stride-1 depthwise convolution, the epilogue applied in registers: 8 pixels at a
+/// time, the nine weights held in registers. A row's last vector may run past the row's end into the next row of the
+/// same channel (rewritten right after, by this thread); only the channel's last row stores its tail lane by lane.
+@inline(__always)
+func depthwise3x3Stride1Channel(_ g: ConvGeometry, plane: UnsafePointer<Float>, planeWidth pw: Int,
+                                weights w: UnsafePointer<Float>, epilogue: Epilogue, channel c: Int,
+                                output: UnsafeMutablePointer<Float>) {
+    typealias V = SIMD8<Float>
+    let w0 = V(repeating: w[0]), w1 = V(repeating: w[1]), w2 = V(repeating: w[2]), w3 = V(repeating: w[3])
+    let w4 = V(repeating: w[4]), w5 = V(repeating: w[5]), w6 = V(repeating: w[6]), w7 = V(repeating: w[7])
+    let w8 = V(repeating: w[8])
+    let bias = V(repeating: epilogue.bias[c])
+    let slope = epilogue.slope.map { V(repeating: $0[c]) }
+    let base = c * g.outH * g.outW
+    let out = output + base, residual = epilogue.residual.map { $0 + base }
+    for oy in 0..<g.outH {
+        let l0 = UnsafeRawPointer(plane + oy * pw), l1 = UnsafeRawPointer(plane + (oy + 1) * pw)
+        let l2 = UnsafeRawPointer(plane + (oy + 2) * pw)
+        let lastRow = oy == g.outH - 1
+        var x = 0
+        while x < g.outW {
+            let o = x * 4
+            var acc = V()
+            multiplyAdd(&acc, w0, l0.loadUnaligned(fromByteOffset: o, as: V.self))
+            multiplyAdd(&acc, w1, l0.loadUnaligned(fromByteOffset: o + 4, as: V.self))
+            multiplyAdd(&acc, w2, l0.loadUnaligned(fromByteOffset: o + 8, as: V.self))
+            multiplyAdd(&acc, w3, l1.loadUnaligned(fromByteOffset: o, as: V.self))
+            multiplyAdd(&acc, w4, l1.loadUnaligned(fromByteOffset: o + 4, as: V.self))
+            multiplyAdd(&acc, w5, l1.loadUnaligned(fromByteOffset: o + 8, as: V.self))
+            multiplyAdd(&acc, w6, l2.loadUnaligned(fromByteOffset: o, as: V.self))
+            multiplyAdd(&acc, w7, l2.loadUnaligned(fromByteOffset: o + 4, as: V.self))
+            multiplyAdd(&acc, w8, l2.loadUnaligned(fromByteOffset: o + 8, as: V.self))
+            var v = acc + bias
+            if let slope { v = v.replacing(with: v * slope, where: v .< 0) }
+            let i = oy * g.outW + x
+            if x + 8 <= g.outW || !lastRow {
+                if let residual { v += UnsafeRawPointer(residual + i).loadUnaligned(as: V.self) }
+                UnsafeMutableRawPointer(out + i).storeBytes(of: v, as: V.self)
+            } else {
+                for l in 0..<(g.outW - x) { out[i + l] = v[l] + (residual?[i + l] ?? 0) }
+            }
+            x += 8
+        }
+    }
+}
+
+/// A whole output channel of a 3×3, stride-2 depthwise convolution from the even/odd column planes, the epilogue
+/// applied in registers (row tails as in `depthwise3x3Stride1Channel`).
+@inline(__always)
+func depthwise3x3Stride2Channel(_ g: ConvGeometry, even: UnsafePointer<Float>, odd: UnsafePointer<Float>,
+                                halfWidth: Int, weights w: UnsafePointer<Float>, epilogue: Epilogue, channel c: Int,
+                                output: UnsafeMutablePointer<Float>) {
+    typealias V = SIMD8<Float>
+    let w0 = V(repeating: w[0]), w1 = V(repeating: w[1]), w2 = V(repeating: w[2]), w3 = V(repeating: w[3])
+    let w4 = V(repeating: w[4]), w5 = V(repeating: w[5]), w6 = V(repeating: w[6]), w7 = V(repeating: w[7])
+    let w8 = V(repeating: w[8])
+    let bias = V(repeating: epilogue.bias[c])
+    let slope = epilogue.slope.map { V(repeating: $0[c]) }
+    let base = c * g.outH * g.outW
+    let out = output + base, residual = epilogue.residual.map { $0 + base }
+    for oy in 0..<g.outH {
+        let r0 = 2 * oy * halfWidth, r1 = r0 + halfWidth, r2 = r1 + halfWidth
+        let e0 = UnsafeRawPointer(even + r0), e1 = UnsafeRawPointer(even + r1), e2 = UnsafeRawPointer(even + r2)
+        let o0 = UnsafeRawPointer(odd + r0), o1 = UnsafeRawPointer(odd + r1), o2 = UnsafeRawPointer(odd + r2)
+        let lastRow = oy == g.outH - 1
+        var x = 0
+        while x < g.outW {
+            let o = x * 4
+            var acc = V()
+            multiplyAdd(&acc, w0, e0.loadUnaligned(fromByteOffset: o, as: V.self))
+            multiplyAdd(&acc, w1, o0.loadUnaligned(fromByteOffset: o, as: V.self))
+            multiplyAdd(&acc, w2, e0.loadUnaligned(fromByteOffset: o + 4, as: V.self))
+            multiplyAdd(&acc, w3, e1.loadUnaligned(fromByteOffset: o, as: V.self))
+            multiplyAdd(&acc, w4, o1.loadUnaligned(fromByteOffset: o, as: V.self))
+            multiplyAdd(&acc, w5, e1.loadUnaligned(fromByteOffset: o + 4, as: V.self))
+            multiplyAdd(&acc, w6, e2.loadUnaligned(fromByteOffset: o, as: V.self))
+            multiplyAdd(&acc, w7, o2.loadUnaligned(fromByteOffset: o, as: V.self))
+            multiplyAdd(&acc, w8, e2.loadUnaligned(fromByteOffset: o + 4, as: V.self))
+            var v = acc + bias
+            if let slope { v = v.replacing(with: v * slope, where: v .< 0) }
+            let i = oy * g.outW + x
+            if x + 8 <= g.outW || !lastRow {
+                if let residual { v += UnsafeRawPointer(residual + i).loadUnaligned(as: V.self) }
+                UnsafeMutableRawPointer(out + i).storeBytes(of: v, as: V.self)
+            } else {
+                for l in 0..<(g.outW - x) { out[i + l] = v[l] + (residual?[i + l] ?? 0) }
+            }
+            x += 8
         }
     }
 }

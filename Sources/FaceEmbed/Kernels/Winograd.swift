@@ -291,32 +291,11 @@ func winogradTransformWeightTile(_ w: UnsafePointer<Float>, rows: Int, inC: Int,
 }
 
 #if FACEEMBED_AVX512
-/// C[rows][16] (row stride ldc) = A · B[k][16], A packed as a[k · aStride + r] (row r in lane r, aStride ≥ 16):
-/// 16 zmm accumulators, one B load and 16 broadcast-FMAs per k. Stores only `rows` rows.
+/// The 16 × 16 zmm micro-kernel (see `gemmKernel16x16`) on a B panel of 16-wide rows.
 @inline(__always)
 func winogradKernel(a: UnsafePointer<Float>, aStride: Int, b: UnsafePointer<Float>, k: Int,
                     c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int) {
-    typealias V = SIMD16<Float>
-    var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V(), c6 = V(), c7 = V()
-    var c8 = V(), c9 = V(), c10 = V(), c11 = V(), c12 = V(), c13 = V(), c14 = V(), c15 = V()
-    let braw = UnsafeRawPointer(b)
-    for kk in 0..<k {
-        let bv = braw.loadUnaligned(fromByteOffset: kk * 64, as: V.self)
-        let ak = a + kk * aStride
-        multiplyAdd(&c0, V(repeating: ak[0]), bv); multiplyAdd(&c1, V(repeating: ak[1]), bv)
-        multiplyAdd(&c2, V(repeating: ak[2]), bv); multiplyAdd(&c3, V(repeating: ak[3]), bv)
-        multiplyAdd(&c4, V(repeating: ak[4]), bv); multiplyAdd(&c5, V(repeating: ak[5]), bv)
-        multiplyAdd(&c6, V(repeating: ak[6]), bv); multiplyAdd(&c7, V(repeating: ak[7]), bv)
-        multiplyAdd(&c8, V(repeating: ak[8]), bv); multiplyAdd(&c9, V(repeating: ak[9]), bv)
-        multiplyAdd(&c10, V(repeating: ak[10]), bv); multiplyAdd(&c11, V(repeating: ak[11]), bv)
-        multiplyAdd(&c12, V(repeating: ak[12]), bv); multiplyAdd(&c13, V(repeating: ak[13]), bv)
-        multiplyAdd(&c14, V(repeating: ak[14]), bv); multiplyAdd(&c15, V(repeating: ak[15]), bv)
-    }
-    @inline(__always) func put(_ r: Int, _ x: V) {
-        if r < rows { UnsafeMutableRawPointer(c + r * ldc).storeBytes(of: x, as: V.self) }
-    }
-    put(0, c0); put(1, c1); put(2, c2); put(3, c3); put(4, c4); put(5, c5); put(6, c6); put(7, c7)
-    put(8, c8); put(9, c9); put(10, c10); put(11, c11); put(12, c12); put(13, c13); put(14, c14); put(15, c15)
+    gemmKernel16x16(a: a, aStride: aStride, b: b, ldb: gemmNR, k: k, c: c, ldc: ldc, rows: rows)
 }
 #else
 /// The 6 × 16 packed micro-kernel (see `gemmKernelPacked6x16`).
