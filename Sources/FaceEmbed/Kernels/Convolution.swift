@@ -207,28 +207,41 @@ func packPanel(_ g: ConvGeometry, input: UnsafePointer<Float>, affine: InputAffi
         }
         return
     }
-    // Top-left input coordinate of each output pixel in the panel.
-    var iy0 = SIMD16<Int32>(repeating: -1 << 20), ix0 = SIMD16<Int32>(repeating: -1 << 20)
-    for j in 0..<nr {
-        let p = n0 + j
-        iy0[j] = Int32((p / g.outW) * g.strideH - g.padH)
-        ix0[j] = Int32((p % g.outW) * g.strideW - g.padW)
-    }
-    var k = 0
-    for ic in 0..<g.inC {
-        let plane = input + ic * g.inH * g.inW
-        let mul = affine?.scale[ic] ?? 1, add = affine?.shift[ic] ?? 0
-        for ky in 0..<g.kH {
-            for kx in 0..<g.kW {
-                let dst = packed + k * gemmNR
-                for j in 0..<gemmNR {
-                    let iy = Int(iy0[j]) + ky, ix = Int(ix0[j]) + kx
-                    dst[j] = (iy >= 0 && iy < g.inH && ix >= 0 && ix < g.inW) ? plane[iy * g.inW + ix] * mul + add : 0
+    // Per tap (ky, kx) and lane j: the input offset it reads and whether it is in bounds. Computed once per panel
+    // (the same for every input channel); lanes out of bounds (padding, or past `nr`) read offset 0 and are then
+    // replaced by zero, so the channel loop below is branch-free and never reads outside the plane.
+    let taps = g.kH * g.kW
+    withUnsafeTemporaryAllocation(of: Int32.self, capacity: taps * gemmNR) { offs in
+    withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: taps) { inside in
+        let offs = offs.baseAddress!, inside = inside.baseAddress!
+        for t in 0..<taps { inside[t] = SIMD16<Float>() }
+        for j in 0..<gemmNR {
+            let p = n0 + j
+            let iy0 = (p / g.outW) * g.strideH - g.padH, ix0 = (p % g.outW) * g.strideW - g.padW
+            for ky in 0..<g.kH {
+                for kx in 0..<g.kW {
+                    let t = ky * g.kW + kx, iy = iy0 + ky, ix = ix0 + kx
+                    let ok = j < nr && iy >= 0 && iy < g.inH && ix >= 0 && ix < g.inW
+                    offs[t * gemmNR + j] = ok ? Int32(iy * g.inW + ix) : 0
+                    if ok { inside[t][j] = 1 }
                 }
-                k += 1
             }
         }
-    }
+        var dst = packed
+        for ic in 0..<g.inC {
+            let plane = input + ic * g.inH * g.inW
+            let mul = affine?.scale[ic] ?? 1, add = affine?.shift[ic] ?? 0
+            for t in 0..<taps {
+                let o = offs + t * gemmNR
+                var v = SIMD16<Float>()
+                for j in 0..<gemmNR { v[j] = plane[Int(o[j])] }
+                if affine != nil { v = v * mul + add }
+                v.replace(with: 0, where: inside[t] .== 0)
+                UnsafeMutableRawPointer(dst).storeBytes(of: v, as: SIMD16<Float>.self)
+                dst += gemmNR
+            }
+        }
+    }}
 }
 
 /// C[6][16] = A[6 rows, stride lda] · B[k][16]. The hot loop of every 1×1 and 3×3 convolution.
