@@ -66,47 +66,66 @@ enum FlatFile {
         for (t, o) in zip(plan.tensors, offsets) { tensorRecord(&table, t, offset: o) }
         table.pad(to: dataOffset - headerSize)
 
-        guard let f = fopen(path, "wb") else {
+        // Written under a temporary name and renamed into place, so no reader ever sees a half-written file.
+        var st = stat()
+        if stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
+            throw .io(file: path, reason: "cannot create: \(String(cString: strerror(EISDIR)))")
+        }
+        let partial = "\(path).partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        guard let f = fopen(partial, "wb") else {
             throw .io(file: path, reason: "cannot create: \(String(cString: strerror(errno)))")
         }
-        var ok = true
-        defer { fclose(f) }
-        func put(_ b: UnsafeRawBufferPointer) { if b.count > 0, fwrite(b.baseAddress, 1, b.count, f) != b.count { ok = false } }
-        var h = fnvOffset
-        [UInt8](repeating: 0, count: headerSize).withUnsafeBytes { put($0) }
-        table.bytes.withUnsafeBytes { hash($0, into: &h); put($0) }
-        for (i, t) in plan.tensors.enumerated() {
-            var data = model.produce[i]()
-            guard data.count == t.count else {
-                throw .invalidWeights(file: path, reason: "tensor \(t.name) produced \(data.count) values for shape \(t.shape)")
-            }
-            for j in data.indices {
-                guard data[j].isFinite else {
-                    throw .invalidWeights(file: path, reason: "tensor \(t.name) holds a NaN or infinite value at \(j)")
-                }
-                if data[j].isSubnormal { data[j] = 0 }
-            }
-            var chunk = ByteWriter()
-            chunk.bytes.reserveCapacity(aligned(t.count * 4))
-            for v in data { chunk.u32(v.bitPattern) }
-            chunk.pad(to: aligned(t.count * 4))
-            chunk.bytes.withUnsafeBytes { hash($0, into: &h); put($0) }
+        do {
+            try writeContents(f)
+        } catch {
+            fclose(f); unlink(partial)
+            throw error
         }
-        var header = ByteWriter()
-        header.bytes.append(contentsOf: magic)
-        header.u32(version); header.u32(headerSize)
-        header.u32(plan.kind.rawValue); header.u32(plan.embeddingSize)
-        header.u32(modelInputShape.c); header.u32(modelInputShape.h); header.u32(modelInputShape.w)
-        header.u32(plan.channelOrder.rawValue)
-        header.u32(plan.inputMean.bitPattern); header.u32(plan.inputScale.bitPattern)
-        header.u32(plan.values.count); header.u32(plan.layers.count); header.u32(plan.tensors.count); header.u32(plan.output)
-        header.u64(fileSize); header.u64(headerSize); header.u64(tableSize); header.u64(dataOffset); header.u64(h)
-        var name = Array(plan.name.utf8.prefix(23))
-        name += [UInt8](repeating: 0, count: 24 - name.count)
-        header.bytes += name
-        guard fseek(f, 0, SEEK_SET) == 0 else { throw .io(file: path, reason: "cannot seek") }
-        header.bytes.withUnsafeBytes { put($0) }
-        guard ok, fflush(f) == 0 else { throw .io(file: path, reason: "write failed: \(String(cString: strerror(errno)))") }
+        guard fclose(f) == 0, rename(partial, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(partial)
+            throw .io(file: path, reason: "cannot write: \(reason)")
+        }
+
+        func writeContents(_ f: UnsafeMutablePointer<FILE>) throws(FaceEmbedError) {
+            var ok = true
+            func put(_ b: UnsafeRawBufferPointer) { if b.count > 0, fwrite(b.baseAddress, 1, b.count, f) != b.count { ok = false } }
+            var h = fnvOffset
+            [UInt8](repeating: 0, count: headerSize).withUnsafeBytes { put($0) }
+            table.bytes.withUnsafeBytes { hash($0, into: &h); put($0) }
+            for (i, t) in plan.tensors.enumerated() {
+                var data = model.produce[i]()
+                guard data.count == t.count else {
+                    throw .invalidWeights(file: path, reason: "tensor \(t.name) produced \(data.count) values for shape \(t.shape)")
+                }
+                for j in data.indices {
+                    guard data[j].isFinite else {
+                        throw .invalidWeights(file: path, reason: "tensor \(t.name) holds a NaN or infinite value at \(j)")
+                    }
+                    if data[j].isSubnormal { data[j] = 0 }
+                }
+                var chunk = ByteWriter()
+                chunk.bytes.reserveCapacity(aligned(t.count * 4))
+                for v in data { chunk.u32(v.bitPattern) }
+                chunk.pad(to: aligned(t.count * 4))
+                chunk.bytes.withUnsafeBytes { hash($0, into: &h); put($0) }
+            }
+            var header = ByteWriter()
+            header.bytes.append(contentsOf: magic)
+            header.u32(version); header.u32(headerSize)
+            header.u32(plan.kind.rawValue); header.u32(plan.embeddingSize)
+            header.u32(modelInputShape.c); header.u32(modelInputShape.h); header.u32(modelInputShape.w)
+            header.u32(plan.channelOrder.rawValue)
+            header.u32(plan.inputMean.bitPattern); header.u32(plan.inputScale.bitPattern)
+            header.u32(plan.values.count); header.u32(plan.layers.count); header.u32(plan.tensors.count); header.u32(plan.output)
+            header.u64(fileSize); header.u64(headerSize); header.u64(tableSize); header.u64(dataOffset); header.u64(h)
+            var name = Array(plan.name.utf8.prefix(23))
+            name += [UInt8](repeating: 0, count: 24 - name.count)
+            header.bytes += name
+            guard fseek(f, 0, SEEK_SET) == 0 else { throw .io(file: path, reason: "cannot seek") }
+            header.bytes.withUnsafeBytes { put($0) }
+            guard ok, fflush(f) == 0 else { throw .io(file: path, reason: "write failed: \(String(cString: strerror(errno)))") }
+        }
     }
 
     private static func tensorRecord(_ w: inout ByteWriter, _ t: TensorInfo, offset: Int) {
