@@ -11,7 +11,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 shared=${FACEEMBED_SHARED:-$root/../shared}
 flags=()
-case "$(uname -m)" in x86_64|amd64) flags=(-Xswiftc -target-cpu -Xswiftc native) ;; esac
+case "$(uname -m)" in
+x86_64|amd64)
+    flags=(-Xswiftc -target-cpu -Xswiftc native)
+    if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then flags+=(-Xswiftc -DFACEEMBED_AVX512)
+    elif grep -qw fma /proc/cpuinfo 2>/dev/null; then flags+=(-Xswiftc -DFACEEMBED_FMA); fi ;;
+esac
 swift build -c release "${flags[@]}" 2>&1 | tail -1
 bin=$(swift build -c release "${flags[@]}" --show-bin-path)/faceembed
 
