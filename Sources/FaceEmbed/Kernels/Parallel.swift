@@ -127,6 +127,7 @@ final class WorkerPool: @unchecked Sendable {
     }
 
     private func workerLoop(_ w: Int) {
+        Denormals.flushOnThisThread()
         let slot = slots[w]
         var seen = ticket.load(ordering: .acquiring)
         while true {

@@ -139,10 +139,12 @@ final class Network: @unchecked Sendable {
     /// Runs every layer on the image in `input(w)`; `timing`, when given, receives each layer's nanoseconds.
     func run(_ w: Workspace, threads: Int, timing: ((Int, Duration) -> Void)? = nil) {
         let clock = ContinuousClock()
-        for (i, layer) in plan.layers.enumerated() {
-            let start = timing == nil ? nil : clock.now
-            execute(layer, w, threads: threads)
-            if let start, let timing { timing(i, clock.now - start) }
+        Denormals.flushed {
+            for (i, layer) in plan.layers.enumerated() {
+                let start = timing == nil ? nil : clock.now
+                execute(layer, w, threads: threads)
+                if let start, let timing { timing(i, clock.now - start) }
+            }
         }
     }
 
