@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // FaceEmbed: face-recognition embeddings (MobileFaceNet, ResNet-IR ArcFace) in pure Swift.
-// No dependencies and no unsafeFlags, so the package can be used as a versioned dependency.
+// No dependencies and no unsafe build flags, so the package can be used as a versioned dependency.
 // Build for speed with: swift build -c release -Xswiftc -target-cpu -Xswiftc native
 import PackageDescription
 
