@@ -78,13 +78,19 @@ public final class FaceModel: Sendable {
               pixels.count >= (format.planar ? (format.channels * height - 1) * stride + width : (height - 1) * stride + minStride) else {
             throw .invalidImage(file: nil, reason: "pixel buffer of \(pixels.count) bytes is too small for \(width)x\(height) with row stride \(stride)")
         }
-        let plan = network.plan
         let w = network.checkout(threads: network.threads)
         defer { network.checkin(w) }
-        fillInput(network.input(w), from: pixels, width: width, height: height, format: format, rowStride: stride,
+        return run(w, pixels: pixels, format: format, rowStride: stride, threads: network.threads)
+    }
+
+    /// One forward pass in workspace `w` on a checked 112 × 112 pixel buffer.
+    private func run(_ w: Workspace, pixels: UnsafeBufferPointer<UInt8>, format: PixelFormat, rowStride: Int,
+                     threads: Int) -> Embedding {
+        let plan = network.plan, s = FaceModel.inputSize
+        fillInput(network.input(w), from: pixels, width: s, height: s, format: format, rowStride: rowStride,
                   order: plan.channelOrder, mean: plan.inputMean, scale: plan.inputScale)
-        network.run(w, threads: network.threads)
-        return Embedding(Array(UnsafeBufferPointer(start: network.output(w), count: embeddingSize)))
+        network.run(w, threads: threads)
+        return Embedding(Array(UnsafeBufferPointer(start: network.output(w), count: plan.embeddingSize)))
     }
 
     /// Embeddings of several aligned faces. With more than one thread the images are shared out across threads,
@@ -100,18 +106,13 @@ public final class FaceModel: Sendable {
             return out
         }
         let results = Mutex<[Embedding?]>(Array(repeating: nil, count: faces.count))
-        let plan = network.plan
         DispatchQueue.concurrentPerform(iterations: parts) { part in
             let w = network.checkout(threads: 1)
             defer { network.checkin(w) }
             for i in chunk(faces.count, parts: parts, index: part) {
-                faces[i].pixels.withUnsafeBufferPointer { p in
-                    fillInput(network.input(w), from: p, width: FaceModel.inputSize, height: FaceModel.inputSize,
-                              format: .rgb, rowStride: FaceModel.inputSize * 3, order: plan.channelOrder,
-                              mean: plan.inputMean, scale: plan.inputScale)
+                let e = faces[i].pixels.withUnsafeBufferPointer { p in
+                    run(w, pixels: p, format: .rgb, rowStride: FaceModel.inputSize * 3, threads: 1)
                 }
-                network.run(w, threads: 1)
-                let e = Embedding(Array(UnsafeBufferPointer(start: network.output(w), count: plan.embeddingSize)))
                 results.withLock { $0[i] = e }
             }
         }
