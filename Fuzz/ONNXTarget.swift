@@ -6,7 +6,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let raw = UnsafeRawBufferPointer(start: data, count: size)
     guard let onnx = try? ONNXModel(bytes: raw, file: "fuzz.onnx", owner: nil) else { return 0 }
     _ = onnx.defaultOpset
-    guard let model = try? ONNXImporter.importModel(onnx, name: "fuzz") else { return 0 }
+    guard let model = try? ONNXImporter.importModel(onnx, name: "fuzz").lanePacked() else { return 0 }
     guard (try? FlatFile.validate(model.plan, embeddingSize: model.plan.embeddingSize, fail: { .unsupportedModel(file: nil, reason: $0) })) != nil,
           model.plan.tensors.reduce(0, { $0 + $1.count }) <= 1 << 22 else { return 0 }
     do {

@@ -16,7 +16,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     for p in paramsBytes {
         p.withUnsafeBytes { raw in
             guard let params = try? MXNetParams(bytes: raw, file: "fuzz.params"),
-                  let model = try? MXNetImporter.importModel(symbol: symbol, params: params, symbolFile: "fuzz-symbol.json")
+                  let model = try? MXNetImporter.importModel(symbol: symbol, params: params, symbolFile: "fuzz-symbol.json").lanePacked()
             else { return }
             guard (try? FlatFile.validate(model.plan, embeddingSize: model.plan.embeddingSize, fail: { .unsupportedModel(file: nil, reason: $0) })) != nil
             else { return }

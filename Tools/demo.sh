@@ -26,7 +26,9 @@ while read -r a b; do pairs+=("$a" "$b"); done < <(bash Models/demo_faces.sh "$b
 
 models=(Models/w600k_mbf.feb)
 if [ -f "$shared/models/mobilefacenet-arcface/model-0000.params" ]; then
-    [ -f Models/mobilefacenet.feb ] || "$bin" convert "$shared/models/mobilefacenet-arcface" -o Models/mobilefacenet.feb
+    # (re)converted unless it loads: a file from an older FaceEmbed has another format version
+    "$bin" info --model Models/mobilefacenet.feb >/dev/null 2>&1 ||
+        "$bin" convert "$shared/models/mobilefacenet-arcface" -o Models/mobilefacenet.feb
     models+=(Models/mobilefacenet.feb)
 fi
 for model in "${models[@]}"; do

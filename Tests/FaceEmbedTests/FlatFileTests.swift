@@ -73,3 +73,29 @@ struct FlatFileTests {
         #expect(loadError(b, "nan.feb")?.description.contains("NaN") == true)
     }
 }
+
+struct WeightLayoutTests {
+    @Test("lane-packed weights put output channel o of block b in lane o mod 16, zero past outC, per group")
+    func lanePackingLayout() {
+        let g = ConvGeometry(inC: 4, inH: 5, inW: 5, outC: 38, kH: 3, kW: 3, strideH: 1, strideW: 1, padH: 1, padW: 1,
+                             groups: 2)
+        let ocg = 19, k = g.k  // 2 · 9 = 18 taps per output channel, 2 blocks per group
+        let w = (0..<(g.outC * k)).map { Float($0 + 1) }
+        let p = lanePackedWeights(w, g)
+        #expect(g.storedWeightShape == [2, 2, k, 16] && p.count == 2 * 2 * k * 16)
+        for grp in 0..<2 {
+            for blk in 0..<2 {
+                for kk in 0..<k {
+                    for lane in 0..<16 {
+                        let o = blk * 16 + lane
+                        let want: Float = o < ocg ? w[(grp * ocg + o) * k + kk] : 0
+                        #expect(p[((grp * 2 + blk) * k + kk) * 16 + lane] == want)
+                    }
+                }
+            }
+        }
+        let dw = ConvGeometry(inC: 8, inH: 5, inW: 5, outC: 8, kH: 3, kW: 3, strideH: 1, strideW: 1, padH: 1, padW: 1,
+                              groups: 8)
+        #expect(dw.isDepthwise && dw.storedWeightShape == [8, 1, 3, 3])
+    }
+}

@@ -171,6 +171,10 @@ struct HostileInputTests {
         var b = try readFile(feb)
         b[8] = 9
         expectError(thrown { try FaceModel(contentsOf: Hostile.file("v9.feb", b)) }, "invalidWeights", "format version 9")
+        // A file of FaceEmbed 0.1 (format 1, OIHW convolution weights) is refused with what to do.
+        b[8] = 1
+        expectError(thrown { try FaceModel(contentsOf: Hostile.file("v1.feb", b)) }, "invalidWeights", "format version 1",
+                    "faceembed convert")
     }
 
     @Test func aSymbolWhoseParamsDoNotMatch() throws {

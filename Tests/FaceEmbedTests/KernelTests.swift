@@ -16,7 +16,8 @@ private func fastConvolution(_ x: Tensor, weight: [Float], bias: [Float], slope:
     var scratch = [Float](repeating: 0, count: scratchCount)
     let slopeArr = slope ?? [], res = residual?.data ?? []
     let sc = inputAffine?.scale ?? [], sh = inputAffine?.shift ?? []
-    x.data.withUnsafeBufferPointer { xp in weight.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
+    let stored = depthwise ? weight : lanePackedWeights(weight, g)  // as a flat file holds them
+    x.data.withUnsafeBufferPointer { xp in stored.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
         slopeArr.withUnsafeBufferPointer { sp in res.withUnsafeBufferPointer { rp in
             sc.withUnsafeBufferPointer { scp in sh.withUnsafeBufferPointer { shp in
                 y.data.withUnsafeMutableBufferPointer { yp in scratch.withUnsafeMutableBufferPointer { tp in

@@ -26,7 +26,8 @@ struct WinogradTests {
         var scratch = [Float](repeating: .nan, count: winogradScratch(g) * threads)
         var shared = [Float](repeating: .nan, count: winogradSharedScratch(g))
         let slopeArr = slope ?? [], res = residual?.data ?? [], sc = affine?.scale ?? [], sh = affine?.shift ?? []
-        x.data.withUnsafeBufferPointer { xp in weight.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
+        let stored = lanePackedWeights(weight, g)
+        x.data.withUnsafeBufferPointer { xp in stored.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
             slopeArr.withUnsafeBufferPointer { sp in res.withUnsafeBufferPointer { rp in
                 sc.withUnsafeBufferPointer { scp in sh.withUnsafeBufferPointer { shp in
                     y.data.withUnsafeMutableBufferPointer { yp in scratch.withUnsafeMutableBufferPointer { tp in

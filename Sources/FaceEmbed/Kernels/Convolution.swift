@@ -1,10 +1,11 @@
 // Convolution (groups = 1) as an implicit GEMM, one image at a time.
 //
 //   C[M × N] = A[M × K] · B[K × N]     M = outC, K = inC·kh·kw, N = outH·outW
-//   A = weights, OIHW row-major (row m = output channel m, k = (ic·kh + ky)·kw + kx): used in place.
+//   A = weights, lane-packed (Weights/WeightLayout.swift): a[blk][k][16], used in place from the mapped file.
 //   B = im2col of the input, never materialised: a panel of NR = 16 output pixels × K is gathered into a
 //       contiguous scratch buffer (zero where the tap falls in the padding), then reused by every row tile.
-//   Micro-kernel: MR = 6 output channels × 16 pixels = 12 SIMD8 accumulators, broadcast A, load B.
+//   Micro-kernel (`gemmTile`): AVX-512 builds 16 output channels × 16 pixels in 16 zmm accumulators; other builds
+//       6 × 16 in 12 SIMD8 accumulators, three row tiles (rows 0, 6, 12) per block of 16 channels.
 //
 // Optional `inputAffine` maps every in-bounds tap x of input channel c to x · scale[c] + shift[c] while packing:
 // a batch norm that precedes the convolution, exact at the borders, where the padding stays zero.
@@ -45,56 +46,57 @@ struct InputAffine {
 
 /// Pixel-panel width of the GEMM micro-kernel.
 let gemmNR = 16
-/// Row-tile height of the GEMM micro-kernel.
+#if FACEEMBED_AVX512
+/// Output channels per micro-kernel call: a whole block of lane-packed weights.
+let gemmMR = 16
+#else
+/// Output channels per micro-kernel call: three calls (rows 0, 6, 12) cover a block of lane-packed weights.
 let gemmMR = 6
+#endif
+/// Micro-kernel row tiles per block of `weightLanes` output channels.
+let gemmTilesPerBlock = (weightLanes + gemmMR - 1) / gemmMR
 
-/// Scratch floats one thread needs to run `convolution` on `g`.
-func convolutionScratch(_ g: ConvGeometry) -> Int {
+/// Scratch floats one thread needs to run `convolution` on `g`: a packed B panel and one C tile.
+func convolutionScratch(_ g: ConvGeometry) -> Int { g.k * gemmNR + gemmMR * gemmNR }
+
+/// C[rows][16] (row stride ldc) = A · B[k][16 at stride ldb], A lane-packed (row r of the tile at a[k · aStride + r]).
+/// `rows` ≤ gemmMR; only those rows are stored.
+@inline(__always)
+func gemmTile(a: UnsafePointer<Float>, aStride: Int, b: UnsafePointer<Float>, ldb: Int, k: Int,
+              c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int) {
     #if FACEEMBED_AVX512
-    if pointwiseUsesPackedWeights(g) { return g.k * gemmNR + 16 * 16 + (g.outC + 15) / 16 * 16 * g.k }
+    gemmKernel16x16(a: a, aStride: aStride, b: b, ldb: ldb, k: k, c: c, ldc: ldc, rows: rows)
+    #else
+    gemmKernel6x16(a: a, aStride: aStride, b: b, ldb: ldb, k: k, c: c, ldc: ldc, rows: rows)
     #endif
-    return g.k * gemmNR + gemmMR * gemmNR
+}
+
+/// Row tile `t` of a convolution with `outC` output channels: its first channel, its offset into lane-packed
+/// weights (relative to the block array, K = `k`), and its row count (0 for a tile wholly past `outC`).
+@inline(__always)
+func gemmRowTile(_ t: Int, outC: Int, k: Int) -> (m0: Int, aOffset: Int, rows: Int) {
+    let blk = t / gemmTilesPerBlock, r0 = (t % gemmTilesPerBlock) * gemmMR
+    let m0 = blk * weightLanes + r0
+    return (m0, blk * k * weightLanes + r0, max(0, min(gemmMR, weightLanes - r0, outC - m0)))
 }
 
 #if FACEEMBED_AVX512
-/// AVX-512 builds run 1×1 convolutions whose weights fit in L2 (≤ 64 Ki floats, all of MobileFaceNet's) with the
-/// 16 × 16 zmm micro-kernel on weights packed per call as A[tile][k][16]; B is read straight from the input.
-func pointwiseUsesPackedWeights(_ g: ConvGeometry) -> Bool {
-    g.isPointwise && g.groups == 1 && (g.outC + 15) / 16 * 16 * g.k <= 65536
-}
-
-/// `convolution` for `pointwiseUsesPackedWeights(g)` without an input affine (see there).
+/// AVX-512 builds run unpadded 1×1 convolutions without an input affine with B read straight from the input for
+/// full panels (only the last, partial panel is copied).
 func pointwiseConvolution16(_ g: ConvGeometry, input: UnsafePointer<Float>, weights: UnsafePointer<Float>,
                             epilogue: Epilogue, output: UnsafeMutablePointer<Float>,
                             scratch: UnsafeMutablePointer<Float>, threads: Int) {
     let n = g.pixels, k = g.k
     let panels = (n + gemmNR - 1) / gemmNR
-    let tiles = (g.outC + 15) / 16
+    let tiles = g.weightBlocks
     let perThread = convolutionScratch(g)
     let byPanels = panels >= 2 * threads || tiles < 2 * threads
     let parts = max(1, min(threads, byPanels ? panels : tiles))
     parallelFor(parts, threads: threads) { part in
         let packedB = scratch + part * perThread
         let tile = packedB + k * gemmNR
-        let packedA = tile + 16 * 16
         let panelRange = byPanels ? chunk(panels, parts: parts, index: part) : 0..<panels
         let tileRange = byPanels ? 0..<tiles : chunk(tiles, parts: parts, index: part)
-        // A[t][kk][r] = weights[(16t + r)·k + kk], zero for rows past outC; in blocks of 128 kk so that the
-        // destination lines stay in L1 while the 16 rows write their lanes.
-        for t in tileRange {
-            let m0 = t * 16, rows = min(16, g.outC - m0)
-            let dst = packedA + t * k * 16
-            if rows < 16 { dst.initialize(repeating: 0, count: k * 16) }
-            var k0 = 0
-            while k0 < k {
-                let len = min(128, k - k0)
-                for r in 0..<rows {
-                    let src = weights + (m0 + r) * k + k0, d = dst + k0 * 16 + r
-                    for j in 0..<len { d[j * 16] = src[j] }
-                }
-                k0 += len
-            }
-        }
         for panel in panelRange {
             let n0 = panel * gemmNR, nr = min(gemmNR, n - n0)
             let b: UnsafePointer<Float>, ldb: Int
@@ -106,7 +108,7 @@ func pointwiseConvolution16(_ g: ConvGeometry, input: UnsafePointer<Float>, weig
             }
             for t in tileRange {
                 let m0 = t * 16, rows = min(16, g.outC - m0)
-                gemmKernel16x16(a: packedA + t * k * 16, aStride: 16, b: b, ldb: ldb, k: k, c: tile, ldc: 16, rows: 16)
+                gemmKernel16x16(a: weights + t * k * 16, aStride: 16, b: b, ldb: ldb, k: k, c: tile, ldc: 16, rows: 16)
                 for r in 0..<rows {
                     epilogue.apply(channel: m0 + r, acc: tile + r * 16, out: output, offset: (m0 + r) * n + n0, count: nr)
                 }
@@ -150,14 +152,14 @@ func convolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights: Unsafe
                  inputAffine: InputAffine?, epilogue: Epilogue, output: UnsafeMutablePointer<Float>,
                  scratch: UnsafeMutablePointer<Float>, threads: Int) {
     #if FACEEMBED_AVX512
-    if inputAffine == nil && pointwiseUsesPackedWeights(g) {
+    if inputAffine == nil && g.isPointwise {
         pointwiseConvolution16(g, input: input, weights: weights, epilogue: epilogue, output: output, scratch: scratch,
                                threads: threads)
         return
     }
     #endif
     let panels = (g.pixels + gemmNR - 1) / gemmNR
-    let tiles = (g.outC + gemmMR - 1) / gemmMR
+    let tiles = g.weightBlocks * gemmTilesPerBlock
     let perThread = convolutionScratch(g)
     // Split by pixel panels when there are enough of them to share; otherwise by row tiles.
     let byPanels = panels >= 2 * threads || tiles < 2 * threads
@@ -172,14 +174,9 @@ func convolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights: Unsafe
             let nr = min(gemmNR, g.pixels - n0)
             packPanel(g, input: input, affine: inputAffine, n0: n0, nr: nr, into: packed)
             for t in tileRange {
-                let m0 = t * gemmMR
-                let mr = min(gemmMR, g.outC - m0)
-                let a = weights + m0 * g.k
-                if mr == gemmMR {
-                    gemmKernel6x16(a: a, lda: g.k, b: packed, k: g.k, c: tile)
-                } else {
-                    gemmKernelRows(a: a, lda: g.k, rows: mr, b: packed, k: g.k, c: tile)
-                }
+                let (m0, aOffset, mr) = gemmRowTile(t, outC: g.outC, k: g.k)
+                gemmTile(a: weights + aOffset, aStride: weightLanes, b: packed, ldb: gemmNR, k: g.k, c: tile, ldc: gemmNR,
+                         rows: mr)
                 for r in 0..<mr {
                     epilogue.apply(channel: m0 + r, acc: tile + r * gemmNR, out: output,
                                    offset: (m0 + r) * g.pixels + n0, count: nr)
@@ -244,49 +241,30 @@ func packPanel(_ g: ConvGeometry, input: UnsafePointer<Float>, affine: InputAffi
     }}
 }
 
-/// C[6][16] = A[6 rows, stride lda] · B[k][16]. The hot loop of every 1×1 and 3×3 convolution.
+/// C[rows][16] (row stride ldc) = A · B[k][16 at stride ldb], A packed as a[k · aStride + r] (rows ≤ 6): 12 SIMD8
+/// accumulators, two B loads and six broadcasts per k. Stores only `rows` rows.
 @inline(__always)
-func gemmKernel6x16(a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
-                    c: UnsafeMutablePointer<Float>) {
+func gemmKernel6x16(a: UnsafePointer<Float>, aStride: Int, b: UnsafePointer<Float>, ldb: Int, k: Int,
+                    c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int) {
     typealias V = SIMD8<Float>
     var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
     var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
-    let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda, a4 = a + 4 * lda, a5 = a + 5 * lda
-    let braw = UnsafeRawPointer(b)
+    let braw = UnsafeRawPointer(b), bStride = ldb * 4
     for kk in 0..<k {
-        let b0 = braw.loadUnaligned(fromByteOffset: kk * 64, as: V.self)
-        let b1 = braw.loadUnaligned(fromByteOffset: kk * 64 + 32, as: V.self)
-        var s = V(repeating: a0[kk]); multiplyAdd(&c00, s, b0); multiplyAdd(&c01, s, b1)
-        s = V(repeating: a1[kk]); multiplyAdd(&c10, s, b0); multiplyAdd(&c11, s, b1)
-        s = V(repeating: a2[kk]); multiplyAdd(&c20, s, b0); multiplyAdd(&c21, s, b1)
-        s = V(repeating: a3[kk]); multiplyAdd(&c30, s, b0); multiplyAdd(&c31, s, b1)
-        s = V(repeating: a4[kk]); multiplyAdd(&c40, s, b0); multiplyAdd(&c41, s, b1)
-        s = V(repeating: a5[kk]); multiplyAdd(&c50, s, b0); multiplyAdd(&c51, s, b1)
+        let b0 = braw.loadUnaligned(fromByteOffset: kk * bStride, as: V.self)
+        let b1 = braw.loadUnaligned(fromByteOffset: kk * bStride + 32, as: V.self)
+        let ak = a + kk * aStride
+        var s = V(repeating: ak[0]); multiplyAdd(&c00, s, b0); multiplyAdd(&c01, s, b1)
+        s = V(repeating: ak[1]); multiplyAdd(&c10, s, b0); multiplyAdd(&c11, s, b1)
+        s = V(repeating: ak[2]); multiplyAdd(&c20, s, b0); multiplyAdd(&c21, s, b1)
+        s = V(repeating: ak[3]); multiplyAdd(&c30, s, b0); multiplyAdd(&c31, s, b1)
+        s = V(repeating: ak[4]); multiplyAdd(&c40, s, b0); multiplyAdd(&c41, s, b1)
+        s = V(repeating: ak[5]); multiplyAdd(&c50, s, b0); multiplyAdd(&c51, s, b1)
     }
-    let out = UnsafeMutableRawPointer(c)
-    out.storeBytes(of: c00, toByteOffset: 0, as: V.self); out.storeBytes(of: c01, toByteOffset: 32, as: V.self)
-    out.storeBytes(of: c10, toByteOffset: 64, as: V.self); out.storeBytes(of: c11, toByteOffset: 96, as: V.self)
-    out.storeBytes(of: c20, toByteOffset: 128, as: V.self); out.storeBytes(of: c21, toByteOffset: 160, as: V.self)
-    out.storeBytes(of: c30, toByteOffset: 192, as: V.self); out.storeBytes(of: c31, toByteOffset: 224, as: V.self)
-    out.storeBytes(of: c40, toByteOffset: 256, as: V.self); out.storeBytes(of: c41, toByteOffset: 288, as: V.self)
-    out.storeBytes(of: c50, toByteOffset: 320, as: V.self); out.storeBytes(of: c51, toByteOffset: 352, as: V.self)
-}
-
-/// C[rows][16] = A[rows, stride lda] · B[k][16] for the last, partial row tile (rows < 6).
-@inline(__always)
-func gemmKernelRows(a: UnsafePointer<Float>, lda: Int, rows: Int, b: UnsafePointer<Float>, k: Int,
-                    c: UnsafeMutablePointer<Float>) {
-    typealias V = SIMD8<Float>
-    let braw = UnsafeRawPointer(b)
-    for r in 0..<rows {
-        var c0 = V(), c1 = V()
-        let ar = a + r * lda
-        for kk in 0..<k {
-            let s = V(repeating: ar[kk])
-            multiplyAdd(&c0, s, braw.loadUnaligned(fromByteOffset: kk * 64, as: V.self))
-            multiplyAdd(&c1, s, braw.loadUnaligned(fromByteOffset: kk * 64 + 32, as: V.self))
-        }
-        UnsafeMutableRawPointer(c + r * gemmNR).storeBytes(of: c0, as: V.self)
-        UnsafeMutableRawPointer(c + r * gemmNR + 8).storeBytes(of: c1, as: V.self)
+    @inline(__always) func put(_ r: Int, _ x: V, _ y: V) {
+        guard r < rows else { return }
+        let o = UnsafeMutableRawPointer(c + r * ldc)
+        o.storeBytes(of: x, as: V.self); o.storeBytes(of: y, toByteOffset: 32, as: V.self)
     }
+    put(0, c00, c01); put(1, c10, c11); put(2, c20, c21); put(3, c30, c31); put(4, c40, c41); put(5, c50, c51)
 }

@@ -8,12 +8,12 @@
 //   B  V[ξ][panel][ic][16] = Bᵀ d B            16 tiles per panel, laid out as the GEMM micro-kernel's B panel;
 //                                             the input affine (batch norm before the zero-padded convolution) is
 //                                             applied to in-bounds pixels only, so the borders stay exact
-//   A  U[ic][ξ][L]        = G g Gᵀ             per row tile of 6 (AVX-512: 16) output channels, into per-thread
-//                                             scratch (L2-sized), via a transposing copy (see the function):
+//   A  U[ic][ξ][16]       = G g Gᵀ             per block of 16 output channels, from its lane-packed weights
+//                                             (16 lanes per tap, read in place) into per-thread scratch (L2-sized):
 //                                             weights are transformed on the fly, since storing them would need 4×
 //                                             the weight memory (ResNet100 would exceed its resident-memory budget)
-//   C  M[ξ][oc][tile]     = U[ξ] · V[ξ]        the 6 × 16 (AVX-512: 16 × 16) micro-kernel, right after A for the
-//                                             same row tile
+//   C  M[ξ][oc][tile]     = U[ξ] · V[ξ]        `gemmTile` (16 × 16 on AVX-512, else 6 × 16 thrice), right after A
+//                                             for the same block
 //   D  out = Aᵀ M A, then the epilogue (bias, PReLU, residual) row by row.
 // The direct implicit-GEMM `convolution` stays for every other shape and as the check (Tests/WinogradTests.swift).
 
@@ -45,8 +45,8 @@ func winogradSharedScratch(_ g: ConvGeometry) -> Int {
     return (v + 15) / 16 * 16 + (m + 15) / 16 * 16
 }
 
-/// Floats of one thread's packed transformed-weight block U[inC][36][L] and its raw taps raw[inC · 9][L].
-func winogradPackedWeights(_ g: ConvGeometry) -> Int { 45 * g.inC * winogradL + 16 }
+/// Floats of one thread's transformed-weight block U[inC][36][16].
+func winogradPackedWeights(_ g: ConvGeometry) -> Int { 36 * g.inC * weightLanes + 16 }
 
 /// Per-thread scratch floats for `winogradConvolution` on `g`.
 func winogradScratch(_ g: ConvGeometry) -> Int {
@@ -76,23 +76,25 @@ func winogradConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights
                                    xiStride: p.panels * ic * gemmNR)
         }
     }
-    // A + C, per row tile of winogradMR output channels: transform its weights into a packed, cache-resident block
-    // U[ic][ξ][L], then run its 36 × panels micro-kernels.
-    let rowTiles = (oc + winogradMR - 1) / winogradMR
-    let partsC = max(1, min(threads, rowTiles))
-    let L = winogradL
+    // A + C, per block of 16 output channels: transform its weights into a cache-resident block U[ic][ξ][16], then
+    // run its 36 × panels micro-kernel tiles.
+    let blocks = g.weightBlocks
+    let partsC = max(1, min(threads, blocks))
+    let L = weightLanes
     parallelFor(partsC, threads: threads) { part in
         let ublk = scratch + part * perThread
-        let raw = ublk + 36 * ic * L
-        raw.initialize(repeating: 0, count: 9 * ic * L)
-        for t in chunk(rowTiles, parts: partsC, index: part) {
-            let m0 = t * winogradMR, rows = min(winogradMR, oc - m0)
-            winogradTransformWeightTile(weights + m0 * ic * 9, rows: rows, inC: ic, into: ublk, raw: raw)
+        for blk in chunk(blocks, parts: partsC, index: part) {
+            let m0 = blk * L, rowsBlk = min(L, oc - m0)
+            winogradTransformWeightBlock(weights + blk * ic * 9 * L, inC: ic, into: ublk)
             for xi in 0..<36 {
-                let a = ublk + xi * L
-                for panel in 0..<p.panels {
-                    winogradKernel(a: a, aStride: 36 * L, b: v + (xi * p.panels + panel) * ic * gemmNR, k: ic,
-                                   c: m + (xi * oc + m0) * tp + panel * gemmNR, ldc: tp, rows: rows)
+                var r0 = 0
+                while r0 < rowsBlk {
+                    let rows = min(gemmMR, rowsBlk - r0)
+                    for panel in 0..<p.panels {
+                        gemmTile(a: ublk + xi * L + r0, aStride: 36 * L, b: v + (xi * p.panels + panel) * ic * gemmNR,
+                                 ldb: gemmNR, k: ic, c: m + (xi * oc + m0 + r0) * tp + panel * gemmNR, ldc: tp, rows: rows)
+                    }
+                    r0 += gemmMR
                 }
             }
         }
@@ -219,49 +221,12 @@ func winogradTransformOutput(_ p: WinogradPlan, _ m: UnsafePointer<Float>, xiStr
     }
 }
 
-#if FACEEMBED_AVX512
-/// One transformed weight per output channel of a Winograd row tile: 16 lanes, one zmm register.
-typealias WinogradLanes = SIMD16<Float>
-/// Output channels per Winograd row tile (the 16 × 16 micro-kernel's rows).
-let winogradMR = 16
-#else
-/// One transformed weight per output channel of a Winograd row tile: 8 lanes, rows 6 and 7 unused.
-typealias WinogradLanes = SIMD8<Float>
-/// Output channels per Winograd row tile (the 6 × 16 micro-kernel's rows).
-let winogradMR = gemmMR
-#endif
-/// Lanes of `WinogradLanes`.
-let winogradL = WinogradLanes.scalarCount
-
-/// U[ic][ξ][r] = (G g Gᵀ)[ξ] for output channels r < `rows` (≤ winogradMR) of a row tile. `w` points at the tile's
-/// first output channel (inC × 3 × 3 weights each). In two passes, so that neither gathers into vector lanes:
-///   1. raw[ic·9 + tap][r] = w[r][ic·9 + tap]   (a transposing copy; lanes ≥ `rows` keep what they held, which the
-///                                               caller zeroed before its first tile, and are never stored)
-///   2. for each input channel, 9 lane vectors in, 36 out: one input channel's 36 × L values are contiguous, so
-///      every load and store is at a constant offset from one pointer.
+/// U[ic][ξ][lane] = (G g Gᵀ)[ξ] for one block of 16 output channels, from its lane-packed weights
+/// `w[(ic · 9 + tap) · 16 + lane]`: for each input channel, 9 lane vectors in, 36 out, every load and store at a
+/// constant offset from one pointer. Lanes past the layer's output channels hold zeros and are never stored.
 @inline(__always)
-func winogradTransformWeightTile(_ w: UnsafePointer<Float>, rows: Int, inC: Int, into u: UnsafeMutablePointer<Float>,
-                                 raw: UnsafeMutablePointer<Float>) {
-    typealias V = WinogradLanes
-    let L = winogradL, n = inC * 9
-    // In blocks of 128 taps, so that the 128 destination lines stay in L1 while every row writes its lane.
-    var i0 = 0
-    while i0 < n {
-        let len = min(128, n - i0)
-        for r in 0..<rows {
-            let src = w + r * n + i0, dst = raw + i0 * L + r
-            var i = 0
-            while i + 8 <= len {
-                let x = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD8<Float>.self)
-                let d = dst + i * L
-                d[0] = x[0]; d[L] = x[1]; d[2 * L] = x[2]; d[3 * L] = x[3]
-                d[4 * L] = x[4]; d[5 * L] = x[5]; d[6 * L] = x[6]; d[7 * L] = x[7]
-                i += 8
-            }
-            while i < len { dst[i * L] = src[i]; i += 1 }
-        }
-        i0 += len
-    }
+func winogradTransformWeightBlock(_ w: UnsafePointer<Float>, inC: Int, into u: UnsafeMutablePointer<Float>) {
+    typealias V = SIMD16<Float>
     @inline(__always) func rowsG(_ a: V, _ b: V, _ c: V) -> (V, V, V, V, V, V) {
         let q = Float(1) / 6, e = Float(1) / 24, t = Float(1) / 12
         let ac = a + c
@@ -269,12 +234,12 @@ func winogradTransformWeightTile(_ w: UnsafePointer<Float>, rows: Int, inC: Int,
     }
     let vb = MemoryLayout<V>.stride
     for c in 0..<inC {
-        let src = UnsafeRawPointer(raw + c * 9 * L)
+        let src = UnsafeRawPointer(w + c * 9 * weightLanes)
         @inline(__always) func tap(_ t: Int) -> V { src.loadUnaligned(fromByteOffset: t * vb, as: V.self) }
         let (t00, t10, t20, t30, t40, t50) = rowsG(tap(0), tap(3), tap(6))
         let (t01, t11, t21, t31, t41, t51) = rowsG(tap(1), tap(4), tap(7))
         let (t02, t12, t22, t32, t42, t52) = rowsG(tap(2), tap(5), tap(8))
-        let base = UnsafeMutableRawPointer(u + c * 36 * L)
+        let base = UnsafeMutableRawPointer(u + c * 36 * weightLanes)
         @inline(__always) func store(_ row: Int, _ a: V, _ b: V, _ cc: V) {
             let (x0, x1, x2, x3, x4, x5) = rowsG(a, b, cc)
             let d = row * 6 * vb
@@ -287,56 +252,5 @@ func winogradTransformWeightTile(_ w: UnsafePointer<Float>, rows: Int, inC: Int,
         }
         store(0, t00, t01, t02); store(1, t10, t11, t12); store(2, t20, t21, t22)
         store(3, t30, t31, t32); store(4, t40, t41, t42); store(5, t50, t51, t52)
-    }
-}
-
-#if FACEEMBED_AVX512
-/// The 16 × 16 zmm micro-kernel (see `gemmKernel16x16`) on a B panel of 16-wide rows.
-@inline(__always)
-func winogradKernel(a: UnsafePointer<Float>, aStride: Int, b: UnsafePointer<Float>, k: Int,
-                    c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int) {
-    gemmKernel16x16(a: a, aStride: aStride, b: b, ldb: gemmNR, k: k, c: c, ldc: ldc, rows: rows)
-}
-#else
-/// The 6 × 16 packed micro-kernel (see `gemmKernelPacked6x16`).
-@inline(__always)
-func winogradKernel(a: UnsafePointer<Float>, aStride: Int, b: UnsafePointer<Float>, k: Int,
-                    c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int) {
-    gemmKernelPacked6x16(a: a, aStride: aStride, b: b, k: k, c: c, ldc: ldc, rows: rows)
-}
-#endif
-
-/// C[rows][16] (row stride ldc) = A · B[k][16], A packed as a[k · aStride + r] (row r in lane r, aStride ≥ 8).
-/// Stores only `rows` rows.
-@inline(__always)
-func gemmKernelPacked6x16(a: UnsafePointer<Float>, aStride: Int, b: UnsafePointer<Float>, k: Int,
-                          c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int) {
-    typealias V = SIMD8<Float>
-    var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
-    var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
-    let braw = UnsafeRawPointer(b)
-    for kk in 0..<k {
-        let b0 = braw.loadUnaligned(fromByteOffset: kk * 64, as: V.self)
-        let b1 = braw.loadUnaligned(fromByteOffset: kk * 64 + 32, as: V.self)
-        let ak = a + kk * aStride
-        var s = V(repeating: ak[0]); multiplyAdd(&c00, s, b0); multiplyAdd(&c01, s, b1)
-        s = V(repeating: ak[1]); multiplyAdd(&c10, s, b0); multiplyAdd(&c11, s, b1)
-        s = V(repeating: ak[2]); multiplyAdd(&c20, s, b0); multiplyAdd(&c21, s, b1)
-        s = V(repeating: ak[3]); multiplyAdd(&c30, s, b0); multiplyAdd(&c31, s, b1)
-        s = V(repeating: ak[4]); multiplyAdd(&c40, s, b0); multiplyAdd(&c41, s, b1)
-        s = V(repeating: ak[5]); multiplyAdd(&c50, s, b0); multiplyAdd(&c51, s, b1)
-    }
-    @inline(__always) func put(_ r: Int, _ x: V, _ y: V) {
-        let o = UnsafeMutableRawPointer(c + r * ldc)
-        o.storeBytes(of: x, as: V.self); o.storeBytes(of: y, toByteOffset: 32, as: V.self)
-    }
-    if rows == 6 {
-        put(0, c00, c01); put(1, c10, c11); put(2, c20, c21); put(3, c30, c31); put(4, c40, c41); put(5, c50, c51)
-    } else {
-        put(0, c00, c01)
-        if rows > 1 { put(1, c10, c11) }
-        if rows > 2 { put(2, c20, c21) }
-        if rows > 3 { put(3, c30, c31) }
-        if rows > 4 { put(4, c40, c41) }
     }
 }

@@ -27,12 +27,12 @@ public enum ModelConverter {
         let symbol = try MXNetSymbol(json: readFile(symbolPath), file: symbolPath)
         let file = try MappedFile(path: paramsPath)
         let params = try MXNetParams(bytes: file.bytes, file: paramsPath)
-        let model = try MXNetImporter.importModel(symbol: symbol, params: params, symbolFile: symbolPath)
+        let model = try MXNetImporter.importModel(symbol: symbol, params: params, symbolFile: symbolPath).lanePacked()
         try FlatFile.validate(model.plan, embeddingSize: model.plan.embeddingSize) { .unsupportedModel(file: symbolPath, reason: $0) }
         try FlatFile.write(model, to: output)
         let p = model.plan
         return ConversionSummary(kind: p.kind, name: p.name, embeddingSize: p.embeddingSize, layers: p.layers.count,
-                                 parameters: p.tensors.reduce(0) { $0 + $1.count }, multiplyAdds: p.macs)
+                                 parameters: p.parameterCount, multiplyAdds: p.macs)
     }
 
     /// Converts an ONNX recognition model (insightface's `w600k_mbf.onnx`, `w600k_r50.onnx`, MXNet exports, …)
@@ -46,13 +46,13 @@ public enum ModelConverter {
     public static func convertONNX(_ path: String, to output: String) throws(FaceEmbedError) -> ConversionSummary {
         let onnx = try ONNXModel(path: path)
         let stem = String(path.split(separator: "/").last ?? "").replacingSuffix(".onnx")
-        let model = try ONNXImporter.importModel(onnx, name: stem)
+        let model = try ONNXImporter.importModel(onnx, name: stem).lanePacked()
         try FlatFile.validate(model.plan, embeddingSize: model.plan.embeddingSize) { .unsupportedModel(file: path, reason: $0) }
         try FlatFile.write(model, to: output)
         let p = model.plan
         return withExtendedLifetime(onnx) {
             ConversionSummary(kind: p.kind, name: p.name, embeddingSize: p.embeddingSize, layers: p.layers.count,
-                              parameters: p.tensors.reduce(0) { $0 + $1.count }, multiplyAdds: p.macs)
+                              parameters: p.parameterCount, multiplyAdds: p.macs)
         }
     }
 }

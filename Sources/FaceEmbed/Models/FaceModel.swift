@@ -33,7 +33,7 @@ public final class FaceModel: Sendable {
     /// Multiply-adds per image.
     public var multiplyAdds: Int { network.plan.macs }
     /// Number of weights.
-    public var parameterCount: Int { network.plan.tensors.reduce(0) { $0 + $1.count } }
+    public var parameterCount: Int { network.plan.parameterCount }
     /// Threads one call may use.
     public var threads: Int { network.threads }
 

@@ -41,7 +41,8 @@ struct ValueShape: Equatable, Sendable {
 struct ConvLayer: Equatable, Sendable {
     var input: Int, output: Int
     var geometry: ConvGeometry
-    /// Tensor indices: OIHW weights and per-output-channel bias.
+    /// Tensor indices: weights (OIHW from an importer; lane-packed in a flat file unless depthwise, see
+    /// Weights/WeightLayout.swift) and per-output-channel bias.
     var weight: Int, bias: Int
     var slope: Int?
     var residual: Int?

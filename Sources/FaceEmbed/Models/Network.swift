@@ -175,7 +175,7 @@ final class Network: @unchecked Sendable {
                     let e = Epilogue(bias: ep.bias + grp * ocg, slope: ep.slope.map { $0 + grp * ocg },
                                      residual: ep.residual.map { $0 + grp * ocg * sub.pixels })
                     convolution(sub, input: value(c.input) + grp * icg * g.inH * g.inW,
-                                weights: tensors[c.weight] + grp * ocg * sub.k, inputAffine: nil, epilogue: e,
+                                weights: tensors[c.weight] + grp * sub.weightBlocks * sub.k * weightLanes, inputAffine: nil, epilogue: e,
                                 output: value(c.output) + grp * ocg * sub.pixels, scratch: w.scratch, threads: threads)
                 }
             }

@@ -17,7 +17,7 @@ import Darwin
 
 enum FlatFile {
     static let magic: [UInt8] = Array("FACEEMB".utf8) + [0]
-    static let version: UInt32 = 1
+    static let version: UInt32 = 2
     static let headerSize = 128
     static let alignment = 64
     static let maxCount = 1 << 20
@@ -173,7 +173,11 @@ enum FlatFile {
         }
         try r.skip(8, "magic")
         let ver = try r.u32("version")
-        guard ver == version else { throw r.fail("format version \(ver) is not supported (this FaceEmbed reads \(version))") }
+        guard ver == version else {
+            throw r.fail(ver == 1
+                ? "format version 1 (FaceEmbed 0.1) stores convolution weights in another layout: convert the model again with `faceembed convert`"
+                : "format version \(ver) is not supported (this FaceEmbed reads \(version))")
+        }
         guard try r.u32("header size") == UInt32(headerSize) else { throw r.fail("unexpected header size") }
         let kindRaw = try r.u32("kind")
         guard let kind = ModelKind(rawValue: kindRaw) else { throw r.fail("unknown model kind \(kindRaw)") }
@@ -319,7 +323,7 @@ enum FlatFile {
                 guard x == ValueShape(c: g.inC, h: g.inH, w: g.inW), os == ValueShape(c: g.outC, h: g.outH, w: g.outW) else {
                     throw fail("layer \(i): convolution shapes do not match its values")
                 }
-                try tensor(c.weight, [g.outC, g.inC / g.groups, g.kH, g.kW], i)
+                try tensor(c.weight, g.storedWeightShape, i)
                 try tensor(c.bias, [g.outC], i)
                 try tensor(c.slope, [g.outC], i)
                 if let r = c.residual { guard try value(r, i) == os else { throw fail("layer \(i): residual shape") } }
