@@ -4,17 +4,16 @@
 // The 36 element-wise products become 36 independent GEMMs  M[ξ] (outC × T) = U[ξ] (outC × inC) · V[ξ] (inC × T),
 // 4× fewer multiplies than the direct convolution (2.25–3.8× after transform costs and tile rounding).
 //
-// Phases, each split across threads by `parallelFor`; V and M in `shared` scratch:
+// Phases, each split across threads by `parallelFor`; V in `shared` scratch, the rest per thread:
 //   B  V[ξ][panel][ic][16] = Bᵀ d B            16 tiles per panel, laid out as the GEMM micro-kernel's B panel;
 //                                             the input affine (batch norm before the zero-padded convolution) is
 //                                             applied to in-bounds pixels only, so the borders stay exact
-//   A  U[ic][ξ][16]       = G g Gᵀ             per block of 16 output channels, from its lane-packed weights
-//                                             (16 lanes per tap, read in place) into per-thread scratch (L2-sized):
-//                                             weights are transformed on the fly, since storing them would need 4×
-//                                             the weight memory (ResNet100 would exceed its resident-memory budget)
-//   C  M[ξ][oc][tile]     = U[ξ] · V[ξ]        `gemmTile` (16 × 16 on AVX-512, else 6 × 16 thrice), right after A
-//                                             for the same block
-//   D  out = Aᵀ M A, then the epilogue (bias, PReLU, residual) row by row.
+//   then per block of 16 output channels, so that U and M stay in cache between their producer and consumer:
+//   A  U[ic][ξ][16]       = G g Gᵀ             from the block's lane-packed weights (16 lanes per tap, read in
+//                                             place): weights are transformed on the fly, since storing them would
+//                                             need 4× the weight memory (ResNet100 would exceed its memory budget)
+//   C  M[ξ][r][tile]      = U[ξ] · V[ξ]        `gemmTile` (16 × 16 on AVX-512, else 6 × 16 thrice)
+//   D  out = Aᵀ M A, then the epilogue (bias, PReLU, residual) row by row, for the block's 16 channels.
 // The direct implicit-GEMM `convolution` stays for every other shape and as the check (Tests/WinogradTests.swift).
 
 /// Tile geometry of a Winograd F(4,3) convolution.
@@ -38,20 +37,17 @@ func winogradApplies(_ g: ConvGeometry) -> Bool {
         && g.inC >= 16 && g.outC >= 16 && WinogradPlan(g).tiles >= 12
 }
 
-/// Shared scratch floats (not per thread) for `winogradConvolution` on `g`.
+/// Shared scratch floats (not per thread) for `winogradConvolution` on `g`: the transformed input V.
 func winogradSharedScratch(_ g: ConvGeometry) -> Int {
-    let p = WinogradPlan(g)
-    let v = 36 * p.panels * gemmNR * g.inC, m = 36 * g.outC * p.panels * gemmNR
-    return (v + 15) / 16 * 16 + (m + 15) / 16 * 16
+    (36 * WinogradPlan(g).panels * gemmNR * g.inC + 15) / 16 * 16
 }
 
-/// Floats of one thread's transformed-weight block U[inC][36][16].
-func winogradPackedWeights(_ g: ConvGeometry) -> Int { 36 * g.inC * weightLanes + 16 }
-
-/// Per-thread scratch floats for `winogradConvolution` on `g`.
+/// Per-thread scratch floats for `winogradConvolution` on `g`: phase B's padded plane, or U[inC][36][16], one
+/// block's M[36][16][tiles] and phase D's output plane.
 func winogradScratch(_ g: ConvGeometry) -> Int {
     let p = WinogradPlan(g)
-    return max(p.paddedH * p.paddedW + 16, winogradPackedWeights(g))
+    let u = 36 * g.inC * weightLanes, m = 36 * weightLanes * p.panels * gemmNR, d = p.tilesY * 4 * p.tilesX * 4
+    return max(p.paddedH * p.paddedW + 16, u + m + d + 16)
 }
 
 /// Winograd F(4,3) convolution (see the top of this file). `scratch` holds `threads` blocks of
@@ -60,9 +56,8 @@ func winogradConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights
                          inputAffine: InputAffine?, epilogue: Epilogue, output: UnsafeMutablePointer<Float>,
                          scratch: UnsafeMutablePointer<Float>, shared: UnsafeMutablePointer<Float>, threads: Int) {
     let p = WinogradPlan(g)
-    let ic = g.inC, oc = g.outC, tp = p.panels * gemmNR
+    let ic = g.inC, oc = g.outC, tp = p.panels * gemmNR, L = weightLanes
     let v = shared
-    let m = v + (36 * tp * ic + 15) / 16 * 16
     let perThread = winogradScratch(g)
 
     // B: input tiles.
@@ -76,39 +71,33 @@ func winogradConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights
                                    xiStride: p.panels * ic * gemmNR)
         }
     }
-    // A + C, per block of 16 output channels: transform its weights into a cache-resident block U[ic][ξ][16], then
-    // run its 36 × panels micro-kernel tiles.
+    // A, C, D per block of 16 output channels.
     let blocks = g.weightBlocks
-    let partsC = max(1, min(threads, blocks))
-    let L = weightLanes
-    parallelFor(partsC, threads: threads) { part in
-        let ublk = scratch + part * perThread
-        for blk in chunk(blocks, parts: partsC, index: part) {
+    let parts = max(1, min(threads, blocks))
+    parallelFor(parts, threads: threads) { part in
+        let u = scratch + part * perThread
+        let m = u + 36 * ic * L, plane = m + 36 * L * tp
+        for blk in chunk(blocks, parts: parts, index: part) {
             let m0 = blk * L, rowsBlk = min(L, oc - m0)
-            winogradTransformWeightBlock(weights + blk * ic * 9 * L, inC: ic, into: ublk)
+            winogradTransformWeightBlock(weights + blk * ic * 9 * L, inC: ic, into: u)
             for xi in 0..<36 {
                 var r0 = 0
                 while r0 < rowsBlk {
                     let rows = min(gemmMR, rowsBlk - r0)
                     for panel in 0..<p.panels {
-                        gemmTile(a: ublk + xi * L + r0, aStride: 36 * L, b: v + (xi * p.panels + panel) * ic * gemmNR,
-                                 ldb: gemmNR, k: ic, c: m + (xi * oc + m0 + r0) * tp + panel * gemmNR, ldc: tp, rows: rows)
+                        gemmTile(a: u + xi * L + r0, aStride: 36 * L, b: v + (xi * p.panels + panel) * ic * gemmNR,
+                                 ldb: gemmNR, k: ic, c: m + (xi * L + r0) * tp + panel * gemmNR, ldc: tp, rows: rows)
                     }
                     r0 += gemmMR
                 }
             }
-        }
-    }
-    // D: output tiles and epilogue.
-    let partsD = max(1, min(threads, oc))
-    parallelFor(partsD, threads: threads) { part in
-        let plane = scratch + part * perThread
-        for o in chunk(oc, parts: partsD, index: part) {
-            winogradTransformOutput(p, m + o * tp, xiStride: oc * tp, plane: plane)
             let pw = p.tilesX * 4
-            for y in 0..<g.outH {
-                epilogue.apply(channel: o, acc: plane + y * pw, out: output, offset: (o * g.outH + y) * g.outW,
-                               count: g.outW)
+            for r in 0..<rowsBlk {
+                winogradTransformOutput(p, m + r * tp, xiStride: L * tp, plane: plane)
+                for y in 0..<g.outH {
+                    epilogue.apply(channel: m0 + r, acc: plane + y * pw, out: output,
+                                   offset: ((m0 + r) * g.outH + y) * g.outW, count: g.outW)
+                }
             }
         }
     }
