@@ -18,6 +18,9 @@ struct WinogradTests {
         Case(c: 19, h: 15, w: 13, oc: 16, p: 0),
         Case(c: 16, h: 12, w: 17, oc: 31, p: 2),
         Case(c: 64, h: 7, w: 30, oc: 64, p: 1),
+        Case(c: 48, h: 7, w: 7, oc: 40, p: 1),      // 4 tiles: the narrow kernel only
+        Case(c: 16, h: 6, w: 9, oc: 17, p: 1),      // 6 tiles: two narrow calls, the second partial
+        Case(c: 24, h: 22, w: 22, oc: 33, p: 1),    // 36 tiles: two panels and a 4-tile tail
     ]
 
     private func run(_ x: Tensor, weight: [Float], bias: [Float], slope: [Float]?, residual: Tensor?,

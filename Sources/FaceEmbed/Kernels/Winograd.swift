@@ -31,10 +31,11 @@ struct WinogradPlan {
     }
 }
 
-/// True when `winogradConvolution` handles `g` and is expected to beat the direct convolution.
+/// True when `winogradConvolution` handles `g` and is expected to beat the direct convolution (down to 7×7 maps:
+/// four tiles for 49 outputs still need 3× fewer multiplies).
 func winogradApplies(_ g: ConvGeometry) -> Bool {
     g.groups == 1 && g.kH == 3 && g.kW == 3 && g.strideH == 1 && g.strideW == 1 && g.padH <= 2 && g.padW <= 2
-        && g.inC >= 16 && g.outC >= 16 && WinogradPlan(g).tiles >= 12
+        && g.inC >= 16 && g.outC >= 16 && g.outH >= 6 && g.outW >= 6
 }
 
 /// Shared scratch floats (not per thread) for `winogradConvolution` on `g`: the transformed input V.
@@ -81,14 +82,26 @@ func winogradConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights
             let m0 = blk * L, rowsBlk = min(L, oc - m0)
             winogradTransformWeightBlock(weights + blk * ic * 9 * L, inC: ic, into: u)
             for xi in 0..<36 {
-                var r0 = 0
-                while r0 < rowsBlk {
-                    let rows = min(gemmMR, rowsBlk - r0)
-                    for panel in 0..<p.panels {
-                        gemmTile(a: u + xi * L + r0, aStride: 36 * L, b: v + (xi * p.panels + panel) * ic * gemmNR,
-                                 ldb: gemmNR, k: ic, c: m + (xi * L + r0) * tp + panel * gemmNR, ldc: tp, rows: rows)
+                for panel in 0..<p.panels {
+                    let a = u + xi * L, b = v + (xi * p.panels + panel) * ic * gemmNR
+                    let c = m + xi * L * tp + panel * gemmNR
+                    let n = min(gemmNR, p.tiles - panel * gemmNR)
+                    if n <= 2 * winogradNarrowTiles {
+                        // Few tiles (7×7 maps, a panel's tail): channels in lanes, no work on absent tiles.
+                        var j = 0
+                        while j < n {
+                            winogradNarrowKernel(a: a, aStride: 36 * L, b: b + j, k: ic, tiles: min(winogradNarrowTiles, n - j),
+                                                 c: c + j, ldc: tp, rows: rowsBlk)
+                            j += winogradNarrowTiles
+                        }
+                    } else {
+                        var r0 = 0
+                        while r0 < rowsBlk {
+                            gemmTile(a: a + r0, aStride: 36 * L, b: b, ldb: gemmNR, k: ic, c: c + r0 * tp, ldc: tp,
+                                     rows: min(gemmMR, rowsBlk - r0))
+                            r0 += gemmMR
+                        }
                     }
-                    r0 += gemmMR
                 }
             }
             let pw = p.tilesX * 4
@@ -241,5 +254,40 @@ func winogradTransformWeightBlock(_ w: UnsafePointer<Float>, inC: Int, into u: U
         }
         store(0, t00, t01, t02); store(1, t10, t11, t12); store(2, t20, t21, t22)
         store(3, t30, t31, t32); store(4, t40, t41, t42); store(5, t50, t51, t52)
+    }
+}
+
+/// Tiles per `winogradNarrowKernel` call.
+let winogradNarrowTiles = 4
+
+/// Σ_k a[k · aStride + lane] · b[k · 16 + j] for j < 4: one SIMD16 sum per tile, the block's 16 output channels in
+/// its lanes. Reads four tiles' lanes of b whether or not they exist (they are in the panel).
+@inline(__always)
+func winogradNarrowSums(a: UnsafePointer<Float>, aStride: Int, b: UnsafePointer<Float>, k: Int)
+    -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
+    typealias V = SIMD16<Float>
+    var c0 = V(), c1 = V(), c2 = V(), c3 = V()
+    let araw = UnsafeRawPointer(a), aBytes = aStride * 4
+    for kk in 0..<k {
+        let av = araw.loadUnaligned(fromByteOffset: kk * aBytes, as: V.self)
+        let bk = b + kk * gemmNR
+        multiplyAdd(&c0, av, V(repeating: bk[0])); multiplyAdd(&c1, av, V(repeating: bk[1]))
+        multiplyAdd(&c2, av, V(repeating: bk[2])); multiplyAdd(&c3, av, V(repeating: bk[3]))
+    }
+    return (c0, c1, c2, c3)
+}
+
+/// C[r][j] (row stride ldc) = Σ_k a[k · aStride + r] · b[k · 16 + j] for rows r < `rows` ≤ 16 and tiles
+/// j < `tiles` ≤ 4, stored transposed lane by lane: a panel's short tail costs no more than its tiles.
+@inline(__always)
+func winogradNarrowKernel(a: UnsafePointer<Float>, aStride: Int, b: UnsafePointer<Float>, k: Int, tiles: Int,
+                          c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int) {
+    let (c0, c1, c2, c3) = winogradNarrowSums(a: a, aStride: aStride, b: b, k: k)
+    for r in 0..<rows {
+        let o = c + r * ldc
+        o[0] = c0[r]
+        if tiles > 1 { o[1] = c1[r] }
+        if tiles > 2 { o[2] = c2[r] }
+        if tiles > 3 { o[3] = c3[r] }
     }
 }
