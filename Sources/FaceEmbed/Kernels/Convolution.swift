@@ -6,6 +6,9 @@
 //       contiguous scratch buffer (zero where the tap falls in the padding), then reused by every row tile.
 //   Micro-kernel (`gemmTile`): AVX-512 builds 16 output channels × 16 pixels in 16 zmm accumulators; other builds
 //       6 × 16 in 12 SIMD8 accumulators, three row tiles (rows 0, 6, 12) per block of 16 channels.
+//   AVX-512 builds, unpadded 1×1 convolutions (no input affine) and K ≤ 64: B is a K × N matrix in memory, the
+//       input itself or an im2col built once per call, read in place (`gemmConvolution16`); full panels apply the
+//       epilogue in registers, a partial last panel runs a narrow kernel of 16 channels × up to 4 pixels.
 //
 // Optional `inputAffine` maps every in-bounds tap x of input channel c to x · scale[c] + shift[c] while packing:
 // a batch norm that precedes the convolution, exact at the borders, where the padding stays zero.
@@ -56,8 +59,22 @@ let gemmMR = 6
 /// Micro-kernel row tiles per block of `weightLanes` output channels.
 let gemmTilesPerBlock = (weightLanes + gemmMR - 1) / gemmMR
 
-/// Scratch floats one thread needs to run `convolution` on `g`: a packed B panel and one C tile.
-func convolutionScratch(_ g: ConvGeometry) -> Int { g.k * gemmNR + gemmMR * gemmNR }
+/// True when `convolution` builds the whole im2col of the image first (AVX-512 builds, a K of at most 64 that is
+/// not an unpadded 1×1): with so few rows per pixel, gathering each 16-pixel panel tap by tap (`packPanel`) costs
+/// more than the micro-kernel calls that use it, while whole rows of a tap are contiguous or stride-2 runs.
+func usesIm2col(_ g: ConvGeometry) -> Bool {
+    #if FACEEMBED_AVX512
+    return g.k <= 64 && !g.isPointwise
+    #else
+    return false
+    #endif
+}
+
+/// Scratch floats one thread needs to run `convolution` on `g`: a packed B panel and one C tile; with `usesIm2col`,
+/// the im2col (used once, by all threads, from the start of the scratch) and one C tile.
+func convolutionScratch(_ g: ConvGeometry) -> Int {
+    usesIm2col(g) ? g.k * g.pixels + gemmMR * gemmNR : g.k * gemmNR + gemmMR * gemmNR
+}
 
 /// C[rows][16] (row stride ldc) = A · B[k][16 at stride ldb], A lane-packed (row r of the tile at a[k · aStride + r]).
 /// `rows` ≤ gemmMR; only those rows are stored.
@@ -81,40 +98,162 @@ func gemmRowTile(_ t: Int, outC: Int, k: Int) -> (m0: Int, aOffset: Int, rows: I
 }
 
 #if FACEEMBED_AVX512
-/// AVX-512 builds run unpadded 1×1 convolutions without an input affine with B read straight from the input for
-/// full panels (only the last, partial panel is copied).
-func pointwiseConvolution16(_ g: ConvGeometry, input: UnsafePointer<Float>, weights: UnsafePointer<Float>,
-                            epilogue: Epilogue, output: UnsafeMutablePointer<Float>,
-                            scratch: UnsafeMutablePointer<Float>, threads: Int) {
+/// AVX-512 builds: the GEMM for a B matrix that is in memory, K rows of N pixels at stride `ldb` (the input itself
+/// for an unpadded 1×1 convolution, the im2col built by `im2col` for a small K). Full panels read B in place; the
+/// last, partial panel goes through `gemmKernel16x4`, whose cost follows its pixel count (a 16-pixel micro-kernel
+/// call there would waste up to 15/16 of its work: 49 = 3·16 + 1 pixels on a 7×7 map).
+/// `tiles` holds `threads` C tiles of 16 × 16 floats.
+func gemmConvolution16(_ g: ConvGeometry, b: UnsafePointer<Float>, ldb: Int, weights: UnsafePointer<Float>,
+                       epilogue: Epilogue, output: UnsafeMutablePointer<Float>, tiles: UnsafeMutablePointer<Float>,
+                       threads: Int) {
     let n = g.pixels, k = g.k
     let panels = (n + gemmNR - 1) / gemmNR
-    let tiles = g.weightBlocks
-    let perThread = convolutionScratch(g)
-    let byPanels = panels >= 2 * threads || tiles < 2 * threads
-    let parts = max(1, min(threads, byPanels ? panels : tiles))
+    let blocks = g.weightBlocks
+    let byPanels = panels >= 2 * threads || blocks < 2 * threads
+    let parts = max(1, min(threads, byPanels ? panels : blocks))
     parallelFor(parts, threads: threads) { part in
-        let packedB = scratch + part * perThread
-        let tile = packedB + k * gemmNR
+        let tile = tiles + part * weightLanes * gemmNR
         let panelRange = byPanels ? chunk(panels, parts: parts, index: part) : 0..<panels
-        let tileRange = byPanels ? 0..<tiles : chunk(tiles, parts: parts, index: part)
+        let blockRange = byPanels ? 0..<blocks : chunk(blocks, parts: parts, index: part)
         for panel in panelRange {
             let n0 = panel * gemmNR, nr = min(gemmNR, n - n0)
-            let b: UnsafePointer<Float>, ldb: Int
-            if nr == gemmNR {
-                b = input + n0; ldb = n
-            } else {
-                packPanel(g, input: input, affine: nil, n0: n0, nr: nr, into: packedB)
-                b = UnsafePointer(packedB); ldb = gemmNR
-            }
-            for t in tileRange {
-                let m0 = t * 16, rows = min(16, g.outC - m0)
-                gemmKernel16x16(a: weights + t * k * 16, aStride: 16, b: b, ldb: ldb, k: k, c: tile, ldc: 16, rows: 16)
+            for t in blockRange {
+                let m0 = t * weightLanes, rows = min(weightLanes, g.outC - m0), a = weights + t * k * weightLanes
+                if nr == gemmNR {
+                    gemmKernel16x16Epilogue(a: a, b: b + n0, ldb: ldb, k: k, epilogue: epilogue, m0: m0, rows: rows,
+                                            output: output, ldo: n, n0: n0)
+                    continue
+                }
+                for j0 in stride(from: 0, to: nr, by: 4) {
+                    gemmKernel16x4(a: a, b: b + n0 + j0, ldb: ldb, k: k, cols: min(4, nr - j0), c: tile + j0,
+                                   ldc: gemmNR, rows: rows)
+                }
                 for r in 0..<rows {
-                    epilogue.apply(channel: m0 + r, acc: tile + r * 16, out: output, offset: (m0 + r) * n + n0, count: nr)
+                    epilogue.apply(channel: m0 + r, acc: tile + r * gemmNR, out: output, offset: (m0 + r) * n + n0, count: nr)
                 }
             }
         }
     }
+}
+
+/// Builds rows `rows` of B = im2col(input), K × N: row (ic · kH + ky) · kW + kx holds, for every output pixel,
+/// the tap input[ic][oy · strideH − padH + ky][ox · strideW − padW + kx] mapped through `affine`, zero in the padding.
+/// Within one output row the in-bounds taps of a row of B are a contiguous run of the input (stride 1) or every
+/// other float of one (stride 2, a deinterleave of 32 loaded floats), so they are copied 16 at a time.
+func im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, affine: InputAffine?, rows: Range<Int>,
+            into b: UnsafeMutablePointer<Float>) {
+    typealias V = SIMD16<Float>
+    let taps = g.kH * g.kW, sW = g.strideW
+    for row in rows {
+        let ic = row / taps, ky = row % taps / g.kW, kx = row % g.kW
+        let plane = input + ic * g.inH * g.inW
+        let mul = affine?.scale[ic] ?? 1, add = affine?.shift[ic] ?? 0
+        // Output columns lo..<hi read inside the input row: ix = ox · sW − padW + kx in 0..<inW.
+        let first = g.padW - kx, last = g.inW - 1 + g.padW - kx
+        let lo = min(g.outW, max(0, (first + sW - 1) / sW))
+        let hi = last < 0 ? lo : max(lo, min(g.outW, last / sW + 1))
+        for oy in 0..<g.outH {
+            let dst = b + row * g.pixels + oy * g.outW
+            let iy = oy * g.strideH - g.padH + ky
+            guard iy >= 0 && iy < g.inH else {
+                dst.update(repeating: 0, count: g.outW)
+                continue
+            }
+            let src = iy * g.inW - g.padW + kx  // input column of output column 0, relative to the plane
+            dst.update(repeating: 0, count: lo)
+            (dst + hi).update(repeating: 0, count: g.outW - hi)
+            var ox = lo
+            if sW == 1 {
+                while ox + 16 <= hi {
+                    let v = UnsafeRawPointer(plane + src + ox).loadUnaligned(as: V.self)
+                    UnsafeMutableRawPointer(dst + ox).storeBytes(of: v * mul + add, as: V.self)
+                    ox += 16
+                }
+            } else if sW == 2 {
+                // The 32 floats loaded must stay inside the input row.
+                while ox + 16 <= hi && src + 2 * ox + 32 <= (iy + 1) * g.inW {
+                    let w = UnsafeRawPointer(plane + src + 2 * ox).loadUnaligned(as: SIMD32<Float>.self)
+                    UnsafeMutableRawPointer(dst + ox).storeBytes(of: w.evenHalf * mul + add, as: V.self)
+                    ox += 16
+                }
+            }
+            while ox < hi {
+                dst[ox] = plane[src + ox * sW] * mul + add
+                ox += 1
+            }
+        }
+    }
+}
+
+/// C[rows][cols] (row stride ldc) = A · B[k][cols at stride ldb] for 1 ≤ cols ≤ 4, A lane-packed (aStride 16): one
+/// zmm of 16 output channels per k times each pixel's broadcast value. Two accumulators per pixel (even and odd k)
+/// keep 8 FMA chains in flight; pixels past `cols` reread the last one and are discarded.
+@inline(__always)
+func gemmKernel16x4(a: UnsafePointer<Float>, b: UnsafePointer<Float>, ldb: Int, k: Int, cols: Int,
+                    c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int) {
+    typealias V = SIMD16<Float>
+    let j1 = min(1, cols - 1), j2 = min(2, cols - 1), j3 = min(3, cols - 1)
+    var p0 = V(), p1 = V(), p2 = V(), p3 = V(), q0 = V(), q1 = V(), q2 = V(), q3 = V()
+    let araw = UnsafeRawPointer(a)
+    for kp in 0..<(k / 2) {
+        let kk = 2 * kp
+        let a0 = araw.loadUnaligned(fromByteOffset: kk * 64, as: V.self)
+        let a1 = araw.loadUnaligned(fromByteOffset: kk * 64 + 64, as: V.self)
+        let b0 = b + kk * ldb, b1 = b0 + ldb
+        multiplyAdd(&p0, a0, V(repeating: b0[0])); multiplyAdd(&p1, a0, V(repeating: b0[j1]))
+        multiplyAdd(&p2, a0, V(repeating: b0[j2])); multiplyAdd(&p3, a0, V(repeating: b0[j3]))
+        multiplyAdd(&q0, a1, V(repeating: b1[0])); multiplyAdd(&q1, a1, V(repeating: b1[j1]))
+        multiplyAdd(&q2, a1, V(repeating: b1[j2])); multiplyAdd(&q3, a1, V(repeating: b1[j3]))
+    }
+    if k % 2 == 1 {
+        let a0 = araw.loadUnaligned(fromByteOffset: (k - 1) * 64, as: V.self), b0 = b + (k - 1) * ldb
+        multiplyAdd(&p0, a0, V(repeating: b0[0])); multiplyAdd(&p1, a0, V(repeating: b0[j1]))
+        multiplyAdd(&p2, a0, V(repeating: b0[j2])); multiplyAdd(&p3, a0, V(repeating: b0[j3]))
+    }
+    p0 += q0; p1 += q1; p2 += q2; p3 += q3
+    // Pixel j's accumulator holds channel r in lane r: store it transposed, as column j of C.
+    for r in 0..<rows {
+        let o = c + r * ldc
+        o[0] = p0[r]
+        if cols > 1 { o[1] = p1[r] }
+        if cols > 2 { o[2] = p2[r] }
+        if cols > 3 { o[3] = p3[r] }
+    }
+}
+
+/// Output channels m0 ..< m0 + rows of 16 pixels: A · B[k][16 at stride ldb] as in `gemmKernel16x16` (A one block of
+/// lane-packed weights), with the epilogue applied to the accumulators in registers and channel c's 16 values stored
+/// straight to output[c · ldo + n0 ..]: no C tile is stored and reloaded, which matters most for a short K.
+@inline(__always)
+func gemmKernel16x16Epilogue(a: UnsafePointer<Float>, b: UnsafePointer<Float>, ldb: Int, k: Int, epilogue: Epilogue,
+                             m0: Int, rows: Int, output: UnsafeMutablePointer<Float>, ldo: Int, n0: Int) {
+    typealias V = SIMD16<Float>
+    var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V(), c6 = V(), c7 = V()
+    var c8 = V(), c9 = V(), c10 = V(), c11 = V(), c12 = V(), c13 = V(), c14 = V(), c15 = V()
+    let braw = UnsafeRawPointer(b), bStride = ldb * 4
+    for kk in 0..<k {
+        let bv = braw.loadUnaligned(fromByteOffset: kk * bStride, as: V.self)
+        let ak = a + kk * weightLanes
+        multiplyAdd(&c0, V(repeating: ak[0]), bv); multiplyAdd(&c1, V(repeating: ak[1]), bv)
+        multiplyAdd(&c2, V(repeating: ak[2]), bv); multiplyAdd(&c3, V(repeating: ak[3]), bv)
+        multiplyAdd(&c4, V(repeating: ak[4]), bv); multiplyAdd(&c5, V(repeating: ak[5]), bv)
+        multiplyAdd(&c6, V(repeating: ak[6]), bv); multiplyAdd(&c7, V(repeating: ak[7]), bv)
+        multiplyAdd(&c8, V(repeating: ak[8]), bv); multiplyAdd(&c9, V(repeating: ak[9]), bv)
+        multiplyAdd(&c10, V(repeating: ak[10]), bv); multiplyAdd(&c11, V(repeating: ak[11]), bv)
+        multiplyAdd(&c12, V(repeating: ak[12]), bv); multiplyAdd(&c13, V(repeating: ak[13]), bv)
+        multiplyAdd(&c14, V(repeating: ak[14]), bv); multiplyAdd(&c15, V(repeating: ak[15]), bv)
+    }
+    // The same steps as `Epilogue.apply`: bias, PReLU, residual.
+    @inline(__always) func put(_ r: Int, _ x: V) {
+        guard r < rows else { return }
+        let ch = m0 + r, o = ch * ldo + n0
+        var v = x + V(repeating: epilogue.bias[ch])
+        if let s = epilogue.slope { v = v.replacing(with: v * s[ch], where: v .< 0) }
+        if let res = epilogue.residual { v += UnsafeRawPointer(res + o).loadUnaligned(as: V.self) }
+        UnsafeMutableRawPointer(output + o).storeBytes(of: v, as: V.self)
+    }
+    put(0, c0); put(1, c1); put(2, c2); put(3, c3); put(4, c4); put(5, c5); put(6, c6); put(7, c7)
+    put(8, c8); put(9, c9); put(10, c10); put(11, c11); put(12, c12); put(13, c13); put(14, c14); put(15, c15)
 }
 
 /// C[rows][16] (row stride ldc) = A · B, A packed as a[k · aStride + r] (row r in lane r, aStride ≥ 16), B rows of
@@ -153,8 +292,17 @@ func convolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights: Unsafe
                  scratch: UnsafeMutablePointer<Float>, threads: Int) {
     #if FACEEMBED_AVX512
     if inputAffine == nil && g.isPointwise {
-        pointwiseConvolution16(g, input: input, weights: weights, epilogue: epilogue, output: output, scratch: scratch,
-                               threads: threads)
+        gemmConvolution16(g, b: input, ldb: g.pixels, weights: weights, epilogue: epilogue, output: output,
+                          tiles: scratch, threads: threads)
+        return
+    }
+    if usesIm2col(g) {
+        let k = g.k, parts = max(1, min(threads, k))
+        parallelFor(parts, threads: threads) { part in
+            im2col(g, input: input, affine: inputAffine, rows: chunk(k, parts: parts, index: part), into: scratch)
+        }
+        gemmConvolution16(g, b: scratch, ldb: g.pixels, weights: weights, epilogue: epilogue, output: output,
+                          tiles: scratch + k * g.pixels, threads: threads)
         return
     }
     #endif
