@@ -21,7 +21,7 @@ struct WinogradPlan {
     let tilesY: Int, tilesX: Int
     var tiles: Int { tilesY * tilesX }
     var panels: Int { (tiles + gemmNR - 1) / gemmNR }
-    /// Side of the padded input plane a thread builds in phase B.
+    /// Sides of the padded input plane a thread builds in phase B.
     var paddedH: Int { tilesY * 4 + 2 }
     var paddedW: Int { tilesX * 4 + 2 }
 
@@ -48,7 +48,7 @@ func winogradSharedScratch(_ g: ConvGeometry) -> Int {
 func winogradScratch(_ g: ConvGeometry) -> Int {
     let p = WinogradPlan(g)
     let u = 36 * g.inC * weightLanes, m = 36 * weightLanes * p.panels * gemmNR, d = p.tilesY * 4 * p.tilesX * 4
-    return max(p.paddedH * p.paddedW + 16, u + m + d + 16)
+    return max(p.paddedH * p.paddedW + winogradPlaneSlack + winogradStageFloats(p), u + m + d + 16)
 }
 
 /// Winograd F(4,3) convolution (see the top of this file). `scratch` holds `threads` blocks of
@@ -64,11 +64,11 @@ func winogradConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights
     // B: input tiles.
     let partsB = max(1, min(threads, ic))
     parallelFor(partsB, threads: threads) { part in
-        let plane = scratch + part * perThread
+        let plane = scratch + part * perThread, stage = plane + p.paddedH * p.paddedW + winogradPlaneSlack
         for c in chunk(ic, parts: partsB, index: part) {
             winogradTransformInput(g, p, input: input + c * g.inH * g.inW,
                                    mul: inputAffine?.scale[c] ?? 1, add: inputAffine?.shift[c] ?? 0,
-                                   plane: plane, into: v + c * gemmNR, panelStride: ic * gemmNR,
+                                   plane: plane, stage: stage, into: v + c * gemmNR, panelStride: ic * gemmNR,
                                    xiStride: p.panels * ic * gemmNR)
         }
     }
@@ -125,15 +125,34 @@ func winogradB(_ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ x2: SIMD8<Float>, _ x3:
     return (x0 * 4 - x2 * 5 + x4, a + b, a - b, c + d, c - d, x1 * 4 - x3 * 5 + x5)
 }
 
+/// Floats past the end of phase B's plane that its strided loads may touch (their lanes are then unused).
+let winogradPlaneSlack = 48
+
+/// x[4j + c] for j < 8, c < 4: a 32-float row segment split into its four column phases.
+@inline(__always)
+func winogradColumns(_ x: UnsafePointer<Float>) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+    let v = UnsafeRawPointer(x).loadUnaligned(as: SIMD32<Float>.self)
+    let e = v.evenHalf, o = v.oddHalf
+    return (e.evenHalf, o.evenHalf, e.oddHalf, o.oddHalf)
+}
+
+/// Floats of phase B's staging rows: S[ξ][tile], each row padded to whole panels plus one spare vector.
+func winogradStageFloats(_ p: WinogradPlan) -> Int { 36 * (p.panels * gemmNR + 8) }
+
 /// Phase B for one input channel: builds the zero-padded (affine-mapped) plane, then writes Bᵀ d B of every tile
-/// to `into + ξ·xiStride + panel·panelStride + lane`.
+/// to `into + ξ·xiStride + panel·panelStride + lane`. Eight tiles of a tile row at a time, one per lane: each of
+/// their six input rows is read as two 32-float segments split into column phases (no gathers), transformed along
+/// x, then the six results along y, stored whole into staging rows S[ξ][tile] in tile order (lanes past a tile
+/// row's end are overwritten by the next row, or land in the padding); then S is copied into V panel by panel.
+/// `stage` holds `winogradStageFloats(p)` floats.
 @inline(__always)
 func winogradTransformInput(_ g: ConvGeometry, _ p: WinogradPlan, input: UnsafePointer<Float>, mul: Float, add: Float,
-                            plane: UnsafeMutablePointer<Float>, into v: UnsafeMutablePointer<Float>,
-                            panelStride: Int, xiStride: Int) {
+                            plane: UnsafeMutablePointer<Float>, stage: UnsafeMutablePointer<Float>,
+                            into v: UnsafeMutablePointer<Float>, panelStride: Int, xiStride: Int) {
     typealias V = SIMD8<Float>
+    let ss = p.panels * gemmNR + 8
     let pw = p.paddedW, ph = p.paddedH
-    plane.initialize(repeating: 0, count: pw * ph)
+    plane.initialize(repeating: 0, count: pw * ph + winogradPlaneSlack)
     let rows = min(g.inH, ph - g.padH), cols = min(g.inW, pw - g.padW)
     for y in 0..<rows {
         let src = input + y * g.inW, dst = plane + (y + g.padH) * pw + g.padW
@@ -143,43 +162,37 @@ func winogradTransformInput(_ g: ConvGeometry, _ p: WinogradPlan, input: UnsafeP
             for x in 0..<cols { dst[x] = src[x] * mul + add }
         }
     }
-    for panel in 0..<p.panels {
-        // Offsets of the 16 tiles' top-left corners (tile 0 for lanes past the last tile).
-        var off0 = SIMD8<Int32>(), off1 = SIMD8<Int32>()
-        for j in 0..<gemmNR {
-            let t = panel * gemmNR + j
-            let o = t < p.tiles ? Int32((t / p.tilesX) * 4 * pw + (t % p.tilesX) * 4) : 0
-            if j < 8 { off0[j] = o } else { off1[j - 8] = o }
-        }
-        for half in 0..<2 {
-            let off = half == 0 ? off0 : off1
-            // Column pass: for each column c of the 6×6 patch, transform the six rows.
-            withUnsafeTemporaryAllocation(of: V.self, capacity: 36) { t in
-                let p0 = plane + Int(off[0]), p1 = plane + Int(off[1]), p2 = plane + Int(off[2]), p3 = plane + Int(off[3])
-                let p4 = plane + Int(off[4]), p5 = plane + Int(off[5]), p6 = plane + Int(off[6]), p7 = plane + Int(off[7])
-                for c in 0..<6 {
-                    @inline(__always) func at(_ i: Int) -> V {
-                        V(p0[i], p1[i], p2[i], p3[i], p4[i], p5[i], p6[i], p7[i])
-                    }
-                    let x0 = at(c), x1 = at(pw + c), x2 = at(2 * pw + c), x3 = at(3 * pw + c), x4 = at(4 * pw + c)
-                    let x5 = at(5 * pw + c)
-                    let (y0, y1, y2, y3, y4, y5) = winogradB(x0, x1, x2, x3, x4, x5)
-                    t[c] = y0; t[6 + c] = y1; t[12 + c] = y2; t[18 + c] = y3; t[24 + c] = y4; t[30 + c] = y5
-                }
-                // Row pass: row r of t, transformed along columns, gives ξ = r·6 + j.
-                let base = v + panel * panelStride + half * 8
+    withUnsafeTemporaryAllocation(of: V.self, capacity: 36) { h in
+        let h = h.baseAddress!
+        for ty in 0..<p.tilesY {
+            var tx0 = 0
+            while tx0 < p.tilesX {
                 for r in 0..<6 {
-                    let (y0, y1, y2, y3, y4, y5) = winogradB(t[r * 6], t[r * 6 + 1], t[r * 6 + 2], t[r * 6 + 3],
-                                                             t[r * 6 + 4], t[r * 6 + 5])
-                    let d = base + r * 6 * xiStride
-                    UnsafeMutableRawPointer(d).storeBytes(of: y0, as: V.self)
-                    UnsafeMutableRawPointer(d + xiStride).storeBytes(of: y1, as: V.self)
-                    UnsafeMutableRawPointer(d + 2 * xiStride).storeBytes(of: y2, as: V.self)
-                    UnsafeMutableRawPointer(d + 3 * xiStride).storeBytes(of: y3, as: V.self)
-                    UnsafeMutableRawPointer(d + 4 * xiStride).storeBytes(of: y4, as: V.self)
-                    UnsafeMutableRawPointer(d + 5 * xiStride).storeBytes(of: y5, as: V.self)
+                    let row = plane + (ty * 4 + r) * pw + tx0 * 4
+                    let (x0, x1, x2, x3) = winogradColumns(row)
+                    let (x4, x5, _, _) = winogradColumns(row + 4)
+                    let (y0, y1, y2, y3, y4, y5) = winogradB(x0, x1, x2, x3, x4, x5)
+                    h[r * 6] = y0; h[r * 6 + 1] = y1; h[r * 6 + 2] = y2
+                    h[r * 6 + 3] = y3; h[r * 6 + 4] = y4; h[r * 6 + 5] = y5
                 }
+                let d = UnsafeMutableRawPointer(stage + ty * p.tilesX + tx0), row = ss * 4
+                for l in 0..<6 {
+                    let (z0, z1, z2, z3, z4, z5) = winogradB(h[l], h[6 + l], h[12 + l], h[18 + l], h[24 + l], h[30 + l])
+                    d.storeBytes(of: z0, toByteOffset: l * row, as: V.self)
+                    d.storeBytes(of: z1, toByteOffset: (6 + l) * row, as: V.self)
+                    d.storeBytes(of: z2, toByteOffset: (12 + l) * row, as: V.self)
+                    d.storeBytes(of: z3, toByteOffset: (18 + l) * row, as: V.self)
+                    d.storeBytes(of: z4, toByteOffset: (24 + l) * row, as: V.self)
+                    d.storeBytes(of: z5, toByteOffset: (30 + l) * row, as: V.self)
+                }
+                tx0 += 8
             }
+        }
+    }
+    for xi in 0..<36 {
+        for panel in 0..<p.panels {
+            let x = UnsafeRawPointer(stage + xi * ss + panel * gemmNR).loadUnaligned(as: SIMD16<Float>.self)
+            UnsafeMutableRawPointer(v + xi * xiStride + panel * panelStride).storeBytes(of: x, as: SIMD16<Float>.self)
         }
     }
 }
