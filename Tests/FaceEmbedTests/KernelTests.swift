@@ -54,9 +54,30 @@ struct KernelTests {
         Case(c: 9, h: 15, w: 15, oc: 4, k: (1, 1), s: 2, p: 0, depthwise: false),
         Case(c: 4, h: 10, w: 12, oc: 5, k: (5, 3), s: 1, p: 2, depthwise: false),
         Case(c: 64, h: 28, w: 28, oc: 64, k: (3, 3), s: 1, p: 1, depthwise: false),
+        // Whole-image im2col (K ≤ 64) at stride 1 and 2 with vector-wide rows and pixel tails; a 1×1 convolution
+        // with more than one group of 16 panels, a 3-pixel tail and a 1-channel last block.
+        Case(c: 3, h: 40, w: 37, oc: 20, k: (3, 3), s: 1, p: 1, depthwise: false),
+        Case(c: 2, h: 33, w: 71, oc: 16, k: (3, 3), s: 2, p: 0, depthwise: false),
+        Case(c: 20, h: 19, w: 17, oc: 33, k: (1, 1), s: 1, p: 0, depthwise: false),
         Case(c: 12, h: 17, w: 13, oc: 12, k: (3, 3), s: 1, p: 1, depthwise: true),
         Case(c: 8, h: 14, w: 15, oc: 8, k: (3, 3), s: 2, p: 1, depthwise: true),
         Case(c: 32, h: 7, w: 7, oc: 32, k: (7, 7), s: 1, p: 0, depthwise: true),
+        // Depthwise edge geometries: rows narrower than a vector, odd widths, tiny planes, even and odd padding
+        // at stride 2, a padded 1×1 output, and the general path (other kernels and strides).
+        Case(c: 16, h: 7, w: 7, oc: 16, k: (3, 3), s: 1, p: 1, depthwise: true),
+        Case(c: 9, h: 3, w: 2, oc: 9, k: (3, 3), s: 1, p: 1, depthwise: true),
+        Case(c: 10, h: 5, w: 1, oc: 10, k: (3, 3), s: 1, p: 1, depthwise: true),
+        Case(c: 16, h: 56, w: 56, oc: 16, k: (3, 3), s: 2, p: 1, depthwise: true),
+        Case(c: 8, h: 28, w: 29, oc: 8, k: (3, 3), s: 2, p: 1, depthwise: true),
+        Case(c: 10, h: 13, w: 13, oc: 10, k: (3, 3), s: 2, p: 1, depthwise: true),
+        Case(c: 16, h: 7, w: 7, oc: 16, k: (3, 3), s: 2, p: 1, depthwise: true),
+        Case(c: 8, h: 2, w: 3, oc: 8, k: (3, 3), s: 2, p: 1, depthwise: true),
+        Case(c: 8, h: 9, w: 20, oc: 8, k: (3, 3), s: 2, p: 2, depthwise: true),
+        Case(c: 8, h: 6, w: 11, oc: 8, k: (3, 3), s: 2, p: 0, depthwise: true),
+        Case(c: 8, h: 1, w: 1, oc: 8, k: (3, 3), s: 1, p: 1, depthwise: true),
+        Case(c: 16, h: 5, w: 5, oc: 16, k: (7, 7), s: 1, p: 1, depthwise: true),
+        Case(c: 12, h: 9, w: 9, oc: 12, k: (5, 5), s: 1, p: 2, depthwise: true),
+        Case(c: 8, h: 10, w: 11, oc: 8, k: (3, 3), s: 3, p: 1, depthwise: true),
     ]
 
     @Test("fast convolution matches the reference", arguments: cases, [1, 2])

@@ -1,40 +1,57 @@
 // Depthwise convolution (groups = inC = outC), one image at a time.
 //
 //   input  [C][inH][inW], weights [C][kh][kw], output [C][outH][outW]
-//   Each channel is copied into a zero-bordered plane [(inH + 2·padH)][(inW + 2·padW)] in scratch, so the inner
-//   loop has no bounds checks: out[y][x] = Σ w[ky][kx] · plane[y·s + ky][x·s + kx]. Stride 1 runs 8 pixels wide
-//   over a plane widened so whole vectors fit; stride 2 (3 wide) splits the plane into even and odd columns so its
-//   loads are contiguous too.
-// Channels are split across threads. Covers MobileFaceNet's 3×3 s1/s2 layers and its 7×7 global depthwise head.
+//   out[c][y][x] = Σ w[c][ky][kx] · in[c][y·sh + ky − padH][x·sw + kx − padW]   (zero outside the input)
+//
+// Channels are split across threads; a thread works through its channels one at a time, so the channel's plane
+// stays in L1 while it is used. Three paths:
+//   • 3×3, stride 1 or 2 (MobileFaceNet's body): the channel is copied into a zero-bordered plane in scratch; for
+//     stride 2 the copy splits it into its even and odd padded columns, so every load is contiguous there too (and
+//     no second pass splits them). Four output rows are computed per pass, 8 pixels wide, the epilogue applied in
+//     registers: each input row is loaded once and added into every output row it feeds, and the four accumulators
+//     are independent chains of FMAs, so their latencies overlap instead of adding up.
+//   • 1×1 output (the 7×7 global depthwise head): one dot product of the weights with the input per channel.
+//   • anything else: a zero-bordered plane, one output row at a time, then `Epilogue.apply`.
+// The padding of a plane is zeroed once per call; the copies write only the input's own positions, so it stays zero.
 
-/// Padded-plane layout of a depthwise convolution: every vector load of the 8-wide loops stays inside it.
+/// The three cases of `depthwiseConvolution`, and the scratch layout of one thread for each.
 struct DepthwiseLayout {
-    /// Output row length rounded up to whole vectors.
-    let vectorWidth: Int
-    /// Row length of the zero-bordered input plane (at least the padded input width).
+    enum Path { case threeByThree, global, general }
+    let path: Path
+    /// Row length of a plane.
     let planeWidth: Int
     let planeHeight: Int
-    /// Stride 2 with a 3-wide kernel: the plane is also split into even and odd columns (`planeWidth / 2` each).
-    let splitColumns: Bool
+    /// 1, or 2 for a 3×3 stride-2 convolution (even padded columns, then odd ones).
+    let planes: Int
+    /// Output row rounded up to whole vectors (the general path's row buffer; 0 on the others).
+    let rowWidth: Int
 
     init(_ g: ConvGeometry) {
-        vectorWidth = (g.outW + 7) / 8 * 8
         planeHeight = g.inH + 2 * g.padH
         let padded = g.inW + 2 * g.padW
-        splitColumns = g.strideW == 2 && g.kW == 3
-        if splitColumns {
-            planeWidth = (max(padded, 2 * vectorWidth + 2) + 15) / 16 * 16
-        } else if g.strideW == 1 {
-            planeWidth = max(padded, vectorWidth + g.kW - 1)
+        // The 3×3 paths load 8 pixels at a time from column 0 to max(outW, 8) (see `depthwiseColumns`).
+        let vectorEnd = max(g.outW, 8)
+        if g.outH == 1 && g.outW == 1 {
+            path = .global; planes = 0; planeWidth = 0; rowWidth = 0
+        } else if g.kH == 3 && g.kW == 3 && g.strideH == g.strideW && (g.strideH == 1 || g.strideH == 2) {
+            path = .threeByThree; rowWidth = 0
+            if g.strideW == 1 {
+                planes = 1; planeWidth = max(padded, vectorEnd + 2)
+            } else {
+                planes = 2; planeWidth = max((padded + 1) / 2, vectorEnd + 1)
+            }
         } else {
-            planeWidth = padded
+            path = .general; planes = 1
+            rowWidth = (g.outW + 7) / 8 * 8
+            planeWidth = g.strideW == 1 ? max(padded, rowWidth + g.kW - 1) : padded
         }
     }
 
-    var floats: Int { planeHeight * planeWidth * (splitColumns ? 2 : 1) + vectorWidth + 8 }
+    var planeFloats: Int { planeHeight * planeWidth }
+    var floats: Int { planes * planeFloats + rowWidth }
 }
 
-/// Scratch floats one thread needs for `depthwiseConvolution` on `g`: the padded plane(s) and one output row.
+/// Scratch floats one thread needs for `depthwiseConvolution` on `g`: the plane(s) and the general path's row.
 func depthwiseScratch(_ g: ConvGeometry) -> Int { DepthwiseLayout(g).floats }
 
 /// Fast depthwise convolution on one image; `scratch` holds `threads` blocks of `depthwiseScratch(g)` floats.
@@ -42,58 +59,46 @@ func depthwiseConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weight
                           epilogue: Epilogue, output: UnsafeMutablePointer<Float>,
                           scratch: UnsafeMutablePointer<Float>, threads: Int) {
     let parts = max(1, min(threads, g.inC / 8))
-    let perThread = depthwiseScratch(g)
     let layout = DepthwiseLayout(g)
-    let pw = layout.planeWidth, ph = layout.planeHeight
+    let pw = layout.planeWidth
     parallelFor(parts, threads: threads) { part in
-        let plane = scratch + part * perThread
-        let split = plane + pw * ph           // even columns, then odd columns (split layout only)
-        let row = plane + layout.floats - layout.vectorWidth - 8
-        plane.initialize(repeating: 0, count: pw * ph)
-        for c in chunk(g.inC, parts: parts, index: part) {
+        let channels = chunk(g.inC, parts: parts, index: part)
+        if layout.path == .global {
+            for c in channels { depthwiseGlobalChannel(g, input: input, weights: weights, epilogue: epilogue, channel: c,
+                                                       output: output) }
+            return
+        }
+        let plane = scratch + part * layout.floats
+        plane.initialize(repeating: 0, count: layout.planes * layout.planeFloats)
+        for c in channels {
             let src = input + c * g.inH * g.inW
-            for y in 0..<g.inH {
-                // Row copy without a memmove call per (short) row; the zero border around it stays untouched.
-                let s = src + y * g.inW, d = plane + (y + g.padH) * pw + g.padW
-                var x = 0
-                while x + 8 <= g.inW {
-                    UnsafeMutableRawPointer(d + x).storeBytes(of: UnsafeRawPointer(s + x).loadUnaligned(as: SIMD8<Float>.self),
-                                                              as: SIMD8<Float>.self)
-                    x += 8
-                }
-                while x < g.inW { d[x] = s[x]; x += 1 }
-            }
             let w = weights + c * g.kH * g.kW
-            if layout.splitColumns {
-                let half = pw / 2
-                for y in 0..<ph {
-                    let r = UnsafeRawPointer(plane + y * pw)
-                    let e = UnsafeMutableRawPointer(split + y * half), o = UnsafeMutableRawPointer(split + ph * half + y * half)
-                    var x = 0
-                    while x < pw {
-                        let v = r.loadUnaligned(fromByteOffset: x * 4, as: SIMD16<Float>.self)
-                        e.storeBytes(of: v.evenHalf, toByteOffset: x * 2, as: SIMD8<Float>.self)
-                        o.storeBytes(of: v.oddHalf, toByteOffset: x * 2, as: SIMD8<Float>.self)
-                        x += 16
-                    }
+            let sink = DepthwiseSink(epilogue, channel: c, output: output, count: g.outH * g.outW)
+            switch layout.path {
+            case .threeByThree where g.strideW == 1:
+                for y in 0..<g.inH {
+                    depthwiseCopyRow(src + y * g.inW, to: plane + (y + g.padH) * pw + g.padW, count: g.inW)
                 }
-                if g.kH == 3 && g.strideH == 2 {
-                    depthwise3x3Stride2Channel(g, even: split, odd: split + ph * half, halfWidth: half, weights: w,
-                                               epilogue: epilogue, channel: c, output: output)
-                } else {
-                    for oy in 0..<g.outH {
-                        depthwiseRowStride2(g, even: split, odd: split + ph * half, halfWidth: half, weights: w, oy: oy,
-                                            width: layout.vectorWidth, row: row)
-                        epilogue.apply(channel: c, acc: row, out: output, offset: (c * g.outH + oy) * g.outW,
-                                       count: g.outW)
-                    }
+                depthwise3x3Stride1Channel(g, taps: DepthwiseTapRows(first: plane, second: plane + 1, shift: 2, width: pw),
+                                           weights: w, sink: sink)
+            case .threeByThree:
+                // Input column x is padded column x + padW: padded column j goes to plane j & 1, index j >> 1.
+                let even = plane, odd = plane + layout.planeFloats
+                let evenColumns = g.padW & 1 == 0 ? even : odd, oddColumns = g.padW & 1 == 0 ? odd : even
+                for y in 0..<g.inH {
+                    let row = (y + g.padH) * pw
+                    depthwiseSplitRow(src + y * g.inW, count: g.inW, evens: evenColumns + row + g.padW / 2,
+                                      odds: oddColumns + row + (g.padW + 1) / 2)
                 }
-            } else if g.kH == 3 && g.kW == 3 && g.strideH == 1 && g.strideW == 1 {
-                depthwise3x3Stride1Channel(g, plane: plane, planeWidth: pw, weights: w, epilogue: epilogue, channel: c,
-                                           output: output)
-            } else {
+                depthwise3x3Stride2Channel(g, taps: DepthwiseTapRows(first: even, second: odd, shift: 1, width: pw),
+                                           weights: w, sink: sink)
+            default:
+                for y in 0..<g.inH {
+                    depthwiseCopyRow(src + y * g.inW, to: plane + (y + g.padH) * pw + g.padW, count: g.inW)
+                }
+                let row = plane + layout.planeFloats
                 for oy in 0..<g.outH {
-                    depthwiseRow(g, plane: plane, planeWidth: pw, weights: w, oy: oy, vectorWidth: layout.vectorWidth,
+                    depthwiseRow(g, plane: plane, planeWidth: pw, weights: w, oy: oy, vectorWidth: layout.rowWidth,
                                  row: row)
                     epilogue.apply(channel: c, acc: row, out: output, offset: (c * g.outH + oy) * g.outW, count: g.outW)
                 }
@@ -102,117 +107,210 @@ func depthwiseConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weight
     }
 }
 
-/// A whole output channel of a 3×3, stride-1 depthwise convolution, the epilogue applied in registers: 8 pixels at a
-/// time, the nine weights held in registers. A row's last vector may run past the row's end into the next row of the
-/// same channel (rewritten right after, by this thread); only the channel's last row stores its tail lane by lane.
-@inline(__always)
-func depthwise3x3Stride1Channel(_ g: ConvGeometry, plane: UnsafePointer<Float>, planeWidth pw: Int,
-                                weights w: UnsafePointer<Float>, epilogue: Epilogue, channel c: Int,
-                                output: UnsafeMutablePointer<Float>) {
-    typealias V = SIMD8<Float>
-    let w0 = V(repeating: w[0]), w1 = V(repeating: w[1]), w2 = V(repeating: w[2]), w3 = V(repeating: w[3])
-    let w4 = V(repeating: w[4]), w5 = V(repeating: w[5]), w6 = V(repeating: w[6]), w7 = V(repeating: w[7])
-    let w8 = V(repeating: w[8])
-    let bias = V(repeating: epilogue.bias[c])
-    let slope = epilogue.slope.map { V(repeating: $0[c]) }
-    let base = c * g.outH * g.outW
-    let out = output + base, residual = epilogue.residual.map { $0 + base }
-    for oy in 0..<g.outH {
-        let l0 = UnsafeRawPointer(plane + oy * pw), l1 = UnsafeRawPointer(plane + (oy + 1) * pw)
-        let l2 = UnsafeRawPointer(plane + (oy + 2) * pw)
-        let lastRow = oy == g.outH - 1
-        var x = 0
-        while x < g.outW {
-            let o = x * 4
-            var acc = V()
-            multiplyAdd(&acc, w0, l0.loadUnaligned(fromByteOffset: o, as: V.self))
-            multiplyAdd(&acc, w1, l0.loadUnaligned(fromByteOffset: o + 4, as: V.self))
-            multiplyAdd(&acc, w2, l0.loadUnaligned(fromByteOffset: o + 8, as: V.self))
-            multiplyAdd(&acc, w3, l1.loadUnaligned(fromByteOffset: o, as: V.self))
-            multiplyAdd(&acc, w4, l1.loadUnaligned(fromByteOffset: o + 4, as: V.self))
-            multiplyAdd(&acc, w5, l1.loadUnaligned(fromByteOffset: o + 8, as: V.self))
-            multiplyAdd(&acc, w6, l2.loadUnaligned(fromByteOffset: o, as: V.self))
-            multiplyAdd(&acc, w7, l2.loadUnaligned(fromByteOffset: o + 4, as: V.self))
-            multiplyAdd(&acc, w8, l2.loadUnaligned(fromByteOffset: o + 8, as: V.self))
-            var v = acc + bias
-            if let slope { v = v.replacing(with: v * slope, where: v .< 0) }
-            let i = oy * g.outW + x
-            if x + 8 <= g.outW || !lastRow {
-                if let residual { v += UnsafeRawPointer(residual + i).loadUnaligned(as: V.self) }
-                UnsafeMutableRawPointer(out + i).storeBytes(of: v, as: V.self)
-            } else {
-                for l in 0..<(g.outW - x) { out[i + l] = v[l] + (residual?[i + l] ?? 0) }
-            }
-            x += 8
+/// Where a kernel row's three taps for output pixels x..<x+8 are in plane row r (the padded input's row r):
+/// at `first`, `second`, and `first` + `shift` (each + r·width + x). Stride 1: first = the plane, second = the
+/// plane + 1, shift 2; stride 2: first = the even columns, second = the odd ones, shift 1.
+struct DepthwiseTapRows {
+    let first: UnsafePointer<Float>, second: UnsafePointer<Float>
+    let shift: Int, width: Int
+}
+
+/// One channel's output and its epilogue, applied in registers.
+struct DepthwiseSink {
+    let out: UnsafeMutablePointer<Float>
+    let residual: UnsafePointer<Float>?
+    let bias: SIMD8<Float>
+    let slope: SIMD8<Float>?
+    /// Output values of the channel (outH · outW).
+    let count: Int
+
+    @inline(__always)
+    init(_ e: Epilogue, channel c: Int, output: UnsafeMutablePointer<Float>, count: Int) {
+        out = output + c * count
+        residual = e.residual.map { $0 + c * count }
+        bias = SIMD8(repeating: e.bias[c])
+        slope = e.slope.map { SIMD8(repeating: $0[c]) }
+        self.count = count
+    }
+
+    /// Applies the epilogue to `acc` and stores it at flat index `i` of the channel. When a row is shorter than 8
+    /// the vector runs on into the next rows, which are stored after it; only at the channel's end are the lanes
+    /// stored one by one, so nothing outside the channel is touched.
+    @inline(__always)
+    func store(_ acc: SIMD8<Float>, at i: Int) {
+        var v = acc + bias
+        if let slope { v = v.replacing(with: v * slope, where: v .< 0) }
+        if i + 8 <= count {
+            if let residual { v += UnsafeRawPointer(residual + i).loadUnaligned(as: SIMD8<Float>.self) }
+            UnsafeMutableRawPointer(out + i).storeBytes(of: v, as: SIMD8<Float>.self)
+        } else {
+            for l in 0..<(count - i) { out[i + l] = v[l] + (residual?[i + l] ?? 0) }
         }
     }
 }
 
-/// A whole output channel of a 3×3, stride-2 depthwise convolution from the even/odd column planes, the epilogue
-/// applied in registers (row tails as in `depthwise3x3Stride1Channel`).
+/// Calls `body(x)` for the first column of each 8-pixel vector covering `0..<width`: 0, 8, 16, … and, when the width
+/// is not a multiple of 8, a last vector ending exactly at the row's end (overlapping the one before it, so stores
+/// never leave the row). A row narrower than 8 is one vector at 0.
 @inline(__always)
-func depthwise3x3Stride2Channel(_ g: ConvGeometry, even: UnsafePointer<Float>, odd: UnsafePointer<Float>,
-                                halfWidth: Int, weights w: UnsafePointer<Float>, epilogue: Epilogue, channel c: Int,
-                                output: UnsafeMutablePointer<Float>) {
-    typealias V = SIMD8<Float>
-    let w0 = V(repeating: w[0]), w1 = V(repeating: w[1]), w2 = V(repeating: w[2]), w3 = V(repeating: w[3])
-    let w4 = V(repeating: w[4]), w5 = V(repeating: w[5]), w6 = V(repeating: w[6]), w7 = V(repeating: w[7])
-    let w8 = V(repeating: w[8])
-    let bias = V(repeating: epilogue.bias[c])
-    let slope = epilogue.slope.map { V(repeating: $0[c]) }
-    let base = c * g.outH * g.outW
-    let out = output + base, residual = epilogue.residual.map { $0 + base }
-    for oy in 0..<g.outH {
-        let r0 = 2 * oy * halfWidth, r1 = r0 + halfWidth, r2 = r1 + halfWidth
-        let e0 = UnsafeRawPointer(even + r0), e1 = UnsafeRawPointer(even + r1), e2 = UnsafeRawPointer(even + r2)
-        let o0 = UnsafeRawPointer(odd + r0), o1 = UnsafeRawPointer(odd + r1), o2 = UnsafeRawPointer(odd + r2)
-        let lastRow = oy == g.outH - 1
-        var x = 0
-        while x < g.outW {
-            let o = x * 4
-            var acc = V()
-            multiplyAdd(&acc, w0, e0.loadUnaligned(fromByteOffset: o, as: V.self))
-            multiplyAdd(&acc, w1, o0.loadUnaligned(fromByteOffset: o, as: V.self))
-            multiplyAdd(&acc, w2, e0.loadUnaligned(fromByteOffset: o + 4, as: V.self))
-            multiplyAdd(&acc, w3, e1.loadUnaligned(fromByteOffset: o, as: V.self))
-            multiplyAdd(&acc, w4, o1.loadUnaligned(fromByteOffset: o, as: V.self))
-            multiplyAdd(&acc, w5, e1.loadUnaligned(fromByteOffset: o + 4, as: V.self))
-            multiplyAdd(&acc, w6, e2.loadUnaligned(fromByteOffset: o, as: V.self))
-            multiplyAdd(&acc, w7, o2.loadUnaligned(fromByteOffset: o, as: V.self))
-            multiplyAdd(&acc, w8, e2.loadUnaligned(fromByteOffset: o + 4, as: V.self))
-            var v = acc + bias
-            if let slope { v = v.replacing(with: v * slope, where: v .< 0) }
-            let i = oy * g.outW + x
-            if x + 8 <= g.outW || !lastRow {
-                if let residual { v += UnsafeRawPointer(residual + i).loadUnaligned(as: V.self) }
-                UnsafeMutableRawPointer(out + i).storeBytes(of: v, as: V.self)
-            } else {
-                for l in 0..<(g.outW - x) { out[i + l] = v[l] + (residual?[i + l] ?? 0) }
-            }
-            x += 8
-        }
-    }
-}
-
-/// One output row of a stride-2, 3-wide depthwise convolution from the even/odd column planes:
-/// row[x] = Σ_ky w[ky][0]·even[2oy+ky][x] + w[ky][1]·odd[2oy+ky][x] + w[ky][2]·even[2oy+ky][x+1].
-@inline(__always)
-func depthwiseRowStride2(_ g: ConvGeometry, even: UnsafePointer<Float>, odd: UnsafePointer<Float>, halfWidth: Int,
-                         weights w: UnsafePointer<Float>, oy: Int, width: Int, row: UnsafeMutablePointer<Float>) {
-    typealias V = SIMD8<Float>
+func depthwiseColumns(_ width: Int, _ body: (Int) -> Void) {
     var x = 0
-    while x < width {
-        var acc = V()
-        for ky in 0..<g.kH {
-            let line = (oy * g.strideH + ky) * halfWidth + x
-            let e = UnsafeRawPointer(even + line), o = UnsafeRawPointer(odd + line)
-            acc += V(repeating: w[ky * 3]) * e.loadUnaligned(as: V.self)
-            acc += V(repeating: w[ky * 3 + 1]) * o.loadUnaligned(as: V.self)
-            acc += V(repeating: w[ky * 3 + 2]) * e.loadUnaligned(fromByteOffset: 4, as: V.self)
-        }
-        UnsafeMutableRawPointer(row + x).storeBytes(of: acc, as: V.self)
-        x += 8
+    while true {
+        body(x)
+        if x &+ 8 >= width { return }
+        x = min(x &+ 8, width &- 8)
     }
+}
+
+/// A whole output channel of a 3×3 depthwise convolution from the plane(s) `taps` describes (one entry point per
+/// stride, so the stride is a constant in the loops below). Not inlined on purpose: with `taps` unknown, the
+/// compiler cannot relate the three overlapping loads of a kernel row, which it otherwise rebuilds from one another
+/// with shuffles and scalar loads (measured 1.5× slower).
+@inline(never)
+func depthwise3x3Stride1Channel(_ g: ConvGeometry, taps: DepthwiseTapRows, weights w: UnsafePointer<Float>,
+                                sink: DepthwiseSink) {
+    depthwise3x3Channel(g, stride: 1, taps: taps, weights: w, sink: sink)
+}
+
+/// As `depthwise3x3Stride1Channel`, for stride 2.
+@inline(never)
+func depthwise3x3Stride2Channel(_ g: ConvGeometry, taps: DepthwiseTapRows, weights w: UnsafePointer<Float>,
+                                sink: DepthwiseSink) {
+    depthwise3x3Channel(g, stride: 2, taps: taps, weights: w, sink: sink)
+}
+
+/// Four output rows per pass, then one at a time. Each input row a pass needs is loaded once, 8 pixels wide, and
+/// added into every output row whose window covers it (three of them at stride 1): four independent accumulators,
+/// and a third of the loads.
+@inline(__always)
+func depthwise3x3Channel(_ g: ConvGeometry, stride s: Int, taps: DepthwiseTapRows, weights w: UnsafePointer<Float>,
+                         sink: DepthwiseSink) {
+    typealias V = SIMD8<Float>
+    @inline(__always) func kernelRow(_ r: Int) -> (V, V, V) {
+        (V(repeating: w[3 * r]), V(repeating: w[3 * r + 1]), V(repeating: w[3 * r + 2]))
+    }
+    let k = (kernelRow(0), kernelRow(1), kernelRow(2))
+    @inline(__always) func kernel(_ r: Int) -> (V, V, V) { r == 0 ? k.0 : r == 1 ? k.1 : k.2 }
+    /// Plane row `r` under output pixels x..<x+8.
+    @inline(__always) func load(_ r: Int, _ x: Int) -> (V, V, V) {
+        let o = r &* taps.width &+ x
+        let a = UnsafeRawPointer(taps.first + o), b = UnsafeRawPointer(taps.second + o)
+        return (a.loadUnaligned(as: V.self), b.loadUnaligned(as: V.self),
+                a.loadUnaligned(fromByteOffset: taps.shift &* 4, as: V.self))
+    }
+    @inline(__always) func add(_ acc: inout V, _ t: (V, V, V), _ k: (V, V, V)) {
+        multiplyAdd(&acc, k.0, t.0); multiplyAdd(&acc, k.1, t.1); multiplyAdd(&acc, k.2, t.2)
+    }
+    var oy = 0
+    while oy + 4 <= g.outH {
+        depthwiseColumns(g.outW) { x in
+            var a0 = V(), a1 = V(), a2 = V(), a3 = V()
+            for r in 0..<(3 * s + 3) {  // input rows s·oy + r; output row oy + j covers r in s·j ... s·j + 2
+                let t = load(s &* oy &+ r, x)
+                if r <= 2 { add(&a0, t, kernel(r)) }
+                if r >= s && r - s <= 2 { add(&a1, t, kernel(r - s)) }
+                if r >= 2 * s && r - 2 * s <= 2 { add(&a2, t, kernel(r - 2 * s)) }
+                if r >= 3 * s { add(&a3, t, kernel(r - 3 * s)) }
+            }
+            let i = oy &* g.outW &+ x
+            sink.store(a0, at: i); sink.store(a1, at: i &+ g.outW)
+            sink.store(a2, at: i &+ 2 &* g.outW); sink.store(a3, at: i &+ 3 &* g.outW)
+        }
+        oy += 4
+    }
+    while oy < g.outH {
+        depthwiseColumns(g.outW) { x in
+            var acc = V()
+            for r in 0..<3 { add(&acc, load(s &* oy &+ r, x), kernel(r)) }
+            sink.store(acc, at: oy &* g.outW &+ x)
+        }
+        oy += 1
+    }
+}
+
+/// Copies `count` floats with whole 8-float moves (4-float ones for a row of 4 to 7), the last one overlapping the
+/// one before it rather than running past the end (the zero border around the destination row must stay zero).
+@inline(__always)
+func depthwiseCopyRow(_ src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, count n: Int) {
+    @inline(__always) func move<V: SIMD>(_ x: Int, _: V.Type) where V.Scalar == Float {
+        UnsafeMutableRawPointer(dst + x).storeBytes(of: UnsafeRawPointer(src + x).loadUnaligned(as: V.self), as: V.self)
+    }
+    if n < 4 {
+        for x in 0..<n { dst[x] = src[x] }
+    } else if n < 8 {
+        move(0, SIMD4<Float>.self); move(n - 4, SIMD4<Float>.self)
+    } else {
+        var x = 0
+        while x + 8 < n { move(x, SIMD8<Float>.self); x += 8 }
+        move(n - 8, SIMD8<Float>.self)
+    }
+}
+
+/// Deinterleaves `count` floats: src[2m] to evens[m], src[2m + 1] to odds[m]. Whole 16- then 8-float loads; the
+/// last load overlaps the one before it, starting at an even index so every value still lands in its own place.
+@inline(__always)
+func depthwiseSplitRow(_ src: UnsafePointer<Float>, count n: Int, evens: UnsafeMutablePointer<Float>,
+                       odds: UnsafeMutablePointer<Float>) {
+    @inline(__always) func split16(_ x: Int) {
+        let v = UnsafeRawPointer(src + x).loadUnaligned(as: SIMD16<Float>.self)
+        UnsafeMutableRawPointer(evens + x / 2).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(odds + x / 2).storeBytes(of: v.oddHalf, as: SIMD8<Float>.self)
+    }
+    @inline(__always) func split8(_ x: Int) {
+        let v = UnsafeRawPointer(src + x).loadUnaligned(as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(evens + x / 2).storeBytes(of: v.evenHalf, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(odds + x / 2).storeBytes(of: v.oddHalf, as: SIMD4<Float>.self)
+    }
+    var x = 0
+    while x + 16 <= n { split16(x); x += 16 }
+    while x + 8 <= n { split8(x); x += 8 }
+    if x == n { return }
+    if n >= 8 {
+        split8((n - 8) & ~1)
+        if n & 1 == 1 { evens[n / 2] = src[n - 1] }  // an odd count's last value is past an even-started vector
+    } else {
+        for x in 0..<n where x & 1 == 0 { evens[x / 2] = src[x] }
+        for x in 0..<n where x & 1 == 1 { odds[x / 2] = src[x] }
+    }
+}
+
+/// One channel of a depthwise convolution whose output is a single pixel: the weights under the input (the taps
+/// in the padding contribute nothing), as one dot product when kernel rows and input rows have the same length.
+@inline(__always)
+func depthwiseGlobalChannel(_ g: ConvGeometry, input: UnsafePointer<Float>, weights: UnsafePointer<Float>,
+                            epilogue: Epilogue, channel c: Int, output: UnsafeMutablePointer<Float>) {
+    let src = input + c * g.inH * g.inW, w = weights + c * g.kH * g.kW
+    // Kernel row ky covers input row ky − padH; kernel column kx covers input column kx − padW.
+    let rows = min(g.padH, g.kH)..<min(g.kH, g.inH + g.padH)
+    let columns = min(g.inW, g.kW - g.padW)
+    var acc: Float = 0
+    if columns == g.inW && columns == g.kW {
+        acc = depthwiseDot(src + (rows.lowerBound - g.padH) * g.inW, w + rows.lowerBound * g.kW,
+                           count: rows.count * columns)
+    } else if columns > 0 {
+        for ky in rows { acc += depthwiseDot(src + (ky - g.padH) * g.inW, w + ky * g.kW + g.padW, count: columns) }
+    }
+    var v = acc + epilogue.bias[c]
+    if let slope = epilogue.slope, v < 0 { v *= slope[c] }
+    if let residual = epilogue.residual { v += residual[c] }
+    output[c] = v
+}
+
+/// Σ a[i] · b[i] for i in 0..<count, 8 lanes at a time in two accumulators.
+@inline(__always)
+func depthwiseDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count n: Int) -> Float {
+    typealias V = SIMD8<Float>
+    @inline(__always) func load(_ p: UnsafePointer<Float>, _ i: Int) -> V { UnsafeRawPointer(p + i).loadUnaligned(as: V.self) }
+    var s0 = V(), s1 = V()
+    var i = 0
+    while i + 16 <= n {
+        multiplyAdd(&s0, load(a, i), load(b, i)); multiplyAdd(&s1, load(a, i + 8), load(b, i + 8))
+        i += 16
+    }
+    if i + 8 <= n { multiplyAdd(&s0, load(a, i), load(b, i)); i += 8 }
+    var sum = (s0 + s1).sum()
+    while i < n { sum += a[i] * b[i]; i += 1 }
+    return sum
 }
 
 /// One output row of one channel: row[x] = Σ w[ky][kx] · plane[oy·sh + ky][x·sw + kx]. Stride 1 computes
