@@ -24,6 +24,8 @@ struct WinogradPlan {
     /// Sides of the padded input plane a thread builds in phase B.
     var paddedH: Int { tilesY * 4 + 2 }
     var paddedW: Int { tilesX * 4 + 2 }
+    /// Row length of phase D's output plane: whole groups of eight tiles, so its 32-float row stores never spill.
+    var outputWidth: Int { (tilesX + 7) / 8 * 32 }
 
     init(_ g: ConvGeometry) {
         tilesY = (g.outH + 3) / 4
@@ -47,7 +49,7 @@ func winogradSharedScratch(_ g: ConvGeometry) -> Int {
 /// block's M[36][16][tiles] and phase D's output plane.
 func winogradScratch(_ g: ConvGeometry) -> Int {
     let p = WinogradPlan(g)
-    let u = 36 * g.inC * weightLanes, m = 36 * weightLanes * p.panels * gemmNR, d = p.tilesY * 4 * p.tilesX * 4
+    let u = 36 * g.inC * weightLanes, m = 36 * weightLanes * p.panels * gemmNR, d = p.tilesY * 4 * p.outputWidth
     return max(p.paddedH * p.paddedW + winogradPlaneSlack + winogradStageFloats(p), u + m + d + 16)
 }
 
@@ -104,7 +106,7 @@ func winogradConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights
                     }
                 }
             }
-            let pw = p.tilesX * 4
+            let pw = p.outputWidth
             for r in 0..<rowsBlk {
                 winogradTransformOutput(p, m + r * tp, xiStride: L * tp, plane: plane)
                 for y in 0..<g.outH {
@@ -205,34 +207,53 @@ func winogradA(_ m0: SIMD8<Float>, _ m1: SIMD8<Float>, _ m2: SIMD8<Float>, _ m3:
     return (m0 + s12 + s34, d12 + d34 * 2, s12 + s34 * 4, d12 + d34 * 8 + m5)
 }
 
-/// Phase D for one output channel: `m + ξ·xiStride + tile` → the (tilesY·4) × (tilesX·4) plane.
+/// a[0], b[0], a[1], b[1], …
+@inline(__always)
+func winogradInterleave(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD16<Float> {
+    SIMD16(a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3], a[4], b[4], a[5], b[5], a[6], b[6], a[7], b[7])
+}
+
+/// a[0], b[0], a[1], b[1], …
+@inline(__always)
+func winogradInterleave(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD32<Float> {
+    SIMD32(a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3], a[4], b[4], a[5], b[5], a[6], b[6], a[7], b[7],
+           a[8], b[8], a[9], b[9], a[10], b[10], a[11], b[11], a[12], b[12], a[13], b[13], a[14], b[14], a[15], b[15])
+}
+
+/// Phase D for one output channel: `m + ξ·xiStride + tile` → the plane [tilesY·4][outputWidth]. Eight tiles of a
+/// tile row per vector; each of their four output rows is interleaved from its four column vectors into 32
+/// consecutive floats and stored whole. Lanes past a tile row's end read neighbouring floats of M (or the plane
+/// that follows it in scratch) and land in the plane's padding.
 @inline(__always)
 func winogradTransformOutput(_ p: WinogradPlan, _ m: UnsafePointer<Float>, xiStride: Int,
                              plane: UnsafeMutablePointer<Float>) {
     typealias V = SIMD8<Float>
-    let pw = p.tilesX * 4
-    var t0 = 0
-    while t0 < p.tiles {
-        let lanes = min(8, p.tiles - t0)
-        @inline(__always) func ld(_ xi: Int) -> V {
-            UnsafeRawPointer(m + xi * xiStride + t0).loadUnaligned(as: V.self)
-        }
-        // Column pass over the 6 rows ξ = r·6 + c: for each c, combine rows r.
-        withUnsafeTemporaryAllocation(of: V.self, capacity: 24) { z in
-            for c in 0..<6 {
-                let (a0, a1, a2, a3) = winogradA(ld(c), ld(6 + c), ld(12 + c), ld(18 + c), ld(24 + c), ld(30 + c))
-                z[c] = a0; z[6 + c] = a1; z[12 + c] = a2; z[18 + c] = a3
+    let pw = p.outputWidth
+    for ty in 0..<p.tilesY {
+        var tx0 = 0
+        while tx0 < p.tilesX {
+            let t0 = ty * p.tilesX + tx0
+            @inline(__always) func ld(_ xi: Int) -> V {
+                UnsafeRawPointer(m + xi * xiStride + t0).loadUnaligned(as: V.self)
             }
-            for r in 0..<4 {
-                let (o0, o1, o2, o3) = winogradA(z[r * 6], z[r * 6 + 1], z[r * 6 + 2], z[r * 6 + 3], z[r * 6 + 4], z[r * 6 + 5])
-                for l in 0..<lanes {
-                    let t = t0 + l
-                    let d = plane + ((t / p.tilesX) * 4 + r) * pw + (t % p.tilesX) * 4
-                    d[0] = o0[l]; d[1] = o1[l]; d[2] = o2[l]; d[3] = o3[l]
-                }
+            // Along y (rows ξ = r·6 + c, combined over r), then along x.
+            let (a00, a10, a20, a30) = winogradA(ld(0), ld(6), ld(12), ld(18), ld(24), ld(30))
+            let (a01, a11, a21, a31) = winogradA(ld(1), ld(7), ld(13), ld(19), ld(25), ld(31))
+            let (a02, a12, a22, a32) = winogradA(ld(2), ld(8), ld(14), ld(20), ld(26), ld(32))
+            let (a03, a13, a23, a33) = winogradA(ld(3), ld(9), ld(15), ld(21), ld(27), ld(33))
+            let (a04, a14, a24, a34) = winogradA(ld(4), ld(10), ld(16), ld(22), ld(28), ld(34))
+            let (a05, a15, a25, a35) = winogradA(ld(5), ld(11), ld(17), ld(23), ld(29), ld(35))
+            @inline(__always) func row(_ k: Int, _ x0: V, _ x1: V, _ x2: V, _ x3: V, _ x4: V, _ x5: V) {
+                let (o0, o1, o2, o3) = winogradA(x0, x1, x2, x3, x4, x5)
+                let out = winogradInterleave(winogradInterleave(o0, o2), winogradInterleave(o1, o3))
+                UnsafeMutableRawPointer(plane + (ty * 4 + k) * pw + tx0 * 4).storeBytes(of: out, as: SIMD32<Float>.self)
             }
+            row(0, a00, a01, a02, a03, a04, a05)
+            row(1, a10, a11, a12, a13, a14, a15)
+            row(2, a20, a21, a22, a23, a24, a25)
+            row(3, a30, a31, a32, a33, a34, a35)
+            tx0 += 8
         }
-        t0 += 8
     }
 }
 
