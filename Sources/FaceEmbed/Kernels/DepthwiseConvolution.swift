@@ -180,8 +180,8 @@ func depthwise3x3Stride2Channel(_ g: ConvGeometry, taps: DepthwiseTapRows, weigh
 }
 
 /// Four output rows per pass, then one at a time. Each input row a pass needs is loaded once, 8 pixels wide, and
-/// added into every output row whose window covers it (three of them at stride 1): four independent accumulators,
-/// and a third of the loads.
+/// added into every output row whose window covers it (up to three): four independent accumulators, and at
+/// stride 1 half the loads (18 per 36 multiply-adds).
 @inline(__always)
 func depthwise3x3Channel(_ g: ConvGeometry, stride s: Int, taps: DepthwiseTapRows, weights w: UnsafePointer<Float>,
                          sink: DepthwiseSink) {
