@@ -2,7 +2,7 @@
 //
 //   C[M × N] = A[M × K] · B[K × N]     M = outC, K = inC·kh·kw, N = outH·outW
 //   A = weights, lane-packed (Weights/WeightLayout.swift): a[blk][k][16], used in place from the mapped file.
-//   B = im2col of the input, never materialised: a panel of NR = 16 output pixels × K is gathered into a
+//   B = im2col of the input, in general not materialised: a panel of NR = 16 output pixels × K is gathered into a
 //       contiguous scratch buffer (zero where the tap falls in the padding), then reused by every row tile.
 //   Micro-kernel (`gemmTile`): AVX-512 builds 16 output channels × 16 pixels in 16 zmm accumulators; other builds
 //       6 × 16 in 12 SIMD8 accumulators, three row tiles (rows 0, 6, 12) per block of 16 channels.
@@ -10,9 +10,10 @@
 //       input itself or an im2col built once per call, read in place (`gemmConvolution16`); full panels apply the
 //       epilogue in registers, a partial last panel runs a narrow kernel of 16 channels × up to 4 pixels.
 //
-// Optional `inputAffine` maps every in-bounds tap x of input channel c to x · scale[c] + shift[c] while packing:
-// a batch norm that precedes the convolution, exact at the borders, where the padding stays zero.
-// Work is split across threads by pixel panels, or by row tiles when there are too few panels.
+// Optional `inputAffine` maps every in-bounds tap x of input channel c to x · scale[c] + shift[c] while packing
+// (or building the im2col): a batch norm that precedes the convolution, exact at the borders, where the padding
+// stays zero. Work is split across threads by pixel panels, or by row tiles (AVX-512 path: blocks of 16 output
+// channels) when that balances better.
 
 /// Geometry of one convolution on one image.
 struct ConvGeometry: Equatable, Sendable {
