@@ -50,7 +50,7 @@ func winogradSharedScratch(_ g: ConvGeometry) -> Int {
 func winogradScratch(_ g: ConvGeometry) -> Int {
     let p = WinogradPlan(g)
     let u = 36 * g.inC * weightLanes, m = 36 * weightLanes * p.panels * gemmNR, d = p.tilesY * 4 * p.outputWidth
-    return max(p.paddedH * p.paddedW + winogradPlaneSlack + winogradStageFloats(p), u + m + d + 16)
+    return (max(p.paddedH * p.paddedW + winogradPlaneSlack + winogradStageFloats(p), u + m + d) + 15) / 16 * 16
 }
 
 /// Winograd F(4,3) convolution (see the top of this file). `scratch` holds `threads` blocks of

@@ -23,12 +23,17 @@ final class Workspace: @unchecked Sendable {
 
     init(arena: Int, scratch: Int, shared: Int) {
         arenaCount = arena; scratchCount = scratch; sharedCount = shared
-        self.arena = .allocate(capacity: arena)
-        self.arena.initialize(repeating: 0, count: arena)
-        self.scratch = .allocate(capacity: scratch)
-        self.scratch.initialize(repeating: 0, count: scratch)
-        self.shared = .allocate(capacity: max(1, shared))
-        self.shared.initialize(repeating: 0, count: max(1, shared))
+        self.arena = Workspace.zeroed(arena)
+        self.scratch = Workspace.zeroed(scratch)
+        self.shared = Workspace.zeroed(max(1, shared))
+    }
+
+    /// Cache-line aligned floats (a default allocation of this size is only 16-byte aligned, so every 64-byte vector
+    /// access of the kernels would straddle two cache lines).
+    private static func zeroed(_ count: Int) -> UnsafeMutablePointer<Float> {
+        let p = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64).bindMemory(to: Float.self, capacity: count)
+        p.initialize(repeating: 0, count: count)
+        return p
     }
 
     deinit { arena.deallocate(); scratch.deallocate(); shared.deallocate() }
