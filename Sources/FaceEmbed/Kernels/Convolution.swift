@@ -60,12 +60,15 @@ let gemmMR = 6
 /// Micro-kernel row tiles per block of `weightLanes` output channels.
 let gemmTilesPerBlock = (weightLanes + gemmMR - 1) / gemmMR
 
-/// True when `convolution` builds the whole im2col of the image first (AVX-512 builds, a K of at most 64 that is
-/// not an unpadded 1×1): with so few rows per pixel, gathering each 16-pixel panel tap by tap (`packPanel`) costs
-/// more than the micro-kernel calls that use it, while whole rows of a tap are contiguous or stride-2 runs.
+/// True when `convolution` builds the whole im2col of the image first (AVX-512 builds, not an unpadded 1×1, and
+/// a K of at most 64 or an im2col of at most 4 MB). With so few rows per pixel, gathering each 16-pixel panel tap
+/// by tap (`packPanel`) costs more than the micro-kernel calls that use it, while whole rows of a tap are contiguous
+/// or stride-2 runs. On small maps (ResNet100's stride-2 3×3 layers), the im2col lets `gemmConvolution16` run each
+/// block of weights over all panels, reading the weights from memory once rather than once per panel, and give the
+/// last, partial panel its narrow kernel.
 func usesIm2col(_ g: ConvGeometry) -> Bool {
     #if FACEEMBED_AVX512
-    return g.k <= 64 && !g.isPointwise
+    return !g.isPointwise && (g.k <= 64 || g.k * g.pixels <= 1 << 20)
     #else
     return false
     #endif
@@ -74,7 +77,7 @@ func usesIm2col(_ g: ConvGeometry) -> Bool {
 /// Scratch floats one thread needs to run `convolution` on `g`: a packed B panel and one C tile; with `usesIm2col`,
 /// the im2col (used once, by all threads, from the start of the scratch) and one C tile.
 func convolutionScratch(_ g: ConvGeometry) -> Int {
-    usesIm2col(g) ? g.k * g.pixels + gemmMR * gemmNR : g.k * gemmNR + gemmMR * gemmNR
+    usesIm2col(g) ? (g.k * g.pixels + 15) / 16 * 16 + gemmMR * gemmNR : g.k * gemmNR + gemmMR * gemmNR
 }
 
 /// C[rows][16] (row stride ldc) = A · B[k][16 at stride ldb], A lane-packed (row r of the tile at a[k · aStride + r]).
@@ -319,7 +322,7 @@ func convolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights: Unsafe
             im2col(g, input: input, affine: inputAffine, rows: chunk(k, parts: parts, index: part), into: scratch)
         }
         gemmConvolution16(g, b: scratch, ldb: g.pixels, weights: weights, epilogue: epilogue, output: output,
-                          tiles: scratch + k * g.pixels, threads: threads)
+                          tiles: scratch + (k * g.pixels + 15) / 16 * 16, threads: threads)
         return
     }
     #endif
