@@ -31,8 +31,9 @@ cp "$F"/ops.ndarray "$S"/params/ops.params
 for f in "$F"/onnx/*.onnx.bin; do cp "$f" "$S/onnx/$(basename "$f" .bin)"; done
 
 # Flat files: the tiny models converted by the CLI.
+# Built every time (incrementally): a stale CLI would write seeds in an older format, which the loader refuses.
 CLI=${FACEEMBED_CLI:-.build-hostile/debug/faceembed}
-if [ ! -x "$CLI" ]; then swift build --scratch-path .build-hostile --product faceembed >&2; fi
+if [ -z "${FACEEMBED_CLI:-}" ]; then swift build --scratch-path .build-hostile --product faceembed >&2; fi
 for m in mobilefacenet iresnet; do
   "$CLI" convert "$F/tiny-$m/model-symbol.json" "$F/tiny-$m/model-0000.ndarray" -o "$S/flatfile/$m.feb" >/dev/null
 done
