@@ -101,6 +101,43 @@ func gemmRowTile(_ t: Int, outC: Int, k: Int) -> (m0: Int, aOffset: Int, rows: I
     return (m0, blk * k * weightLanes + r0, max(0, min(gemmMR, weightLanes - r0, outC - m0)))
 }
 
+/// C[rows][cols] (row stride ldc) = A · B[k][cols at stride ldb] for 1 ≤ cols ≤ 4, A lane-packed (one block's 16
+/// output channels at a[k · aStride], aStride ≥ 16): one vector of 16 channels per k times each pixel's broadcast
+/// value, so a panel with few pixels (or Winograd tiles) costs no more than they do. Two accumulators per pixel (even and odd k)
+/// keep 8 FMA chains in flight; pixels past `cols` reread the last one and are discarded.
+@inline(__always)
+func gemmKernel16x4(a: UnsafePointer<Float>, aStride: Int = weightLanes, b: UnsafePointer<Float>, ldb: Int, k: Int,
+                    cols: Int, c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int) {
+    typealias V = SIMD16<Float>
+    let j1 = min(1, cols - 1), j2 = min(2, cols - 1), j3 = min(3, cols - 1)
+    var p0 = V(), p1 = V(), p2 = V(), p3 = V(), q0 = V(), q1 = V(), q2 = V(), q3 = V()
+    let araw = UnsafeRawPointer(a), aBytes = aStride * 4
+    for kp in 0..<(k / 2) {
+        let kk = 2 * kp
+        let a0 = araw.loadUnaligned(fromByteOffset: kk * aBytes, as: V.self)
+        let a1 = araw.loadUnaligned(fromByteOffset: kk * aBytes + aBytes, as: V.self)
+        let b0 = b + kk * ldb, b1 = b0 + ldb
+        multiplyAdd(&p0, a0, V(repeating: b0[0])); multiplyAdd(&p1, a0, V(repeating: b0[j1]))
+        multiplyAdd(&p2, a0, V(repeating: b0[j2])); multiplyAdd(&p3, a0, V(repeating: b0[j3]))
+        multiplyAdd(&q0, a1, V(repeating: b1[0])); multiplyAdd(&q1, a1, V(repeating: b1[j1]))
+        multiplyAdd(&q2, a1, V(repeating: b1[j2])); multiplyAdd(&q3, a1, V(repeating: b1[j3]))
+    }
+    if k % 2 == 1 {
+        let a0 = araw.loadUnaligned(fromByteOffset: (k - 1) * aBytes, as: V.self), b0 = b + (k - 1) * ldb
+        multiplyAdd(&p0, a0, V(repeating: b0[0])); multiplyAdd(&p1, a0, V(repeating: b0[j1]))
+        multiplyAdd(&p2, a0, V(repeating: b0[j2])); multiplyAdd(&p3, a0, V(repeating: b0[j3]))
+    }
+    p0 += q0; p1 += q1; p2 += q2; p3 += q3
+    // Pixel j's accumulator holds channel r in lane r: store it transposed, as column j of C.
+    for r in 0..<rows {
+        let o = c + r * ldc
+        o[0] = p0[r]
+        if cols > 1 { o[1] = p1[r] }
+        if cols > 2 { o[2] = p2[r] }
+        if cols > 3 { o[3] = p3[r] }
+    }
+}
+
 #if FACEEMBED_AVX512
 /// Pixel panels per group in `gemmConvolution16`. Applying one block of weights to a group of panels before the next
 /// block reads each block once per group rather than once per panel, and writes each output channel in runs of 1 KB
@@ -202,42 +239,6 @@ func im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, affine: InputAffine?
                 ox += 1
             }
         }
-    }
-}
-
-/// C[rows][cols] (row stride ldc) = A · B[k][cols at stride ldb] for 1 ≤ cols ≤ 4, A lane-packed (aStride 16): one
-/// zmm of 16 output channels per k times each pixel's broadcast value. Two accumulators per pixel (even and odd k)
-/// keep 8 FMA chains in flight; pixels past `cols` reread the last one and are discarded.
-@inline(__always)
-func gemmKernel16x4(a: UnsafePointer<Float>, b: UnsafePointer<Float>, ldb: Int, k: Int, cols: Int,
-                    c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int) {
-    typealias V = SIMD16<Float>
-    let j1 = min(1, cols - 1), j2 = min(2, cols - 1), j3 = min(3, cols - 1)
-    var p0 = V(), p1 = V(), p2 = V(), p3 = V(), q0 = V(), q1 = V(), q2 = V(), q3 = V()
-    let araw = UnsafeRawPointer(a)
-    for kp in 0..<(k / 2) {
-        let kk = 2 * kp
-        let a0 = araw.loadUnaligned(fromByteOffset: kk * 64, as: V.self)
-        let a1 = araw.loadUnaligned(fromByteOffset: kk * 64 + 64, as: V.self)
-        let b0 = b + kk * ldb, b1 = b0 + ldb
-        multiplyAdd(&p0, a0, V(repeating: b0[0])); multiplyAdd(&p1, a0, V(repeating: b0[j1]))
-        multiplyAdd(&p2, a0, V(repeating: b0[j2])); multiplyAdd(&p3, a0, V(repeating: b0[j3]))
-        multiplyAdd(&q0, a1, V(repeating: b1[0])); multiplyAdd(&q1, a1, V(repeating: b1[j1]))
-        multiplyAdd(&q2, a1, V(repeating: b1[j2])); multiplyAdd(&q3, a1, V(repeating: b1[j3]))
-    }
-    if k % 2 == 1 {
-        let a0 = araw.loadUnaligned(fromByteOffset: (k - 1) * 64, as: V.self), b0 = b + (k - 1) * ldb
-        multiplyAdd(&p0, a0, V(repeating: b0[0])); multiplyAdd(&p1, a0, V(repeating: b0[j1]))
-        multiplyAdd(&p2, a0, V(repeating: b0[j2])); multiplyAdd(&p3, a0, V(repeating: b0[j3]))
-    }
-    p0 += q0; p1 += q1; p2 += q2; p3 += q3
-    // Pixel j's accumulator holds channel r in lane r: store it transposed, as column j of C.
-    for r in 0..<rows {
-        let o = c + r * ldc
-        o[0] = p0[r]
-        if cols > 1 { o[1] = p1[r] }
-        if cols > 2 { o[2] = p2[r] }
-        if cols > 3 { o[3] = p3[r] }
     }
 }
 

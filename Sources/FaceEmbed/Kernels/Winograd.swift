@@ -88,13 +88,11 @@ func winogradConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights
                     let a = u + xi * L, b = v + (xi * p.panels + panel) * ic * gemmNR
                     let c = m + xi * L * tp + panel * gemmNR
                     let n = min(gemmNR, p.tiles - panel * gemmNR)
-                    if n <= 2 * winogradNarrowTiles {
+                    if n <= 8 {
                         // Few tiles (7×7 maps, a panel's tail): channels in lanes, no work on absent tiles.
-                        var j = 0
-                        while j < n {
-                            winogradNarrowKernel(a: a, aStride: 36 * L, b: b + j, k: ic, tiles: min(winogradNarrowTiles, n - j),
-                                                 c: c + j, ldc: tp, rows: rowsBlk)
-                            j += winogradNarrowTiles
+                        for j in stride(from: 0, to: n, by: 4) {
+                            gemmKernel16x4(a: a, aStride: 36 * L, b: b + j, ldb: gemmNR, k: ic, cols: min(4, n - j),
+                                           c: c + j, ldc: tp, rows: rowsBlk)
                         }
                     } else {
                         var r0 = 0
@@ -288,40 +286,5 @@ func winogradTransformWeightBlock(_ w: UnsafePointer<Float>, inC: Int, into u: U
         }
         store(0, t00, t01, t02); store(1, t10, t11, t12); store(2, t20, t21, t22)
         store(3, t30, t31, t32); store(4, t40, t41, t42); store(5, t50, t51, t52)
-    }
-}
-
-/// Tiles per `winogradNarrowKernel` call.
-let winogradNarrowTiles = 4
-
-/// Σ_k a[k · aStride + lane] · b[k · 16 + j] for j < 4: one SIMD16 sum per tile, the block's 16 output channels in
-/// its lanes. Reads four tiles' lanes of b whether or not they exist (they are in the panel).
-@inline(__always)
-func winogradNarrowSums(a: UnsafePointer<Float>, aStride: Int, b: UnsafePointer<Float>, k: Int)
-    -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
-    typealias V = SIMD16<Float>
-    var c0 = V(), c1 = V(), c2 = V(), c3 = V()
-    let araw = UnsafeRawPointer(a), aBytes = aStride * 4
-    for kk in 0..<k {
-        let av = araw.loadUnaligned(fromByteOffset: kk * aBytes, as: V.self)
-        let bk = b + kk * gemmNR
-        multiplyAdd(&c0, av, V(repeating: bk[0])); multiplyAdd(&c1, av, V(repeating: bk[1]))
-        multiplyAdd(&c2, av, V(repeating: bk[2])); multiplyAdd(&c3, av, V(repeating: bk[3]))
-    }
-    return (c0, c1, c2, c3)
-}
-
-/// C[r][j] (row stride ldc) = Σ_k a[k · aStride + r] · b[k · 16 + j] for rows r < `rows` ≤ 16 and tiles
-/// j < `tiles` ≤ 4, stored transposed lane by lane: a panel's short tail costs no more than its tiles.
-@inline(__always)
-func winogradNarrowKernel(a: UnsafePointer<Float>, aStride: Int, b: UnsafePointer<Float>, k: Int, tiles: Int,
-                          c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int) {
-    let (c0, c1, c2, c3) = winogradNarrowSums(a: a, aStride: aStride, b: b, k: k)
-    for r in 0..<rows {
-        let o = c + r * ldc
-        o[0] = c0[r]
-        if tiles > 1 { o[1] = c1[r] }
-        if tiles > 2 { o[2] = c2[r] }
-        if tiles > 3 { o[3] = c3[r] }
     }
 }
