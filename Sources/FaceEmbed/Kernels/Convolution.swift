@@ -6,9 +6,10 @@
 //       contiguous scratch buffer (zero where the tap falls in the padding), then reused by every row tile.
 //   Micro-kernel (`gemmTile`): AVX-512 builds 16 output channels × 16 pixels in 16 zmm accumulators; other builds
 //       6 × 16 in 12 SIMD8 accumulators, three row tiles (rows 0, 6, 12) per block of 16 channels.
-//   AVX-512 builds, unpadded 1×1 convolutions (no input affine) and K ≤ 64: B is a K × N matrix in memory, the
-//       input itself or an im2col built once per call, read in place (`gemmConvolution16`); full panels apply the
-//       epilogue in registers, a partial last panel runs a narrow kernel of 16 channels × up to 4 pixels.
+//   AVX-512 builds, unpadded 1×1 convolutions (no input affine) and `usesIm2col` ones (K ≤ 64, or an im2col of at
+//       most 4 MB): B is a K × N matrix in memory, the input itself or an im2col built once per call, read in place
+//       (`gemmConvolution16`); full panels apply the epilogue in registers, a partial last panel runs a narrow
+//       kernel of 16 channels × up to 4 pixels.
 //
 // Optional `inputAffine` maps every in-bounds tap x of input channel c to x · scale[c] + shift[c] while packing
 // (or building the im2col): a batch norm that precedes the convolution, exact at the borders, where the padding
@@ -103,8 +104,8 @@ func gemmRowTile(_ t: Int, outC: Int, k: Int) -> (m0: Int, aOffset: Int, rows: I
 
 /// C[rows][cols] (row stride ldc) = A · B[k][cols at stride ldb] for 1 ≤ cols ≤ 4, A lane-packed (one block's 16
 /// output channels at a[k · aStride], aStride ≥ 16): one vector of 16 channels per k times each pixel's broadcast
-/// value, so a panel with few pixels (or Winograd tiles) costs no more than they do. Two accumulators per pixel (even and odd k)
-/// keep 8 FMA chains in flight; pixels past `cols` reread the last one and are discarded.
+/// value, so a panel with few pixels (or Winograd tiles) costs no more than they do. Two accumulators per pixel
+/// (even and odd k) keep 8 FMA chains in flight; pixels past `cols` reread the last one and are discarded.
 @inline(__always)
 func gemmKernel16x4(a: UnsafePointer<Float>, aStride: Int = weightLanes, b: UnsafePointer<Float>, ldb: Int, k: Int,
                     cols: Int, c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int) {
@@ -145,7 +146,7 @@ func gemmKernel16x4(a: UnsafePointer<Float>, aStride: Int = weightLanes, b: Unsa
 let gemmPanelGroup = 16
 
 /// AVX-512 builds: the GEMM for a B matrix that is in memory, K rows of N pixels at stride `ldb` (the input itself
-/// for an unpadded 1×1 convolution, the im2col built by `im2col` for a small K). Full panels read B in place; the
+/// for an unpadded 1×1 convolution, the im2col built by `im2col` when `usesIm2col`). Full panels read B in place; the
 /// last, partial panel goes through `gemmKernel16x4`, whose cost follows its pixel count (a 16-pixel micro-kernel
 /// call there would waste up to 15/16 of its work: 49 = 3·16 + 1 pixels on a 7×7 map).
 /// Each block of weights runs over a group of `gemmPanelGroup` panels in turn. `tiles` holds `threads` C tiles of

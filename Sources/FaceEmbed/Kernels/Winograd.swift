@@ -46,8 +46,8 @@ func winogradSharedScratch(_ g: ConvGeometry) -> Int {
     (36 * WinogradPlan(g).panels * gemmNR * g.inC + 15) / 16 * 16
 }
 
-/// Per-thread scratch floats for `winogradConvolution` on `g`: phase B's padded plane, or U[inC][36][16], one
-/// block's M[36][16][tiles] and phase D's output plane.
+/// Per-thread scratch floats for `winogradConvolution` on `g`: phase B's padded plane and staging rows, or
+/// U[inC][36][16], one block's M[36][16][tiles] and phase D's output plane; whole cache lines.
 func winogradScratch(_ g: ConvGeometry) -> Int {
     let p = WinogradPlan(g)
     let u = 36 * g.inC * weightLanes, m = 36 * weightLanes * p.panels * gemmNR, d = p.tilesY * 4 * p.outputWidth
