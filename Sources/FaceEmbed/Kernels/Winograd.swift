@@ -68,6 +68,8 @@ func winogradConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights
     let partsB = max(1, min(threads, ic))
     parallelFor(partsB, threads: threads) { part in
         let plane = scratch + part * perThread, stage = plane + p.paddedH * p.paddedW + winogradPlaneSlack
+        // Zeroed once: every channel then writes the same interior positions, so the border and slack stay zero.
+        plane.initialize(repeating: 0, count: p.paddedH * p.paddedW + winogradPlaneSlack)
         for c in chunk(ic, parts: partsB, index: part) {
             winogradTransformInput(g, p, input: input + c * g.inH * g.inW,
                                    mul: inputAffine?.scale[c] ?? 1, add: inputAffine?.shift[c] ?? 0,
@@ -140,8 +142,8 @@ func winogradColumns(_ x: UnsafePointer<Float>) -> (SIMD8<Float>, SIMD8<Float>, 
 /// Floats of phase B's staging rows: S[ξ][tile], each row padded to whole panels plus one spare vector.
 func winogradStageFloats(_ p: WinogradPlan) -> Int { 36 * (p.panels * gemmNR + 8) }
 
-/// Phase B for one input channel: builds the zero-padded (affine-mapped) plane, then writes Bᵀ d B of every tile
-/// to `into + ξ·xiStride + panel·panelStride + lane`. Eight tiles of a tile row at a time, one per lane: each of
+/// Phase B for one input channel: fills the interior of the zero-bordered plane (affine-mapped; the caller zeroes
+/// the plane once), then writes Bᵀ d B of every tile to `into + ξ·xiStride + panel·panelStride + lane`. Eight tiles of a tile row at a time, one per lane: each of
 /// their six input rows is read as two 32-float segments split into column phases (no gathers), transformed along
 /// x, then the six results along y, stored whole into staging rows S[ξ][tile] in tile order (lanes past a tile
 /// row's end are overwritten by the next row, or land in the padding); then S is copied into V panel by panel.
@@ -153,7 +155,6 @@ func winogradTransformInput(_ g: ConvGeometry, _ p: WinogradPlan, input: UnsafeP
     typealias V = SIMD8<Float>
     let ss = p.panels * gemmNR + 8
     let pw = p.paddedW, ph = p.paddedH
-    plane.initialize(repeating: 0, count: pw * ph + winogradPlaneSlack)
     let rows = min(g.inH, ph - g.padH), cols = min(g.inW, pw - g.padW)
     for y in 0..<rows {
         let src = input + y * g.inW, dst = plane + (y + g.padH) * pw + g.padW
