@@ -271,6 +271,11 @@ func winogradTransformWeightBlock(_ w: UnsafePointer<Float>, inC: Int, into u: U
     let vb = MemoryLayout<V>.stride
     for c in 0..<inC {
         let src = UnsafeRawPointer(w + c * 9 * weightLanes)
+        // The weights stream from memory once per call: ask for them 16 channels (9 KB) ahead.
+        if c + 16 < inC {
+            let ahead = src + 16 * 9 * vb
+            for l in 0..<9 { prefetch(ahead + l * vb) }
+        }
         @inline(__always) func tap(_ t: Int) -> V { src.loadUnaligned(fromByteOffset: t * vb, as: V.self) }
         let (t00, t10, t20, t30, t40, t50) = rowsG(tap(0), tap(3), tap(6))
         let (t01, t11, t21, t31, t41, t51) = rowsG(tap(1), tap(4), tap(7))
