@@ -59,6 +59,10 @@ struct KernelTests {
         Case(c: 3, h: 40, w: 37, oc: 20, k: (3, 3), s: 1, p: 1, depthwise: false),
         Case(c: 2, h: 33, w: 71, oc: 16, k: (3, 3), s: 2, p: 0, depthwise: false),
         Case(c: 20, h: 19, w: 17, oc: 33, k: (1, 1), s: 1, p: 0, depthwise: false),
+        // im2col in bands (AVX-512 builds: more than 4 MB as one), band edges inside output rows, at stride 1 and
+        // at stride 2 on an odd-width input, ending in a partial panel.
+        Case(c: 72, h: 41, w: 43, oc: 20, k: (3, 3), s: 1, p: 1, depthwise: false),
+        Case(c: 64, h: 91, w: 89, oc: 17, k: (3, 3), s: 2, p: 1, depthwise: false),
         Case(c: 12, h: 17, w: 13, oc: 12, k: (3, 3), s: 1, p: 1, depthwise: true),
         Case(c: 8, h: 14, w: 15, oc: 8, k: (3, 3), s: 2, p: 1, depthwise: true),
         Case(c: 32, h: 7, w: 7, oc: 32, k: (7, 7), s: 1, p: 0, depthwise: true),

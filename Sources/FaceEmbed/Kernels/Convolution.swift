@@ -6,10 +6,10 @@
 //       contiguous scratch buffer (zero where the tap falls in the padding), then reused by every row tile.
 //   Micro-kernel (`gemmTile`): AVX-512 builds 16 output channels × 16 pixels in 16 zmm accumulators; other builds
 //       6 × 16 in 12 SIMD8 accumulators, three row tiles (rows 0, 6, 12) per block of 16 channels.
-//   AVX-512 builds, unpadded 1×1 convolutions (no input affine) and `usesIm2col` ones (K ≤ 64, or an im2col of at
-//       most 4 MB): B is a K × N matrix in memory, the input itself or an im2col built once per call, read in place
-//       (`gemmConvolution16`); full panels apply the epilogue in registers, a partial last panel runs a narrow
-//       kernel of 16 channels × up to 4 pixels.
+//   AVX-512 builds: B is a K × N matrix in memory, read in place (`gemmConvolution16`): the input itself for an
+//       unpadded 1×1 convolution without input affine, otherwise an im2col, of the whole image when it is small
+//       (`im2colPixels`), else of one band of pixels at a time; full panels apply the epilogue in registers, a
+//       partial last panel runs a narrow kernel of 16 channels × up to 4 pixels.
 //
 // Optional `inputAffine` maps every in-bounds tap x of input channel c to x · scale[c] + shift[c] while packing
 // (or building the im2col): a batch norm that precedes the convolution, exact at the borders, where the padding
@@ -61,24 +61,28 @@ let gemmMR = 6
 /// Micro-kernel row tiles per block of `weightLanes` output channels.
 let gemmTilesPerBlock = (weightLanes + gemmMR - 1) / gemmMR
 
-/// True when `convolution` builds the whole im2col of the image first (AVX-512 builds, not an unpadded 1×1, and
-/// a K of at most 64 or an im2col of at most 4 MB). With so few rows per pixel, gathering each 16-pixel panel tap
-/// by tap (`packPanel`) costs more than the micro-kernel calls that use it, while whole rows of a tap are contiguous
-/// or stride-2 runs. On small maps (ResNet100's stride-2 3×3 layers), the im2col lets `gemmConvolution16` run each
-/// block of weights over all panels, reading the weights from memory once rather than once per panel, and give the
-/// last, partial panel its narrow kernel.
-func usesIm2col(_ g: ConvGeometry) -> Bool {
+/// Output pixels per im2col band when `convolution` builds an im2col (AVX-512 builds, not an unpadded 1×1), else 0.
+/// Gathering each 16-pixel panel tap by tap (`packPanel`) costs more than the micro-kernel calls that use it, while
+/// whole rows of a tap are contiguous or stride-2 runs. The whole image when K ≤ 64 or the im2col takes at most
+/// 4 MB: `gemmConvolution16` then runs each block of weights over all panels, reading the weights from memory once
+/// rather than once per panel (ResNet100's stride-2 3×3 layers on small maps). Otherwise bands of whole panels
+/// whose im2col takes at most 1 MB, so that a band is still in L2 when the GEMM reads it (ResNet100's
+/// 64×112×112 → 56×56 layer, 7 MB as one im2col: 4.7 → 2.9 ms).
+func im2colPixels(_ g: ConvGeometry) -> Int {
     #if FACEEMBED_AVX512
-    return !g.isPointwise && (g.k <= 64 || g.k * g.pixels <= 1 << 20)
+    if g.isPointwise { return 0 }
+    if g.k <= 64 || g.k * g.pixels <= 1 << 20 { return g.pixels }
+    return max(gemmNR, (1 << 18) / g.k / gemmNR * gemmNR)
     #else
-    return false
+    return 0
     #endif
 }
 
-/// Scratch floats one thread needs to run `convolution` on `g`: a packed B panel and one C tile; with `usesIm2col`,
-/// the im2col (used once, by all threads, from the start of the scratch) and one C tile.
+/// Scratch floats one thread needs to run `convolution` on `g`: a packed B panel and one C tile; with an im2col,
+/// one band of it (used by all threads, from the start of the scratch) and one C tile.
 func convolutionScratch(_ g: ConvGeometry) -> Int {
-    usesIm2col(g) ? (g.k * g.pixels + 15) / 16 * 16 + gemmMR * gemmNR : g.k * gemmNR + gemmMR * gemmNR
+    let band = im2colPixels(g)
+    return band > 0 ? (g.k * band + 15) / 16 * 16 + gemmMR * gemmNR : g.k * gemmNR + gemmMR * gemmNR
 }
 
 /// C[rows][16] (row stride ldc) = A · B[k][16 at stride ldb], A lane-packed (row r of the tile at a[k · aStride + r]).
@@ -145,16 +149,17 @@ func gemmKernel16x4(a: UnsafePointer<Float>, aStride: Int = weightLanes, b: Unsa
 /// rather than 64 bytes (the 64×56×56 → 128 layer: 0.75 → 0.52 ms); the group's B, K × 256 floats, stays in L2.
 let gemmPanelGroup = 16
 
-/// AVX-512 builds: the GEMM for a B matrix that is in memory, K rows of N pixels at stride `ldb` (the input itself
-/// for an unpadded 1×1 convolution, the im2col built by `im2col` when `usesIm2col`). Full panels read B in place; the
+/// AVX-512 builds: the GEMM for output pixels `pixels` (all by default) from a B matrix that is in memory, K rows of
+/// those pixels at stride `ldb` (the input itself for an unpadded 1×1 convolution, else an im2col band built by
+/// `im2col`). Full panels read B in place; the
 /// last, partial panel goes through `gemmKernel16x4`, whose cost follows its pixel count (a 16-pixel micro-kernel
 /// call there would waste up to 15/16 of its work: 49 = 3·16 + 1 pixels on a 7×7 map).
 /// Each block of weights runs over a group of `gemmPanelGroup` panels in turn. `tiles` holds `threads` C tiles of
 /// 16 × 16 floats.
-func gemmConvolution16(_ g: ConvGeometry, b: UnsafePointer<Float>, ldb: Int, weights: UnsafePointer<Float>,
-                       epilogue: Epilogue, output: UnsafeMutablePointer<Float>, tiles: UnsafeMutablePointer<Float>,
-                       threads: Int) {
-    let n = g.pixels, k = g.k
+func gemmConvolution16(_ g: ConvGeometry, pixels: Range<Int>? = nil, b: UnsafePointer<Float>, ldb: Int,
+                       weights: UnsafePointer<Float>, epilogue: Epilogue, output: UnsafeMutablePointer<Float>,
+                       tiles: UnsafeMutablePointer<Float>, threads: Int) {
+    let base = pixels?.lowerBound ?? 0, n = pixels?.count ?? g.pixels, k = g.k
     let panels = (n + gemmNR - 1) / gemmNR
     let blocks = g.weightBlocks
     // Split by pixel panels, unless splitting by blocks of output channels gives the busiest thread clearly less
@@ -177,7 +182,7 @@ func gemmConvolution16(_ g: ConvGeometry, b: UnsafePointer<Float>, ldb: Int, wei
                     let n0 = panel * gemmNR, nr = min(gemmNR, n - n0)
                     if nr == gemmNR {
                         gemmKernel16x16Epilogue(a: a, b: b + n0, ldb: ldb, k: k, epilogue: epilogue, m0: m0, rows: rows,
-                                                output: output, ldo: n, n0: n0)
+                                                output: output, ldo: g.pixels, n0: base + n0)
                         continue
                     }
                     for j0 in stride(from: 0, to: nr, by: 4) {
@@ -185,8 +190,8 @@ func gemmConvolution16(_ g: ConvGeometry, b: UnsafePointer<Float>, ldb: Int, wei
                                        ldc: gemmNR, rows: rows)
                     }
                     for r in 0..<rows {
-                        epilogue.apply(channel: m0 + r, acc: tile + r * gemmNR, out: output, offset: (m0 + r) * n + n0,
-                                       count: nr)
+                        epilogue.apply(channel: m0 + r, acc: tile + r * gemmNR, out: output,
+                                       offset: (m0 + r) * g.pixels + base + n0, count: nr)
                     }
                 }
             }
@@ -194,14 +199,17 @@ func gemmConvolution16(_ g: ConvGeometry, b: UnsafePointer<Float>, ldb: Int, wei
     }
 }
 
-/// Builds rows `rows` of B = im2col(input), K × N: row (ic · kH + ky) · kW + kx holds, for every output pixel,
-/// the tap input[ic][oy · strideH − padH + ky][ox · strideW − padW + kx] mapped through `affine`, zero in the padding.
+/// Builds rows `rows` of B = im2col(input) for output pixels `pixels`, K × pixels.count at stride `pixels.count`:
+/// row (ic · kH + ky) · kW + kx holds, for each of those pixels, the tap
+/// input[ic][oy · strideH − padH + ky][ox · strideW − padW + kx] mapped through `affine`, zero in the padding.
 /// Within one output row the in-bounds taps of a row of B are a contiguous run of the input (stride 1) or every
 /// other float of one (stride 2, a deinterleave of 32 loaded floats), so they are copied 16 at a time.
 func im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, affine: InputAffine?, rows: Range<Int>,
-            into b: UnsafeMutablePointer<Float>) {
+            pixels: Range<Int>, into b: UnsafeMutablePointer<Float>) {
     typealias V = SIMD16<Float>
     let taps = g.kH * g.kW, sW = g.strideW
+    guard !pixels.isEmpty else { return }
+    let firstRow = pixels.lowerBound / g.outW, lastRow = (pixels.upperBound - 1) / g.outW
     for row in rows {
         let ic = row / taps, ky = row % taps / g.kW, kx = row % g.kW
         let plane = input + ic * g.inH * g.inW
@@ -210,32 +218,35 @@ func im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, affine: InputAffine?
         let first = g.padW - kx, last = g.inW - 1 + g.padW - kx
         let lo = min(g.outW, max(0, (first + sW - 1) / sW))
         let hi = last < 0 ? lo : max(lo, min(g.outW, last / sW + 1))
-        for oy in 0..<g.outH {
-            let dst = b + row * g.pixels + oy * g.outW
+        for oy in firstRow...lastRow {
+            // Output columns x0..<x1 of this row are in the band; dst[ox] is column ox.
+            let x0 = max(0, pixels.lowerBound - oy * g.outW), x1 = min(g.outW, pixels.upperBound - oy * g.outW)
+            let dst = b + row * pixels.count + oy * g.outW - pixels.lowerBound
             let iy = oy * g.strideH - g.padH + ky
             guard iy >= 0 && iy < g.inH else {
-                dst.update(repeating: 0, count: g.outW)
+                (dst + x0).update(repeating: 0, count: x1 - x0)
                 continue
             }
             let src = iy * g.inW - g.padW + kx  // input column of output column 0, relative to the plane
-            dst.update(repeating: 0, count: lo)
-            (dst + hi).update(repeating: 0, count: g.outW - hi)
-            var ox = lo
+            let from = min(max(lo, x0), x1), to = min(max(hi, x0), x1)
+            (dst + x0).update(repeating: 0, count: from - x0)
+            (dst + to).update(repeating: 0, count: x1 - to)
+            var ox = from
             if sW == 1 {
-                while ox + 16 <= hi {
+                while ox + 16 <= to {
                     let v = UnsafeRawPointer(plane + src + ox).loadUnaligned(as: V.self)
                     UnsafeMutableRawPointer(dst + ox).storeBytes(of: v * mul + add, as: V.self)
                     ox += 16
                 }
             } else if sW == 2 {
                 // The 32 floats loaded must stay inside the input row.
-                while ox + 16 <= hi && src + 2 * ox + 32 <= (iy + 1) * g.inW {
+                while ox + 16 <= to && src + 2 * ox + 32 <= (iy + 1) * g.inW {
                     let w = UnsafeRawPointer(plane + src + 2 * ox).loadUnaligned(as: SIMD32<Float>.self)
                     UnsafeMutableRawPointer(dst + ox).storeBytes(of: w.evenHalf * mul + add, as: V.self)
                     ox += 16
                 }
             }
-            while ox < hi {
+            while ox < to {
                 dst[ox] = plane[src + ox * sW] * mul + add
                 ox += 1
             }
@@ -318,13 +329,18 @@ func convolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights: Unsafe
                           tiles: scratch, threads: threads)
         return
     }
-    if usesIm2col(g) {
+    let band = im2colPixels(g)
+    if band > 0 {
         let k = g.k, parts = max(1, min(threads, k))
-        parallelFor(parts, threads: threads) { part in
-            im2col(g, input: input, affine: inputAffine, rows: chunk(k, parts: parts, index: part), into: scratch)
+        for p0 in stride(from: 0, to: g.pixels, by: band) {
+            let pixels = p0..<min(p0 + band, g.pixels)
+            parallelFor(parts, threads: threads) { part in
+                im2col(g, input: input, affine: inputAffine, rows: chunk(k, parts: parts, index: part), pixels: pixels,
+                       into: scratch)
+            }
+            gemmConvolution16(g, pixels: pixels, b: scratch, ldb: pixels.count, weights: weights, epilogue: epilogue,
+                              output: output, tiles: scratch + (k * band + 15) / 16 * 16, threads: threads)
         }
-        gemmConvolution16(g, b: scratch, ldb: g.pixels, weights: weights, epilogue: epilogue, output: output,
-                          tiles: scratch + (k * g.pixels + 15) / 16 * 16, threads: threads)
         return
     }
     #endif
