@@ -13,7 +13,8 @@ let package = Package(
         .executable(name: "faceembed", targets: ["faceembed"]),
     ],
     targets: [
-        .target(name: "FaceEmbed", swiftSettings: [.enableExperimentalFeature("BuiltinModule")], linkerSettings: [.linkedLibrary("m", .when(platforms: [.linux]))]),
+        .target(name: "FaceEmbed", swiftSettings: [.enableExperimentalFeature("BuiltinModule")],
+                linkerSettings: [.linkedLibrary("m", .when(platforms: [.linux]))]),
         .executableTarget(name: "faceembed", dependencies: ["FaceEmbed"]),
         .testTarget(name: "FaceEmbedTests", dependencies: ["FaceEmbed"], exclude: ["Fixtures"]),
     ]

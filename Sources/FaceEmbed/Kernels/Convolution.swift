@@ -151,9 +151,9 @@ let gemmPanelGroup = 16
 
 /// AVX-512 builds: the GEMM for output pixels `pixels` (all by default) from a B matrix that is in memory, K rows of
 /// those pixels at stride `ldb` (the input itself for an unpadded 1×1 convolution, else an im2col band built by
-/// `im2col`). Full panels read B in place; the
-/// last, partial panel goes through `gemmKernel16x4`, whose cost follows its pixel count (a 16-pixel micro-kernel
-/// call there would waste up to 15/16 of its work: 49 = 3·16 + 1 pixels on a 7×7 map).
+/// `im2col`). Full panels read B in place; the last, partial panel goes through `gemmKernel16x4`, whose cost follows
+/// its pixel count (a 16-pixel micro-kernel call there would waste up to 15/16 of its work: 49 = 3·16 + 1 pixels on
+/// a 7×7 map).
 /// Each block of weights runs over a group of `gemmPanelGroup` panels in turn. `tiles` holds `threads` C tiles of
 /// 16 × 16 floats.
 func gemmConvolution16(_ g: ConvGeometry, pixels: Range<Int>? = nil, b: UnsafePointer<Float>, ldb: Int,
