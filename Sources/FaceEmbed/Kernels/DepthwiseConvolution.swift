@@ -285,32 +285,14 @@ func depthwiseGlobalChannel(_ g: ConvGeometry, input: UnsafePointer<Float>, weig
     let columns = min(g.inW, g.kW - g.padW)
     var acc: Float = 0
     if columns == g.inW && columns == g.kW {
-        acc = depthwiseDot(src + (rows.lowerBound - g.padH) * g.inW, w + rows.lowerBound * g.kW,
-                           count: rows.count * columns)
+        acc = dot(src + (rows.lowerBound - g.padH) * g.inW, w + rows.lowerBound * g.kW, count: rows.count * columns)
     } else if columns > 0 {
-        for ky in rows { acc += depthwiseDot(src + (ky - g.padH) * g.inW, w + ky * g.kW + g.padW, count: columns) }
+        for ky in rows { acc += dot(src + (ky - g.padH) * g.inW, w + ky * g.kW + g.padW, count: columns) }
     }
     var v = acc + epilogue.bias[c]
     if let slope = epilogue.slope, v < 0 { v *= slope[c] }
     if let residual = epilogue.residual { v += residual[c] }
     output[c] = v
-}
-
-/// Σ a[i] · b[i] for i in 0..<count, 8 lanes at a time in two accumulators.
-@inline(__always)
-func depthwiseDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count n: Int) -> Float {
-    typealias V = SIMD8<Float>
-    @inline(__always) func load(_ p: UnsafePointer<Float>, _ i: Int) -> V { UnsafeRawPointer(p + i).loadUnaligned(as: V.self) }
-    var s0 = V(), s1 = V()
-    var i = 0
-    while i + 16 <= n {
-        multiplyAdd(&s0, load(a, i), load(b, i)); multiplyAdd(&s1, load(a, i + 8), load(b, i + 8))
-        i += 16
-    }
-    if i + 8 <= n { multiplyAdd(&s0, load(a, i), load(b, i)); i += 8 }
-    var sum = (s0 + s1).sum()
-    while i < n { sum += a[i] * b[i]; i += 1 }
-    return sum
 }
 
 /// One output row of one channel: row[x] = Σ w[ky][kx] · plane[oy·sh + ky][x·sw + kx]. Stride 1 computes

@@ -51,21 +51,20 @@ func dot4(_ a0: UnsafePointer<Float>, _ a1: UnsafePointer<Float>, _ a2: UnsafePo
     return out
 }
 
-/// Σ a[i] · b[i] with four independent SIMD8 accumulators.
+/// Σ a[i] · b[i] for i in 0..<count, 8 lanes at a time in two accumulators (fc rows past the last group of four,
+/// and the depthwise 7×7 global head).
 @inline(__always)
-func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> Float {
+func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count n: Int) -> Float {
     typealias V = SIMD8<Float>
-    var s0 = V(), s1 = V(), s2 = V(), s3 = V()
-    let ar = UnsafeRawPointer(a), br = UnsafeRawPointer(b)
+    @inline(__always) func load(_ p: UnsafePointer<Float>, _ i: Int) -> V { UnsafeRawPointer(p + i).loadUnaligned(as: V.self) }
+    var s0 = V(), s1 = V()
     var i = 0
-    while i + 32 <= count {
-        s0 += ar.loadUnaligned(fromByteOffset: i * 4, as: V.self) * br.loadUnaligned(fromByteOffset: i * 4, as: V.self)
-        s1 += ar.loadUnaligned(fromByteOffset: i * 4 + 32, as: V.self) * br.loadUnaligned(fromByteOffset: i * 4 + 32, as: V.self)
-        s2 += ar.loadUnaligned(fromByteOffset: i * 4 + 64, as: V.self) * br.loadUnaligned(fromByteOffset: i * 4 + 64, as: V.self)
-        s3 += ar.loadUnaligned(fromByteOffset: i * 4 + 96, as: V.self) * br.loadUnaligned(fromByteOffset: i * 4 + 96, as: V.self)
-        i += 32
+    while i + 16 <= n {
+        multiplyAdd(&s0, load(a, i), load(b, i)); multiplyAdd(&s1, load(a, i + 8), load(b, i + 8))
+        i += 16
     }
-    var sum = ((s0 + s1) + (s2 + s3)).sum()
-    while i < count { sum += a[i] * b[i]; i += 1 }
+    if i + 8 <= n { multiplyAdd(&s0, load(a, i), load(b, i)); i += 8 }
+    var sum = (s0 + s1).sum()
+    while i < n { sum += a[i] * b[i]; i += 1 }
     return sum
 }
