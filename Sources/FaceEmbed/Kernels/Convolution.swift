@@ -86,14 +86,14 @@ func convolutionScratch(_ g: ConvGeometry) -> Int {
 }
 
 /// C[rows][16] (row stride ldc) = A · B[k][16 at stride ldb], A lane-packed (row r of the tile at a[k · aStride + r]).
-/// `rows` ≤ gemmMR; only those rows are stored.
+/// `rows` ≤ gemmMR; only those rows are stored. `spread` lines are requested along the way.
 @inline(__always)
 func gemmTile(a: UnsafePointer<Float>, aStride: Int, b: UnsafePointer<Float>, ldb: Int, k: Int,
-              c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int) {
+              c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, spread: PrefetchSpread = .none) {
     #if FACEEMBED_AVX512
-    gemmKernel16x16(a: a, aStride: aStride, b: b, ldb: ldb, k: k, c: c, ldc: ldc, rows: rows)
+    gemmKernel16x16(a: a, aStride: aStride, b: b, ldb: ldb, k: k, c: c, ldc: ldc, rows: rows, spread: spread)
     #else
-    gemmKernel6x16(a: a, aStride: aStride, b: b, ldb: ldb, k: k, c: c, ldc: ldc, rows: rows)
+    gemmKernel6x16(a: a, aStride: aStride, b: b, ldb: ldb, k: k, c: c, ldc: ldc, rows: rows, spread: spread)
     #endif
 }
 
@@ -110,15 +110,17 @@ func gemmRowTile(_ t: Int, outC: Int, k: Int) -> (m0: Int, aOffset: Int, rows: I
 /// output channels at a[k · aStride], aStride ≥ 16): one vector of 16 channels per k times each pixel's broadcast
 /// value, so a panel with few pixels (or Winograd tiles) costs no more than they do. Two accumulators per pixel
 /// (even and odd k) keep 8 FMA chains in flight; pixels past `cols` reread the last one and are discarded.
+/// `spread` lines are requested along the way.
 @inline(__always)
 func gemmKernel16x4(a: UnsafePointer<Float>, aStride: Int = weightLanes, b: UnsafePointer<Float>, ldb: Int, k: Int,
-                    cols: Int, c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int) {
+                    cols: Int, c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, spread: PrefetchSpread = .none) {
     typealias V = SIMD16<Float>
     let j1 = min(1, cols - 1), j2 = min(2, cols - 1), j3 = min(3, cols - 1)
     var p0 = V(), p1 = V(), p2 = V(), p3 = V(), q0 = V(), q1 = V(), q2 = V(), q3 = V()
     let araw = UnsafeRawPointer(a), aBytes = aStride * 4
     for kp in 0..<(k / 2) {
         let kk = 2 * kp
+        spread.step(kk)
         let a0 = araw.loadUnaligned(fromByteOffset: kk * aBytes, as: V.self)
         let a1 = araw.loadUnaligned(fromByteOffset: kk * aBytes + aBytes, as: V.self)
         let b0 = b + kk * ldb, b1 = b0 + ldb
@@ -291,14 +293,16 @@ func gemmKernel16x16Epilogue(a: UnsafePointer<Float>, b: UnsafePointer<Float>, l
 
 /// C[rows][16] (row stride ldc) = A · B, A packed as a[k · aStride + r] (row r in lane r, aStride ≥ 16), B rows of
 /// 16 at stride ldb: 16 zmm accumulators, one B load and 16 broadcast-FMAs per k. Stores only `rows` rows.
+/// `spread` lines are requested along the way.
 @inline(__always)
 func gemmKernel16x16(a: UnsafePointer<Float>, aStride: Int, b: UnsafePointer<Float>, ldb: Int, k: Int,
-                     c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int) {
+                     c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, spread: PrefetchSpread = .none) {
     typealias V = SIMD16<Float>
     var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V(), c6 = V(), c7 = V()
     var c8 = V(), c9 = V(), c10 = V(), c11 = V(), c12 = V(), c13 = V(), c14 = V(), c15 = V()
     let braw = UnsafeRawPointer(b), bStride = ldb * 4
     for kk in 0..<k {
+        spread.step(kk)
         let bv = braw.loadUnaligned(fromByteOffset: kk * bStride, as: V.self)
         let ak = a + kk * aStride
         multiplyAdd(&c0, V(repeating: ak[0]), bv); multiplyAdd(&c1, V(repeating: ak[1]), bv)
@@ -428,15 +432,17 @@ func packPanel(_ g: ConvGeometry, input: UnsafePointer<Float>, affine: InputAffi
 }
 
 /// C[rows][16] (row stride ldc) = A · B[k][16 at stride ldb], A packed as a[k · aStride + r] (rows ≤ 6): 12 SIMD8
-/// accumulators, two B loads and six broadcasts per k. Stores only `rows` rows.
+/// accumulators, two B loads and six broadcasts per k. Stores only `rows` rows. `spread` lines are requested
+/// along the way.
 @inline(__always)
 func gemmKernel6x16(a: UnsafePointer<Float>, aStride: Int, b: UnsafePointer<Float>, ldb: Int, k: Int,
-                    c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int) {
+                    c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, spread: PrefetchSpread = .none) {
     typealias V = SIMD8<Float>
     var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
     var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
     let braw = UnsafeRawPointer(b), bStride = ldb * 4
     for kk in 0..<k {
+        spread.step(kk)
         let b0 = braw.loadUnaligned(fromByteOffset: kk * bStride, as: V.self)
         let b1 = braw.loadUnaligned(fromByteOffset: kk * bStride + 32, as: V.self)
         let ak = a + kk * aStride
