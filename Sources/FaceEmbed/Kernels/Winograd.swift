@@ -20,17 +20,21 @@
 /// Tile geometry of a Winograd F(4,3) convolution.
 struct WinogradPlan {
     let tilesY: Int, tilesX: Int
+    /// The layer's output row length.
+    let outW: Int
     var tiles: Int { tilesY * tilesX }
     var panels: Int { (tiles + gemmNR - 1) / gemmNR }
     /// Sides of the padded input plane a thread builds in phase B.
     var paddedH: Int { tilesY * 4 + 2 }
     var paddedW: Int { tilesX * 4 + 2 }
-    /// Row length of phase D's output plane: whole groups of eight tiles, so its 32-float row stores never spill.
-    var outputWidth: Int { (tilesX + 7) / 8 * 32 }
+    /// Floats of phase D's output plane: rows of `outW` back to back, as in the output, and room for the 32-float
+    /// row stores of the tiles' rows past the layer's last to spill into.
+    var outputFloats: Int { tilesY * 4 * outW + 32 }
 
     init(_ g: ConvGeometry) {
         tilesY = (g.outH + 3) / 4
         tilesX = (g.outW + 3) / 4
+        outW = g.outW
     }
 }
 
@@ -50,7 +54,7 @@ func winogradSharedScratch(_ g: ConvGeometry) -> Int {
 /// U[inC][36][16], one block's M[36][16][tiles] and phase D's output plane; whole cache lines.
 func winogradScratch(_ g: ConvGeometry) -> Int {
     let p = WinogradPlan(g)
-    let u = 36 * g.inC * weightLanes, m = 36 * weightLanes * p.panels * gemmNR, d = p.tilesY * 4 * p.outputWidth
+    let u = 36 * g.inC * weightLanes, m = 36 * weightLanes * p.panels * gemmNR, d = p.outputFloats
     return (max(p.paddedH * p.paddedW + winogradPlaneSlack + winogradStageFloats(p), u + m + d) + 15) / 16 * 16
 }
 
@@ -116,13 +120,12 @@ func winogradConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights
                     }
                 }
             }
-            let pw = p.outputWidth
+            let planeCount = g.outH * g.outW
             for r in 0..<rowsBlk {
                 winogradTransformOutput(p, m + r * tp, xiStride: L * tp, plane: plane)
-                for y in 0..<g.outH {
-                    epilogue.apply(channel: m0 + r, acc: plane + y * pw, out: output,
-                                   offset: ((m0 + r) * g.outH + y) * g.outW, count: g.outW)
-                }
+                // The plane is laid out as the channel's output, so one pass applies the epilogue to all of it.
+                epilogue.apply(channel: m0 + r, acc: plane, out: output, offset: (m0 + r) * planeCount,
+                               count: planeCount)
             }
         }
     }
@@ -229,18 +232,20 @@ func winogradInterleave(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD32<Float>
            a[8], b[8], a[9], b[9], a[10], b[10], a[11], b[11], a[12], b[12], a[13], b[13], a[14], b[14], a[15], b[15])
 }
 
-/// Phase D for one output channel: `m + ξ·xiStride + tile` → the plane [tilesY·4][outputWidth]. Eight tiles of a
-/// tile row per vector; each of their four output rows is interleaved from its four column vectors into 32
-/// consecutive floats and stored whole. Lanes past a tile row's end read neighbouring floats of M (or the plane
-/// that follows it in scratch) and land in the plane's padding.
+/// Phase D for one output channel: `m + ξ·xiStride + tile` → the plane [tilesY·4][outW] (`p.outputFloats`). Eight
+/// tiles of a tile row per vector; each of their four output rows is interleaved from its four column vectors into
+/// 32 consecutive floats and stored whole. Lanes past a tile row's end read neighbouring floats of M (or the plane
+/// that follows it in scratch), and their stores run into the next rows: so a tile row's groups of eight tiles go
+/// from last to first, and rows from top to bottom, each store then being overwritten by the later ones wherever
+/// it strays (the last rows' spill lands in the plane's slack).
 @inline(__always)
 func winogradTransformOutput(_ p: WinogradPlan, _ m: UnsafePointer<Float>, xiStride: Int,
                              plane: UnsafeMutablePointer<Float>) {
     typealias V = SIMD8<Float>
-    let pw = p.outputWidth
+    let pw = p.outW
     for ty in 0..<p.tilesY {
-        var tx0 = 0
-        while tx0 < p.tilesX {
+        var tx0 = (p.tilesX - 1) / 8 * 8
+        while tx0 >= 0 {
             let t0 = ty * p.tilesX + tx0
             @inline(__always) func ld(_ xi: Int) -> V {
                 UnsafeRawPointer(m + xi * xiStride + t0).loadUnaligned(as: V.self)
@@ -261,7 +266,7 @@ func winogradTransformOutput(_ p: WinogradPlan, _ m: UnsafePointer<Float>, xiStr
             row(1, a10, a11, a12, a13, a14, a15)
             row(2, a20, a21, a22, a23, a24, a25)
             row(3, a30, a31, a32, a33, a34, a35)
-            tx0 += 8
+            tx0 -= 8
         }
     }
 }
@@ -272,10 +277,16 @@ func winogradTransformOutput(_ p: WinogradPlan, _ m: UnsafePointer<Float>, xiStr
 @inline(__always)
 func winogradTransformWeightBlock(_ w: UnsafePointer<Float>, inC: Int, into u: UnsafeMutablePointer<Float>) {
     typealias V = SIMD16<Float>
+    // G's rows: (¼, 0, 0), −⅙(1, 1, 1), −⅙(1, −1, 1), (1/24, 1/12, ⅙), (1/24, −1/12, ⅙), (0, 0, 1). Five adds and
+    // six multiplies (one fused): adds and multiplies issue on different pipes, so neither kind waits long.
     @inline(__always) func rowsG(_ a: V, _ b: V, _ c: V) -> (V, V, V, V, V, V) {
-        let q = Float(1) / 6, e = Float(1) / 24, t = Float(1) / 12
-        let ac = a + c
-        return (a * 0.25, (ac + b) * -q, (ac - b) * -q, a * e + b * t + c * q, a * e - b * t + c * q, c)
+        let sixth = Float(1) / 6
+        let s = a + c
+        let t = s + b, d = s - b
+        var p = c * sixth
+        multiplyAdd(&p, a, V(repeating: Float(1) / 24))
+        let q = b * (Float(1) / 12)
+        return (a * 0.25, t * -sixth, d * -sixth, p + q, p - q, c)
     }
     let vb = MemoryLayout<V>.stride
     for c in 0..<inC {
