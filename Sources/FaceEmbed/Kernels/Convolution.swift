@@ -110,17 +110,15 @@ func gemmRowTile(_ t: Int, outC: Int, k: Int) -> (m0: Int, aOffset: Int, rows: I
 /// output channels at a[k · aStride], aStride ≥ 16): one vector of 16 channels per k times each pixel's broadcast
 /// value, so a panel with few pixels (or Winograd tiles) costs no more than they do. Two accumulators per pixel
 /// (even and odd k) keep 8 FMA chains in flight; pixels past `cols` reread the last one and are discarded.
-/// `spread` lines are requested along the way.
 @inline(__always)
 func gemmKernel16x4(a: UnsafePointer<Float>, aStride: Int = weightLanes, b: UnsafePointer<Float>, ldb: Int, k: Int,
-                    cols: Int, c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, spread: PrefetchSpread = .none) {
+                    cols: Int, c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int) {
     typealias V = SIMD16<Float>
     let j1 = min(1, cols - 1), j2 = min(2, cols - 1), j3 = min(3, cols - 1)
     var p0 = V(), p1 = V(), p2 = V(), p3 = V(), q0 = V(), q1 = V(), q2 = V(), q3 = V()
     let araw = UnsafeRawPointer(a), aBytes = aStride * 4
     for kp in 0..<(k / 2) {
         let kk = 2 * kp
-        spread.step(kk)
         let a0 = araw.loadUnaligned(fromByteOffset: kk * aBytes, as: V.self)
         let a1 = araw.loadUnaligned(fromByteOffset: kk * aBytes + aBytes, as: V.self)
         let b0 = b + kk * ldb, b1 = b0 + ldb

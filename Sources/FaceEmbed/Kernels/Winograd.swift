@@ -92,7 +92,8 @@ func winogradConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights
             let m0 = blk * L, rowsBlk = min(L, oc - m0)
             winogradTransformWeightBlock(weights + blk * ic * 9 * L, inC: ic, into: u)
             // The next block's weights (9·ic lines) stream in under this block's GEMMs: ⌈ic/4⌉ lines per ξ, spread
-            // through the first kernel call of each ξ (r100, 1 thread: weight transform −5 ms, GEMMs +1.7 ms).
+            // through the first 16-tile kernel call of each ξ (r100, 1 thread: weight transform −5 ms, GEMMs
+            // +1.7 ms). Maps with under 9 tiles (7×7) do without: there it cost the narrow kernel more than it saved.
             let next = blk + 1 < mine.upperBound ? UnsafeRawPointer(weights + (blk + 1) * ic * 9 * L) : nil
             let linesPerXi = (ic + 3) / 4
             for xi in 0..<36 {
@@ -106,8 +107,7 @@ func winogradConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights
                         // Few tiles (7×7 maps, a panel's tail): channels in lanes, no work on absent tiles.
                         for j in stride(from: 0, to: n, by: 4) {
                             gemmKernel16x4(a: a, aStride: 36 * L, b: b + j, ldb: gemmNR, k: ic, cols: min(4, n - j),
-                                           c: c + j, ldc: tp, rows: rowsBlk, spread: spread)
-                            spread = .none
+                                           c: c + j, ldc: tp, rows: rowsBlk)
                         }
                     } else {
                         var r0 = 0
