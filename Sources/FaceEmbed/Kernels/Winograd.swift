@@ -143,14 +143,6 @@ func winogradB(_ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ x2: SIMD8<Float>, _ x3:
 /// Floats past the end of phase B's plane that its strided loads may touch (their lanes are then unused).
 let winogradPlaneSlack = 48
 
-/// x[4j + c] for j < 8, c < 4: a 32-float row segment split into its four column phases.
-@inline(__always)
-func winogradColumns(_ x: UnsafePointer<Float>) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
-    let v = UnsafeRawPointer(x).loadUnaligned(as: SIMD32<Float>.self)
-    let e = v.evenHalf, o = v.oddHalf
-    return (e.evenHalf, o.evenHalf, e.oddHalf, o.oddHalf)
-}
-
 /// Floats of phase B's staging rows: S[ξ][tile], each row padded to whole panels plus one spare vector.
 func winogradStageFloats(_ p: WinogradPlan) -> Int { 36 * (p.panels * gemmNR + 8) }
 
@@ -183,8 +175,8 @@ func winogradTransformInput(_ g: ConvGeometry, _ p: WinogradPlan, input: UnsafeP
             while tx0 < p.tilesX {
                 for r in 0..<6 {
                     let row = plane + (ty * 4 + r) * pw + tx0 * 4
-                    let (x0, x1, x2, x3) = winogradColumns(row)
-                    let (x4, x5, _, _) = winogradColumns(row + 4)
+                    let (x0, x1, x2, x3) = columnPhases(row)
+                    let (x4, x5, _, _) = columnPhases(row + 4)
                     let (y0, y1, y2, y3, y4, y5) = winogradB(x0, x1, x2, x3, x4, x5)
                     h[r * 6] = y0; h[r * 6 + 1] = y1; h[r * 6 + 2] = y2
                     h[r * 6 + 3] = y3; h[r * 6 + 4] = y4; h[r * 6 + 5] = y5
@@ -219,19 +211,6 @@ func winogradA(_ m0: SIMD8<Float>, _ m1: SIMD8<Float>, _ m2: SIMD8<Float>, _ m3:
     return (m0 + s12 + s34, d12 + d34 * 2, s12 + s34 * 4, d12 + d34 * 8 + m5)
 }
 
-/// a[0], b[0], a[1], b[1], …
-@inline(__always)
-func winogradInterleave(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD16<Float> {
-    SIMD16(a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3], a[4], b[4], a[5], b[5], a[6], b[6], a[7], b[7])
-}
-
-/// a[0], b[0], a[1], b[1], …
-@inline(__always)
-func winogradInterleave(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD32<Float> {
-    SIMD32(a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3], a[4], b[4], a[5], b[5], a[6], b[6], a[7], b[7],
-           a[8], b[8], a[9], b[9], a[10], b[10], a[11], b[11], a[12], b[12], a[13], b[13], a[14], b[14], a[15], b[15])
-}
-
 /// Phase D for one output channel: `m + ξ·xiStride + tile` → the plane [tilesY·4][outW] (`p.outputFloats`). Eight
 /// tiles of a tile row per vector; each of their four output rows is interleaved from its four column vectors into
 /// 32 consecutive floats and stored whole. Lanes past a tile row's end read neighbouring floats of M (or the plane
@@ -259,8 +238,10 @@ func winogradTransformOutput(_ p: WinogradPlan, _ m: UnsafePointer<Float>, xiStr
             let (a05, a15, a25, a35) = winogradA(ld(5), ld(11), ld(17), ld(23), ld(29), ld(35))
             @inline(__always) func row(_ k: Int, _ x0: V, _ x1: V, _ x2: V, _ x3: V, _ x4: V, _ x5: V) {
                 let (o0, o1, o2, o3) = winogradA(x0, x1, x2, x3, x4, x5)
-                let out = winogradInterleave(winogradInterleave(o0, o2), winogradInterleave(o1, o3))
-                UnsafeMutableRawPointer(plane + (ty * 4 + k) * pw + tx0 * 4).storeBytes(of: out, as: SIMD32<Float>.self)
+                let (lo, hi) = interleavingColumnPhases(o0, o1, o2, o3)
+                let dst = UnsafeMutableRawPointer(plane + (ty * 4 + k) * pw + tx0 * 4)
+                dst.storeBytes(of: lo, as: SIMD16<Float>.self)
+                dst.storeBytes(of: hi, toByteOffset: 64, as: SIMD16<Float>.self)
             }
             row(0, a00, a01, a02, a03, a04, a05)
             row(1, a10, a11, a12, a13, a14, a15)
