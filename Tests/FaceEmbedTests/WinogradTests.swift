@@ -21,6 +21,8 @@ struct WinogradTests {
         Case(c: 48, h: 7, w: 7, oc: 40, p: 1),      // 4 tiles: the narrow kernel only
         Case(c: 16, h: 6, w: 9, oc: 17, p: 1),      // 6 tiles: two narrow calls, the second partial
         Case(c: 24, h: 22, w: 22, oc: 33, p: 1),    // 36 tiles: two panels and a 4-tile tail
+        Case(c: 20, h: 9, w: 13, oc: 18, p: 1),     // 4 tiles a row: rows paired, the third alone
+        Case(c: 16, h: 18, w: 18, oc: 16, p: 0),    // 4 tiles a row, 16×16 outputs: no tile row spills
     ]
 
     private func run(_ x: Tensor, weight: [Float], bias: [Float], slope: [Float]?, residual: Tensor?,

@@ -48,12 +48,14 @@ func shuffleMask(_ lo: Builtin.Vec8xInt32, _ hi: Builtin.Vec8xInt32) -> Builtin.
 }
 #endif
 
-/// x[4j + c] for j < 8, c < 4: 32 consecutive floats split into their four column phases.
+/// x[4j + c] for j < 8, c < 4, where x is the 16 floats at `first` then the 16 at `second` (`first + 16` for 32
+/// consecutive floats): split into their four column phases.
 @inline(__always)
-func columnPhases(_ x: UnsafePointer<Float>) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+func columnPhases(_ first: UnsafePointer<Float>,
+                  _ second: UnsafePointer<Float>) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
     #if hasFeature(BuiltinModule)
-    let lo = UnsafeRawPointer(x).loadUnaligned(as: SIMD16<Float>.self)._storage._value
-    let hi = UnsafeRawPointer(x + 16).loadUnaligned(as: SIMD16<Float>.self)._storage._value
+    let lo = UnsafeRawPointer(first).loadUnaligned(as: SIMD16<Float>.self)._storage._value
+    let hi = UnsafeRawPointer(second).loadUnaligned(as: SIMD16<Float>.self)._storage._value
     var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), c2 = SIMD8<Float>(), c3 = SIMD8<Float>()
     c0._storage._value = Builtin.shufflevector_Vec16xFPIEEE32_Vec8xInt32(lo, hi, shuffleMask(0, 4, 8, 12, 16, 20, 24, 28))
     c1._storage._value = Builtin.shufflevector_Vec16xFPIEEE32_Vec8xInt32(lo, hi, shuffleMask(1, 5, 9, 13, 17, 21, 25, 29))
@@ -61,7 +63,8 @@ func columnPhases(_ x: UnsafePointer<Float>) -> (SIMD8<Float>, SIMD8<Float>, SIM
     c3._storage._value = Builtin.shufflevector_Vec16xFPIEEE32_Vec8xInt32(lo, hi, shuffleMask(3, 7, 11, 15, 19, 23, 27, 31))
     return (c0, c1, c2, c3)
     #else
-    let v = UnsafeRawPointer(x).loadUnaligned(as: SIMD32<Float>.self)
+    let v = SIMD32(lowHalf: UnsafeRawPointer(first).loadUnaligned(as: SIMD16<Float>.self),
+                   highHalf: UnsafeRawPointer(second).loadUnaligned(as: SIMD16<Float>.self))
     let e = v.evenHalf, o = v.oddHalf
     return (e.evenHalf, o.evenHalf, e.oddHalf, o.oddHalf)
     #endif

@@ -24,6 +24,9 @@ struct WinogradPlan {
     let outW: Int
     var tiles: Int { tilesY * tilesX }
     var panels: Int { (tiles + gemmNR - 1) / gemmNR }
+    /// Tile rows per 8-lane vector in phases B and D: two when a row has exactly four tiles (maps 13–16 wide, as
+    /// ResNet100's 14×14 stage), so that no lane idles; else one, with eight tiles of the row per vector.
+    var rowsPerVector: Int { tilesX == 4 ? 2 : 1 }
     /// Sides of the padded input plane a thread builds in phase B.
     var paddedH: Int { tilesY * 4 + 2 }
     var paddedW: Int { tilesX * 4 + 2 }
@@ -147,10 +150,11 @@ let winogradPlaneSlack = 48
 func winogradStageFloats(_ p: WinogradPlan) -> Int { 36 * (p.panels * gemmNR + 8) }
 
 /// Phase B for one input channel: fills the interior of the zero-bordered plane (affine-mapped; the caller zeroes
-/// the plane once), then writes Bᵀ d B of every tile to `into + ξ·xiStride + panel·panelStride + lane`. Eight tiles of a tile row at a time, one per lane: each of
-/// their six input rows is read as two 32-float segments split into column phases (no gathers), transformed along
-/// x, then the six results along y, stored whole into staging rows S[ξ][tile] in tile order (lanes past a tile
-/// row's end are overwritten by the next row, or land in the padding); then S is copied into V panel by panel.
+/// the plane once), then writes Bᵀ d B of every tile to `into + ξ·xiStride + panel·panelStride + lane`. Eight tiles
+/// at a time, one per lane (of one tile row, or of two when `p.rowsPerVector` says so): each of their six input rows
+/// is read as two 32-float segments split into column phases (no gathers), transformed along x, then the six
+/// results along y, stored whole into staging rows S[ξ][tile] in tile order (lanes past a tile row's end are
+/// overwritten by the next row, or land in the padding); then S is copied into V panel by panel.
 /// `stage` holds `winogradStageFloats(p)` floats.
 @inline(__always)
 func winogradTransformInput(_ g: ConvGeometry, _ p: WinogradPlan, input: UnsafePointer<Float>, mul: Float, add: Float,
@@ -170,13 +174,16 @@ func winogradTransformInput(_ g: ConvGeometry, _ p: WinogradPlan, input: UnsafeP
     }
     withUnsafeTemporaryAllocation(of: V.self, capacity: 36) { h in
         let h = h.baseAddress!
-        for ty in 0..<p.tilesY {
+        let paired = p.rowsPerVector == 2
+        for ty in stride(from: 0, to: p.tilesY, by: p.rowsPerVector) {
             var tx0 = 0
             while tx0 < p.tilesX {
                 for r in 0..<6 {
+                    // Paired rows: lanes 0–3 from tile row ty, 4–7 from ty + 1 (a copy of ty past the last row).
                     let row = plane + (ty * 4 + r) * pw + tx0 * 4
-                    let (x0, x1, x2, x3) = columnPhases(row)
-                    let (x4, x5, _, _) = columnPhases(row + 4)
+                    let next = paired ? (ty + 1 < p.tilesY ? row + 4 * pw : row) : row + 16
+                    let (x0, x1, x2, x3) = columnPhases(row, next)
+                    let (x4, x5, _, _) = columnPhases(row + 4, next + 4)
                     let (y0, y1, y2, y3, y4, y5) = winogradB(x0, x1, x2, x3, x4, x5)
                     h[r * 6] = y0; h[r * 6 + 1] = y1; h[r * 6 + 2] = y2
                     h[r * 6 + 3] = y3; h[r * 6 + 4] = y4; h[r * 6 + 5] = y5
@@ -212,17 +219,18 @@ func winogradA(_ m0: SIMD8<Float>, _ m1: SIMD8<Float>, _ m2: SIMD8<Float>, _ m3:
 }
 
 /// Phase D for one output channel: `m + ξ·xiStride + tile` → the plane [tilesY·4][outW] (`p.outputFloats`). Eight
-/// tiles of a tile row per vector; each of their four output rows is interleaved from its four column vectors into
-/// 32 consecutive floats and stored whole. Lanes past a tile row's end read neighbouring floats of M (or the plane
-/// that follows it in scratch), and their stores run into the next rows: so a tile row's groups of eight tiles go
-/// from last to first, and rows from top to bottom, each store then being overwritten by the later ones wherever
-/// it strays (the last rows' spill lands in the plane's slack).
+/// tiles per vector, as in phase B; each of their four output rows is interleaved from its four column vectors into
+/// 32 consecutive floats (16 per tile row when rows are paired) and stored whole. Lanes past a tile row's end read
+/// neighbouring floats of M (or the plane that follows it in scratch), and their stores run into the next rows: so
+/// a tile row's groups of eight tiles go from last to first, and rows from top to bottom (a pair's first tile row
+/// before its second), each store then being overwritten by the later ones wherever it strays (the last rows'
+/// spill lands in the plane's slack).
 @inline(__always)
 func winogradTransformOutput(_ p: WinogradPlan, _ m: UnsafePointer<Float>, xiStride: Int,
                              plane: UnsafeMutablePointer<Float>) {
     typealias V = SIMD8<Float>
-    let pw = p.outW
-    for ty in 0..<p.tilesY {
+    let pw = p.outW, paired = p.rowsPerVector == 2
+    for ty in stride(from: 0, to: p.tilesY, by: p.rowsPerVector) {
         var tx0 = (p.tilesX - 1) / 8 * 8
         while tx0 >= 0 {
             let t0 = ty * p.tilesX + tx0
@@ -236,17 +244,26 @@ func winogradTransformOutput(_ p: WinogradPlan, _ m: UnsafePointer<Float>, xiStr
             let (a03, a13, a23, a33) = winogradA(ld(3), ld(9), ld(15), ld(21), ld(27), ld(33))
             let (a04, a14, a24, a34) = winogradA(ld(4), ld(10), ld(16), ld(22), ld(28), ld(34))
             let (a05, a15, a25, a35) = winogradA(ld(5), ld(11), ld(17), ld(23), ld(29), ld(35))
-            @inline(__always) func row(_ k: Int, _ x0: V, _ x1: V, _ x2: V, _ x3: V, _ x4: V, _ x5: V) {
+            @inline(__always) func row(_ x0: V, _ x1: V, _ x2: V, _ x3: V, _ x4: V,
+                                       _ x5: V) -> (SIMD16<Float>, SIMD16<Float>) {
                 let (o0, o1, o2, o3) = winogradA(x0, x1, x2, x3, x4, x5)
-                let (lo, hi) = interleavingColumnPhases(o0, o1, o2, o3)
-                let dst = UnsafeMutableRawPointer(plane + (ty * 4 + k) * pw + tx0 * 4)
-                dst.storeBytes(of: lo, as: SIMD16<Float>.self)
-                dst.storeBytes(of: hi, toByteOffset: 64, as: SIMD16<Float>.self)
+                return interleavingColumnPhases(o0, o1, o2, o3)
             }
-            row(0, a00, a01, a02, a03, a04, a05)
-            row(1, a10, a11, a12, a13, a14, a15)
-            row(2, a20, a21, a22, a23, a24, a25)
-            row(3, a30, a31, a32, a33, a34, a35)
+            let r0 = row(a00, a01, a02, a03, a04, a05), r1 = row(a10, a11, a12, a13, a14, a15)
+            let r2 = row(a20, a21, a22, a23, a24, a25), r3 = row(a30, a31, a32, a33, a34, a35)
+            let top = UnsafeMutableRawPointer(plane + ty * 4 * pw + tx0 * 4), rowBytes = pw * 4
+            @inline(__always) func put(_ x: SIMD16<Float>, row k: Int, at offset: Int) {
+                top.storeBytes(of: x, toByteOffset: k * rowBytes + offset, as: SIMD16<Float>.self)
+            }
+            if paired {
+                put(r0.0, row: 0, at: 0); put(r1.0, row: 1, at: 0); put(r2.0, row: 2, at: 0); put(r3.0, row: 3, at: 0)
+                if ty + 1 < p.tilesY {
+                    put(r0.1, row: 4, at: 0); put(r1.1, row: 5, at: 0); put(r2.1, row: 6, at: 0); put(r3.1, row: 7, at: 0)
+                }
+            } else {
+                put(r0.0, row: 0, at: 0); put(r0.1, row: 0, at: 64); put(r1.0, row: 1, at: 0); put(r1.1, row: 1, at: 64)
+                put(r2.0, row: 2, at: 0); put(r2.1, row: 2, at: 64); put(r3.0, row: 3, at: 0); put(r3.1, row: 3, at: 64)
+            }
             tx0 -= 8
         }
     }
