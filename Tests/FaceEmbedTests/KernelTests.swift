@@ -63,6 +63,9 @@ struct KernelTests {
         // at stride 2 on an odd-width input, ending in a partial panel.
         Case(c: 72, h: 41, w: 43, oc: 20, k: (3, 3), s: 1, p: 1, depthwise: false),
         Case(c: 64, h: 91, w: 89, oc: 17, k: (3, 3), s: 2, p: 1, depthwise: false),
+        // Stride-2 im2col rows 8–15 outputs wide: an 8-lane step, then one overlapping it.
+        Case(c: 24, h: 27, w: 27, oc: 19, k: (3, 3), s: 2, p: 1, depthwise: false),
+        Case(c: 6, h: 12, w: 23, oc: 16, k: (3, 3), s: 2, p: 0, depthwise: false),
         Case(c: 12, h: 17, w: 13, oc: 12, k: (3, 3), s: 1, p: 1, depthwise: true),
         Case(c: 8, h: 14, w: 15, oc: 8, k: (3, 3), s: 2, p: 1, depthwise: true),
         Case(c: 32, h: 7, w: 7, oc: 32, k: (7, 7), s: 1, p: 0, depthwise: true),

@@ -232,18 +232,29 @@ func im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, affine: InputAffine?
             (dst + x0).update(repeating: 0, count: from - x0)
             (dst + to).update(repeating: 0, count: x1 - to)
             var ox = from
-            if sW == 1 {
-                while ox + 16 <= to {
+            // Whole vectors, then one more ending at `to` (it rewrites a few columns with the same values), so that
+            // only rows under 8 (stride 2) or 16 columns wide take the scalar loop. Every load stays in the row.
+            if sW == 1 && to - from >= 16 {
+                while ox < to {
+                    ox = min(ox, to - 16)
                     let v = UnsafeRawPointer(plane + src + ox).loadUnaligned(as: V.self)
                     UnsafeMutableRawPointer(dst + ox).storeBytes(of: v * mul + add, as: V.self)
                     ox += 16
                 }
-            } else if sW == 2 {
-                // The 32 floats loaded must stay inside the input row.
-                while ox + 16 <= to && src + 2 * ox + 32 <= (iy + 1) * g.inW {
-                    let w = UnsafeRawPointer(plane + src + 2 * ox).loadUnaligned(as: SIMD32<Float>.self)
-                    UnsafeMutableRawPointer(dst + ox).storeBytes(of: w.evenHalf * mul + add, as: V.self)
+            } else if sW == 2 && to - from >= 16 {
+                while ox < to {
+                    ox = min(ox, to - 16)
+                    UnsafeMutableRawPointer(dst + ox).storeBytes(of: evenFloats16(plane + src + 2 * ox) * mul + add,
+                                                                 as: V.self)
                     ox += 16
+                }
+            } else if sW == 2 && to - from >= 8 {
+                typealias H = SIMD8<Float>
+                while ox < to {
+                    ox = min(ox, to - 8)
+                    UnsafeMutableRawPointer(dst + ox).storeBytes(of: evenFloats8(plane + src + 2 * ox) * H(repeating: mul)
+                                                                 + H(repeating: add), as: H.self)
+                    ox += 8
                 }
             }
             while ox < to {

@@ -92,3 +92,34 @@ func interleavingColumnPhases(_ c0: SIMD8<Float>, _ c1: SIMD8<Float>, _ c2: SIMD
     return (interleave(even.lowHalf, odd.lowHalf), interleave(even.highHalf, odd.highHalf))
     #endif
 }
+
+/// x[0], x[2], …, x[30]: every other float of the 31 from `x` (a stride-2 im2col row), read as two overlapping
+/// vectors so that nothing past x[30] is touched.
+@inline(__always)
+func evenFloats16(_ x: UnsafePointer<Float>) -> SIMD16<Float> {
+    #if hasFeature(BuiltinModule)
+    let lo = UnsafeRawPointer(x).loadUnaligned(as: SIMD16<Float>.self)._storage._value
+    let hi = UnsafeRawPointer(x + 15).loadUnaligned(as: SIMD16<Float>.self)._storage._value
+    var r = SIMD16<Float>()
+    r._storage._value = Builtin.shufflevector_Vec16xFPIEEE32_Vec16xInt32(
+        lo, hi, shuffleMask(shuffleMask(0, 2, 4, 6, 8, 10, 12, 14), shuffleMask(17, 19, 21, 23, 25, 27, 29, 31)))
+    return r
+    #else
+    return SIMD16(x[0], x[2], x[4], x[6], x[8], x[10], x[12], x[14],
+                  x[16], x[18], x[20], x[22], x[24], x[26], x[28], x[30])
+    #endif
+}
+
+/// x[0], x[2], …, x[14]: `evenFloats16` for 15 floats.
+@inline(__always)
+func evenFloats8(_ x: UnsafePointer<Float>) -> SIMD8<Float> {
+    #if hasFeature(BuiltinModule)
+    let lo = UnsafeRawPointer(x).loadUnaligned(as: SIMD8<Float>.self)._storage._value
+    let hi = UnsafeRawPointer(x + 7).loadUnaligned(as: SIMD8<Float>.self)._storage._value
+    var r = SIMD8<Float>()
+    r._storage._value = Builtin.shufflevector_Vec8xFPIEEE32_Vec8xInt32(lo, hi, shuffleMask(0, 2, 4, 6, 9, 11, 13, 15))
+    return r
+    #else
+    return SIMD8(x[0], x[2], x[4], x[6], x[8], x[10], x[12], x[14])
+    #endif
+}
