@@ -24,6 +24,10 @@ struct WinogradPlan {
     let outW: Int
     var tiles: Int { tilesY * tilesX }
     var panels: Int { (tiles + gemmNR - 1) / gemmNR }
+    /// Floats from one ξ to the next in V and in M: whole panels plus one cache line, so that the 36 ξ of a tile,
+    /// which phases B and D touch together, fall in different L1 sets (multiples of 4 KB put them all in one).
+    func vXiStride(inC: Int) -> Int { panels * inC * gemmNR + 16 }
+    var mXiStride: Int { weightLanes * panels * gemmNR + 16 }
     /// Tile rows per 8-lane vector in phases B and D: two when a row has exactly four tiles (maps 13–16 wide, as
     /// ResNet100's 14×14 stage), so that no lane idles; else one, with eight tiles of the row per vector.
     var rowsPerVector: Int { tilesX == 4 ? 2 : 1 }
@@ -50,14 +54,14 @@ func winogradApplies(_ g: ConvGeometry) -> Bool {
 
 /// Shared scratch floats (not per thread) for `winogradConvolution` on `g`: the transformed input V.
 func winogradSharedScratch(_ g: ConvGeometry) -> Int {
-    (36 * WinogradPlan(g).panels * gemmNR * g.inC + 15) / 16 * 16
+    36 * WinogradPlan(g).vXiStride(inC: g.inC)
 }
 
 /// Per-thread scratch floats for `winogradConvolution` on `g`: phase B's padded plane and staging rows, or
 /// U[inC][36][16], one block's M[36][16][tiles] and phase D's output plane; whole cache lines.
 func winogradScratch(_ g: ConvGeometry) -> Int {
     let p = WinogradPlan(g)
-    let u = 36 * g.inC * weightLanes, m = 36 * weightLanes * p.panels * gemmNR, d = p.outputFloats
+    let u = 36 * g.inC * weightLanes, m = 36 * p.mXiStride, d = p.outputFloats
     return (max(p.paddedH * p.paddedW + winogradPlaneSlack + winogradStageFloats(p), u + m + d) + 15) / 16 * 16
 }
 
@@ -68,6 +72,7 @@ func winogradConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights
                          scratch: UnsafeMutablePointer<Float>, shared: UnsafeMutablePointer<Float>, threads: Int) {
     let p = WinogradPlan(g)
     let ic = g.inC, oc = g.outC, tp = p.panels * gemmNR, L = weightLanes
+    let vXi = p.vXiStride(inC: ic), mXi = p.mXiStride
     let v = shared
     let perThread = winogradScratch(g)
 
@@ -81,7 +86,7 @@ func winogradConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights
             winogradTransformInput(g, p, input: input + c * g.inH * g.inW,
                                    mul: inputAffine?.scale[c] ?? 1, add: inputAffine?.shift[c] ?? 0,
                                    plane: plane, stage: stage, into: v + c * gemmNR, panelStride: ic * gemmNR,
-                                   xiStride: p.panels * ic * gemmNR)
+                                   xiStride: vXi)
         }
     }
     // A, C, D per block of 16 output channels.
@@ -89,7 +94,7 @@ func winogradConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights
     let parts = max(1, min(threads, blocks))
     parallelFor(parts, threads: threads) { part in
         let u = scratch + part * perThread
-        let m = u + 36 * ic * L, plane = m + 36 * L * tp
+        let m = u + 36 * ic * L, plane = m + 36 * mXi
         let mine = chunk(blocks, parts: parts, index: part)
         for blk in mine {
             let m0 = blk * L, rowsBlk = min(L, oc - m0)
@@ -103,8 +108,8 @@ func winogradConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights
                 var spread = PrefetchSpread(base: next.map { $0 + xi * linesPerXi * 64 },
                                             lines: min(linesPerXi, ic * 9 - xi * linesPerXi))
                 for panel in 0..<p.panels {
-                    let a = u + xi * L, b = v + (xi * p.panels + panel) * ic * gemmNR
-                    let c = m + xi * L * tp + panel * gemmNR
+                    let a = u + xi * L, b = v + xi * vXi + panel * ic * gemmNR
+                    let c = m + xi * mXi + panel * gemmNR
                     let n = min(gemmNR, p.tiles - panel * gemmNR)
                     if n <= 8 {
                         // Few tiles (7×7 maps, a panel's tail): channels in lanes, no work on absent tiles.
@@ -125,7 +130,7 @@ func winogradConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights
             }
             let planeCount = g.outH * g.outW
             for r in 0..<rowsBlk {
-                winogradTransformOutput(p, m + r * tp, xiStride: L * tp, plane: plane)
+                winogradTransformOutput(p, m + r * tp, xiStride: mXi, plane: plane)
                 // The plane is laid out as the channel's output, so one pass applies the epilogue to all of it.
                 epilogue.apply(channel: m0 + r, acc: plane, out: output, offset: (m0 + r) * planeCount,
                                count: planeCount)
