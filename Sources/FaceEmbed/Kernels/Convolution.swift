@@ -249,11 +249,11 @@ func im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, affine: InputAffine?
                     ox += 16
                 }
             } else if sW == 2 && to - from >= 8 {
-                typealias H = SIMD8<Float>
+                let m8 = SIMD8<Float>(repeating: mul), a8 = SIMD8<Float>(repeating: add)
                 while ox < to {
                     ox = min(ox, to - 8)
-                    UnsafeMutableRawPointer(dst + ox).storeBytes(of: evenFloats8(plane + src + 2 * ox) * H(repeating: mul)
-                                                                 + H(repeating: add), as: H.self)
+                    UnsafeMutableRawPointer(dst + ox).storeBytes(of: evenFloats8(plane + src + 2 * ox) * m8 + a8,
+                                                                 as: SIMD8<Float>.self)
                     ox += 8
                 }
             }

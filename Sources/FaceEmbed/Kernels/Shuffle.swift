@@ -1,26 +1,32 @@
-// Lane shuffles for the Winograd transforms.
+// Lane shuffles for the Winograd transforms and the stride-2 im2col.
 //
 // Swift's SIMD types have no shuffle. Built lane by lane, the 32-float interleave of phase D compiles to about 90
 // instructions on AVX-512, and the column split of phase B to about 45. LLVM's `shufflevector`, reachable through
 // the compiler's Builtin module (as for `prefetch`), is one permute per vector. LLVM needs its mask to be a
-// constant: every function here passes literals to a transparent mask builder, so the mask is one at every
+// constant: every function here passes literals to transparent mask builders, so the mask is one at every
 // optimisation level. Compiled without the Builtin module, the same lanes are moved one by one.
 #if hasFeature(BuiltinModule)
 import Builtin
 
-/// An 8-lane shuffle mask from literals (`@_transparent`, so that it folds to a constant in the caller).
+/// `v` with lane `i` set to `x` (`@_transparent`, like the builders below, so that literal arguments fold).
+@_transparent
+func setLane(_ v: Builtin.Vec8xInt32, _ i: Int32, _ x: Int32) -> Builtin.Vec8xInt32 {
+    Builtin.insertelement_Vec8xInt32_Int32_Int32(v, x._value, i._value)
+}
+
+/// `v` with lane `i` set to lane `j` of `from`.
+@_transparent
+func setLane(_ v: Builtin.Vec16xInt32, _ i: Int32, from: Builtin.Vec8xInt32, _ j: Int32) -> Builtin.Vec16xInt32 {
+    Builtin.insertelement_Vec16xInt32_Int32_Int32(v, Builtin.extractelement_Vec8xInt32_Int32(from, j._value), i._value)
+}
+
+/// An 8-lane shuffle mask from literals: lane k of the result takes lane m_k of the two sources laid end to end.
 @_transparent
 func shuffleMask(_ m0: Int32, _ m1: Int32, _ m2: Int32, _ m3: Int32, _ m4: Int32, _ m5: Int32, _ m6: Int32,
                  _ m7: Int32) -> Builtin.Vec8xInt32 {
     var m: Builtin.Vec8xInt32 = Builtin.zeroInitializer()
-    m = Builtin.insertelement_Vec8xInt32_Int32_Int32(m, m0._value, Int32(0)._value)
-    m = Builtin.insertelement_Vec8xInt32_Int32_Int32(m, m1._value, Int32(1)._value)
-    m = Builtin.insertelement_Vec8xInt32_Int32_Int32(m, m2._value, Int32(2)._value)
-    m = Builtin.insertelement_Vec8xInt32_Int32_Int32(m, m3._value, Int32(3)._value)
-    m = Builtin.insertelement_Vec8xInt32_Int32_Int32(m, m4._value, Int32(4)._value)
-    m = Builtin.insertelement_Vec8xInt32_Int32_Int32(m, m5._value, Int32(5)._value)
-    m = Builtin.insertelement_Vec8xInt32_Int32_Int32(m, m6._value, Int32(6)._value)
-    m = Builtin.insertelement_Vec8xInt32_Int32_Int32(m, m7._value, Int32(7)._value)
+    m = setLane(m, 0, m0); m = setLane(m, 1, m1); m = setLane(m, 2, m2); m = setLane(m, 3, m3)
+    m = setLane(m, 4, m4); m = setLane(m, 5, m5); m = setLane(m, 6, m6); m = setLane(m, 7, m7)
     return m
 }
 
@@ -28,22 +34,12 @@ func shuffleMask(_ m0: Int32, _ m1: Int32, _ m2: Int32, _ m3: Int32, _ m4: Int32
 @_transparent
 func shuffleMask(_ lo: Builtin.Vec8xInt32, _ hi: Builtin.Vec8xInt32) -> Builtin.Vec16xInt32 {
     var m: Builtin.Vec16xInt32 = Builtin.zeroInitializer()
-    m = Builtin.insertelement_Vec16xInt32_Int32_Int32(m, Builtin.extractelement_Vec8xInt32_Int32(lo, Int32(0)._value), Int32(0)._value)
-    m = Builtin.insertelement_Vec16xInt32_Int32_Int32(m, Builtin.extractelement_Vec8xInt32_Int32(lo, Int32(1)._value), Int32(1)._value)
-    m = Builtin.insertelement_Vec16xInt32_Int32_Int32(m, Builtin.extractelement_Vec8xInt32_Int32(lo, Int32(2)._value), Int32(2)._value)
-    m = Builtin.insertelement_Vec16xInt32_Int32_Int32(m, Builtin.extractelement_Vec8xInt32_Int32(lo, Int32(3)._value), Int32(3)._value)
-    m = Builtin.insertelement_Vec16xInt32_Int32_Int32(m, Builtin.extractelement_Vec8xInt32_Int32(lo, Int32(4)._value), Int32(4)._value)
-    m = Builtin.insertelement_Vec16xInt32_Int32_Int32(m, Builtin.extractelement_Vec8xInt32_Int32(lo, Int32(5)._value), Int32(5)._value)
-    m = Builtin.insertelement_Vec16xInt32_Int32_Int32(m, Builtin.extractelement_Vec8xInt32_Int32(lo, Int32(6)._value), Int32(6)._value)
-    m = Builtin.insertelement_Vec16xInt32_Int32_Int32(m, Builtin.extractelement_Vec8xInt32_Int32(lo, Int32(7)._value), Int32(7)._value)
-    m = Builtin.insertelement_Vec16xInt32_Int32_Int32(m, Builtin.extractelement_Vec8xInt32_Int32(hi, Int32(0)._value), Int32(8)._value)
-    m = Builtin.insertelement_Vec16xInt32_Int32_Int32(m, Builtin.extractelement_Vec8xInt32_Int32(hi, Int32(1)._value), Int32(9)._value)
-    m = Builtin.insertelement_Vec16xInt32_Int32_Int32(m, Builtin.extractelement_Vec8xInt32_Int32(hi, Int32(2)._value), Int32(10)._value)
-    m = Builtin.insertelement_Vec16xInt32_Int32_Int32(m, Builtin.extractelement_Vec8xInt32_Int32(hi, Int32(3)._value), Int32(11)._value)
-    m = Builtin.insertelement_Vec16xInt32_Int32_Int32(m, Builtin.extractelement_Vec8xInt32_Int32(hi, Int32(4)._value), Int32(12)._value)
-    m = Builtin.insertelement_Vec16xInt32_Int32_Int32(m, Builtin.extractelement_Vec8xInt32_Int32(hi, Int32(5)._value), Int32(13)._value)
-    m = Builtin.insertelement_Vec16xInt32_Int32_Int32(m, Builtin.extractelement_Vec8xInt32_Int32(hi, Int32(6)._value), Int32(14)._value)
-    m = Builtin.insertelement_Vec16xInt32_Int32_Int32(m, Builtin.extractelement_Vec8xInt32_Int32(hi, Int32(7)._value), Int32(15)._value)
+    m = setLane(m, 0, from: lo, 0); m = setLane(m, 1, from: lo, 1); m = setLane(m, 2, from: lo, 2)
+    m = setLane(m, 3, from: lo, 3); m = setLane(m, 4, from: lo, 4); m = setLane(m, 5, from: lo, 5)
+    m = setLane(m, 6, from: lo, 6); m = setLane(m, 7, from: lo, 7); m = setLane(m, 8, from: hi, 0)
+    m = setLane(m, 9, from: hi, 1); m = setLane(m, 10, from: hi, 2); m = setLane(m, 11, from: hi, 3)
+    m = setLane(m, 12, from: hi, 4); m = setLane(m, 13, from: hi, 5); m = setLane(m, 14, from: hi, 6)
+    m = setLane(m, 15, from: hi, 7)
     return m
 }
 #endif
@@ -57,10 +53,14 @@ func columnPhases(_ first: UnsafePointer<Float>,
     let lo = UnsafeRawPointer(first).loadUnaligned(as: SIMD16<Float>.self)._storage._value
     let hi = UnsafeRawPointer(second).loadUnaligned(as: SIMD16<Float>.self)._storage._value
     var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), c2 = SIMD8<Float>(), c3 = SIMD8<Float>()
-    c0._storage._value = Builtin.shufflevector_Vec16xFPIEEE32_Vec8xInt32(lo, hi, shuffleMask(0, 4, 8, 12, 16, 20, 24, 28))
-    c1._storage._value = Builtin.shufflevector_Vec16xFPIEEE32_Vec8xInt32(lo, hi, shuffleMask(1, 5, 9, 13, 17, 21, 25, 29))
-    c2._storage._value = Builtin.shufflevector_Vec16xFPIEEE32_Vec8xInt32(lo, hi, shuffleMask(2, 6, 10, 14, 18, 22, 26, 30))
-    c3._storage._value = Builtin.shufflevector_Vec16xFPIEEE32_Vec8xInt32(lo, hi, shuffleMask(3, 7, 11, 15, 19, 23, 27, 31))
+    c0._storage._value = Builtin.shufflevector_Vec16xFPIEEE32_Vec8xInt32(
+        lo, hi, shuffleMask(0, 4, 8, 12, 16, 20, 24, 28))
+    c1._storage._value = Builtin.shufflevector_Vec16xFPIEEE32_Vec8xInt32(
+        lo, hi, shuffleMask(1, 5, 9, 13, 17, 21, 25, 29))
+    c2._storage._value = Builtin.shufflevector_Vec16xFPIEEE32_Vec8xInt32(
+        lo, hi, shuffleMask(2, 6, 10, 14, 18, 22, 26, 30))
+    c3._storage._value = Builtin.shufflevector_Vec16xFPIEEE32_Vec8xInt32(
+        lo, hi, shuffleMask(3, 7, 11, 15, 19, 23, 27, 31))
     return (c0, c1, c2, c3)
     #else
     let v = SIMD32(lowHalf: UnsafeRawPointer(first).loadUnaligned(as: SIMD16<Float>.self),
