@@ -12,9 +12,10 @@
 //   A  U[ic][ξ][16]       = G g Gᵀ             from the block's lane-packed weights (16 lanes per tap, read in
 //                                             place): weights are transformed on the fly, since storing them would
 //                                             need 4× the weight memory (ResNet100 would exceed its memory budget)
-//   C  M[ξ][r][tile]      = U[ξ] · V[ξ]        `gemmTile` (16 × 16 on AVX-512, else 6 × 16 thrice); panels of
-//                                             at most 8 tiles (7×7 maps, tails) `gemmKernel16x4`
-//   D  out = Aᵀ M A, then the epilogue (bias, PReLU, residual) row by row, for the block's 16 channels.
+//   C  M[ξ][r][tile]      = U[ξ] · V[ξ]        `gemmTile` (16 × 16 on AVX-512, else 6 × 16 thrice), which also
+//                                             prefetches the next block's weights; panels of at most 8 tiles (7×7
+//                                             maps, tails) `gemmKernel16x4`
+//   D  out = Aᵀ M A, then the epilogue (bias, PReLU, residual) over each of the block's 16 output planes.
 // The direct implicit-GEMM `convolution` stays for every other shape and as the check (Tests/WinogradTests.swift).
 
 /// Tile geometry of a Winograd F(4,3) convolution.
