@@ -1,4 +1,6 @@
 import FaceEmbed
+import FaceEmbedImport
+import FaceEmbedEvaluation
 import Foundation
 
 // `faceembed bench`: times embeddings on a synthetic face, prints latency, throughput, effective GFLOP/s and peak

@@ -1,4 +1,6 @@
 import FaceEmbed
+import FaceEmbedImport
+import FaceEmbedEvaluation
 import Foundation
 
 /// Where the CLI looks for a model when `--model` is not given.

@@ -1,5 +1,7 @@
 import Dispatch
 import FaceEmbed
+import FaceEmbedImport
+import FaceEmbedEvaluation
 import Foundation
 import Synchronization
 

@@ -1,4 +1,6 @@
 import FaceEmbed
+import FaceEmbedImport
+import FaceEmbedEvaluation
 import Foundation
 
 // faceembed: the command-line face of the FaceEmbed library. Exit status: 0 success (or "same person" for

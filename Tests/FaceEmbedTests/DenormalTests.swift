@@ -1,4 +1,7 @@
 @testable import FaceEmbed
+@testable import FaceEmbedImport
+@testable import FaceEmbedEvaluation
+import FaceEmbedTestSupport
 import Testing
 
 // Denormal activations are flushed while kernels run (x86-64 Linux), and the caller's floating-point mode is

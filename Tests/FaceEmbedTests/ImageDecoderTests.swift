@@ -7,6 +7,9 @@
 import Foundation
 import Testing
 @testable import FaceEmbed
+@testable import FaceEmbedImport
+@testable import FaceEmbedEvaluation
+import FaceEmbedTestSupport
 
 @Suite struct ImageDecoderTests {
     struct Fixture {

@@ -1,4 +1,7 @@
 @testable import FaceEmbed
+@testable import FaceEmbedImport
+@testable import FaceEmbedEvaluation
+import FaceEmbedTestSupport
 import Testing
 
 // Fast kernels against the plain reference implementations, on random shapes (odd sizes included).

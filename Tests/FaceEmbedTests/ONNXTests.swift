@@ -1,4 +1,7 @@
 @testable import FaceEmbed
+@testable import FaceEmbedImport
+@testable import FaceEmbedEvaluation
+import FaceEmbedTestSupport
 import Foundation
 import Testing
 

@@ -1,4 +1,7 @@
 @testable import FaceEmbed
+@testable import FaceEmbedImport
+@testable import FaceEmbedEvaluation
+import FaceEmbedTestSupport
 import Testing
 
 // PPM/PGM reading: binary and ASCII, 8- and 16-bit, comments, and clear errors for damaged files.

@@ -1,4 +1,7 @@
 @testable import FaceEmbed
+@testable import FaceEmbedImport
+@testable import FaceEmbedEvaluation
+import FaceEmbedTestSupport
 import Testing
 
 // Winograd F(4,3) against Reference.convolution on random shapes, odd sizes and partial tiles/panels included.

@@ -5,18 +5,6 @@
 //   scale = gamma / sqrt(var + eps) (gamma = 1 under fix_gamma), shift = beta − mean · scale: computed once when
 //   the model is converted. Batch norms that follow a convolution never get here: they are folded into it.
 
-/// Folds MXNet batch-norm parameters into a per-channel scale and shift (`fixGamma` ignores `gamma`).
-func batchNormScaleShift(gamma: [Float], beta: [Float], mean: [Float], variance: [Float], eps: Float,
-                         fixGamma: Bool) -> (scale: [Float], shift: [Float]) {
-    var scale = [Float](repeating: 0, count: beta.count), shift = scale
-    for c in 0..<beta.count {
-        let s = (fixGamma ? 1 : gamma[c]) / (variance[c] + eps).squareRoot()
-        scale[c] = s
-        shift[c] = beta[c] - mean[c] * s
-    }
-    return (scale, shift)
-}
-
 /// y = x · scale[c] + shift[c] (then PReLU) over `channels` planes of `plane` values each; in place is allowed.
 /// A missing scale is 1 and a missing shift 0.
 func batchNormAffine(input: UnsafePointer<Float>, scale: UnsafePointer<Float>?, shift: UnsafePointer<Float>?,

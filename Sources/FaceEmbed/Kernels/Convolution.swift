@@ -17,14 +17,14 @@
 // channels) when that balances better.
 
 /// Geometry of one convolution on one image.
-struct ConvGeometry: Equatable, Sendable {
-    var inC: Int, inH: Int, inW: Int
-    var outC: Int, outH: Int, outW: Int
-    var kH: Int, kW: Int, strideH: Int, strideW: Int, padH: Int, padW: Int
-    var groups: Int
+package struct ConvGeometry: Equatable, Sendable {
+    package var inC: Int, inH: Int, inW: Int
+    package var outC: Int, outH: Int, outW: Int
+    package var kH: Int, kW: Int, strideH: Int, strideW: Int, padH: Int, padW: Int
+    package var groups: Int
 
     /// Output size for the given input, kernel, stride and padding (MXNet's floor rule).
-    init(inC: Int, inH: Int, inW: Int, outC: Int, kH: Int, kW: Int, strideH: Int, strideW: Int,
+    package init(inC: Int, inH: Int, inW: Int, outC: Int, kH: Int, kW: Int, strideH: Int, strideW: Int,
          padH: Int, padW: Int, groups: Int) {
         self.inC = inC; self.inH = inH; self.inW = inW; self.outC = outC
         self.kH = kH; self.kW = kW; self.strideH = strideH; self.strideW = strideW
@@ -34,13 +34,13 @@ struct ConvGeometry: Equatable, Sendable {
     }
 
     /// Rows of the implicit GEMM's B matrix (per group).
-    var k: Int { inC / groups * kH * kW }
+    package var k: Int { inC / groups * kH * kW }
     /// Output pixels.
-    var pixels: Int { outH * outW }
+    package var pixels: Int { outH * outW }
     /// True for a 1×1, stride-1, unpadded convolution, whose B matrix is the input itself.
-    var isPointwise: Bool { kH == 1 && kW == 1 && strideH == 1 && strideW == 1 && padH == 0 && padW == 0 }
+    package var isPointwise: Bool { kH == 1 && kW == 1 && strideH == 1 && strideW == 1 && padH == 0 && padW == 0 }
     /// Multiply-adds for one image.
-    var macs: Int { outC * pixels * k }
+    package var macs: Int { outC * pixels * k }
 }
 
 /// A per-input-channel affine map applied to in-bounds taps (a batch norm before a padded convolution).

@@ -1,3 +1,4 @@
+import FaceEmbed
 /// What a conversion produced.
 public struct ConversionSummary: Sendable {
     /// The model family recognised.

@@ -8,21 +8,21 @@
 // Every convolution except the depthwise ones (groups = inC = outC, kept OIHW) is stored this way in a flat file.
 
 /// Output channels per block of lane-packed weights.
-let weightLanes = 16
+package let weightLanes = 16
 
 extension ConvGeometry {
     /// True for a depthwise convolution (one input and one output channel per group), whose weights stay OIHW.
-    var isDepthwise: Bool { groups > 1 && groups == inC && groups == outC }
+    package var isDepthwise: Bool { groups > 1 && groups == inC && groups == outC }
     /// Blocks of `weightLanes` output channels per group.
-    var weightBlocks: Int { (outC / groups + weightLanes - 1) / weightLanes }
+    package var weightBlocks: Int { (outC / groups + weightLanes - 1) / weightLanes }
     /// The shape a flat file records for this convolution's weights.
-    var storedWeightShape: [Int] {
+    package var storedWeightShape: [Int] {
         isDepthwise ? [outC, inC / groups, kH, kW] : [groups, weightBlocks, k, weightLanes]
     }
 }
 
 /// Rearranges OIHW weights for `g` (not depthwise) into the lane-packed layout above.
-func lanePackedWeights(_ w: [Float], _ g: ConvGeometry) -> [Float] {
+package func lanePackedWeights(_ w: [Float], _ g: ConvGeometry) -> [Float] {
     let k = g.k, ocg = g.outC / g.groups, blocks = g.weightBlocks
     var p = [Float](repeating: 0, count: g.groups * blocks * k * weightLanes)
     for grp in 0..<g.groups {
@@ -33,29 +33,4 @@ func lanePackedWeights(_ w: [Float], _ g: ConvGeometry) -> [Float] {
         }
     }
     return p
-}
-
-extension ImportedModel {
-    /// The model with every non-depthwise convolution's weights lane-packed, as a flat file stores them.
-    /// Must be applied once, to an importer's plan (whose convolution weights are OIHW).
-    func lanePacked() -> ImportedModel {
-        var out = self, packed = Set<Int>()
-        for case let .convolution(c) in plan.layers where !c.geometry.isDepthwise && packed.insert(c.weight).inserted {
-            let g = c.geometry, oihw = produce[c.weight]
-            out.plan.tensors[c.weight].shape = g.storedWeightShape
-            out.produce[c.weight] = { lanePackedWeights(oihw(), g) }
-        }
-        return out
-    }
-}
-
-extension ModelPlan {
-    /// Weights of the model, not counting the zero lanes that pad lane-packed blocks.
-    var parameterCount: Int {
-        var n = tensors.reduce(0) { $0 + $1.count }
-        for case let .convolution(c) in layers where !c.geometry.isDepthwise {
-            n -= tensors[c.weight].count - c.geometry.outC * c.geometry.k
-        }
-        return n
-    }
 }

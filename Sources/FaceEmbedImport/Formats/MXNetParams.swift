@@ -1,3 +1,4 @@
+import FaceEmbed
 // Reader for MXNet `.params` files (a saved NDArray list), little-endian:
 //
 //   u64 0x112 (list magic) · u64 0 · u64 N

@@ -1,3 +1,4 @@
+import FaceEmbed
 // A small JSON reader for MXNet `model-symbol.json`: objects, arrays, strings, numbers, true/false/null.
 // Bounded: nesting depth and string lengths are limited, and every byte access is checked, so a hostile file
 // ends in an error, never a trap or a runaway allocation.

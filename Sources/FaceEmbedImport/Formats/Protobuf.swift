@@ -1,3 +1,4 @@
+import FaceEmbed
 // Protocol Buffers wire-format decoding over a byte buffer, enough to read ONNX files without a generated schema.
 //
 // A message is a sequence of fields, each a varint key `(number << 3) | wireType` followed by its payload:

@@ -7,7 +7,7 @@ import Darwin
 #endif
 
 /// Processor count without Foundation.
-enum ProcessInfoLite {
+package enum ProcessInfoLite {
     /// Online processors (at least 1).
-    static var activeProcessorCount: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+    package static var activeProcessorCount: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 }

@@ -1,3 +1,4 @@
+import FaceEmbed
 // Fusion of an interpreted graph into `ModelPlan` layers, independent of the source format (used by the ONNX
 // importer; the same rules MXNetImport applies to MXNet graphs, written over lazily computed tensors):
 //

@@ -1,3 +1,4 @@
+import FaceEmbed
 // Turns an MXNet symbol + params into a fused `ModelPlan`, checking every shape on the way.
 //
 // 1. Interpret: walk the nodes in order (a topological order), resolve identities (`_copy`, `Dropout`,
@@ -13,15 +14,6 @@ private struct BatchNormParams {
     var gamma: MXNetArray?, beta: MXNetArray, mean: MXNetArray, variance: MXNetArray
     var eps: Float, fixGamma: Bool
 }
-
-/// A model ready to be written: its plan and, for each tensor, how to compute its float32 data.
-struct ImportedModel {
-    var plan: ModelPlan
-    var produce: [() -> [Float]]
-}
-
-/// The input size every supported model takes.
-let modelInputShape = ValueShape(c: 3, h: 112, w: 112)
 
 enum MXNetImporter {
     /// Builds the fused plan for `symbol` with weights from `params`; `file` names the symbol file in errors.

@@ -1,3 +1,4 @@
+import FaceEmbed
 // LFW verification accuracy with insightface's protocol (`recognition/.../eval/verification.py`):
 // the view2 pairs file, horizontal flips, and the 10-fold threshold selection.
 
@@ -108,27 +109,6 @@ public struct LFWPairs: Sendable, Equatable {
         var seen = Set<LFWImage>()
         for p in pairs { seen.insert(p.first); seen.insert(p.second) }
         return seen.sorted()
-    }
-}
-
-extension RGBImage {
-    /// The image mirrored left to right (the flip of the insightface protocol's `fc1(img) + fc1(hflip(img))`).
-    public func horizontallyFlipped() -> RGBImage {
-        var out = pixels
-        let w = width
-        pixels.withUnsafeBufferPointer { src in
-            out.withUnsafeMutableBufferPointer { dst in
-                for y in 0..<height {
-                    let row = y * w * 3
-                    for x in 0..<w {
-                        let s = row + x * 3, d = row + (w - 1 - x) * 3
-                        dst[d] = src[s]; dst[d + 1] = src[s + 1]; dst[d + 2] = src[s + 2]
-                    }
-                }
-            }
-        }
-        // Same dimensions and byte count as a valid image, so this cannot fail.
-        return try! RGBImage(width: width, height: height, pixels: out)
     }
 }
 

@@ -11,16 +11,16 @@ import Darwin
 // check every header against it, so nothing reads past the end (a mapped read past EOF is SIGBUS).
 
 /// The bytes of a file, mapped read-only or loaded.
-final class MappedFile: @unchecked Sendable {
+package final class MappedFile: @unchecked Sendable {
     /// The file's bytes. Valid for the object's lifetime; never written.
-    let bytes: UnsafeRawBufferPointer
+    package let bytes: UnsafeRawBufferPointer
     /// The path it was opened from.
-    let path: String
+    package let path: String
     private let mapped: Bool
 
     /// Opens `path`; a directory, a missing or unreadable file is an `.io` error naming it, and so is anything
     /// that is not a regular file (a FIFO or a device such as /dev/zero), refused without blocking or reading it.
-    init(path: String) throws(FaceEmbedError) {
+    package init(path: String) throws(FaceEmbedError) {
         self.path = path
         // O_NONBLOCK: opening a FIFO with no writer would otherwise block forever (no effect on regular files).
         let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
@@ -61,10 +61,10 @@ final class MappedFile: @unchecked Sendable {
     }
 
     /// The file's bytes as an array (for small files such as images and symbol JSON).
-    var array: [UInt8] { [UInt8](bytes) }
+    package var array: [UInt8] { [UInt8](bytes) }
 }
 
 /// Reads a whole (small) file into an array; errors name the file.
-func readFile(_ path: String) throws(FaceEmbedError) -> [UInt8] {
+package func readFile(_ path: String) throws(FaceEmbedError) -> [UInt8] {
     try MappedFile(path: path).array
 }

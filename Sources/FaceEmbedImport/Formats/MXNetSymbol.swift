@@ -1,3 +1,4 @@
+import FaceEmbed
 // Reader for MXNet `model-symbol.json`:
 //   {"nodes": [{"op", "name", "attrs" | "attr" | "param": {k: "string"}, "inputs": [[node, output, version]]}],
 //    "arg_nodes": [...], "heads": [[node, output, version]], "attrs": {...}}

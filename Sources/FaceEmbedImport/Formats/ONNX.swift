@@ -1,3 +1,4 @@
+import FaceEmbed
 // Reads an ONNX model file (a protobuf `ModelProto`) into the parts FaceEmbed's importer needs: the graph's nodes
 // with their attributes, initializers, inputs and outputs. Tensor data is not copied: a tensor records the byte
 // range of its `raw_data` (or packed `float_data`) in the mapped file, and is converted to float32 only when asked.

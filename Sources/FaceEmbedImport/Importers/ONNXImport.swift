@@ -1,3 +1,4 @@
+import FaceEmbed
 // Turns an ONNX graph (insightface recognition models: MobileFaceNet, IResNet, and relatives exported from PyTorch
 // or converted from MXNet) into a fused `ModelPlan`, checking every shape on the way.
 //

@@ -1,0 +1,168 @@
+// A model as FaceEmbed runs it: a topologically ordered list of fused layers over numbered values.
+//
+// Converters (MXNet, ONNX) build a plan with batch norms already folded; the flat file stores it (see
+// Models/FORMAT.md); `Network` executes it. Value 0 is the preprocessed input image; `output` is the embedding.
+
+/// Which family a model belongs to; recorded in the flat file's header.
+public enum ModelKind: UInt32, Sendable, CustomStringConvertible {
+    /// MobileFaceNet (insightface `y1` and relatives).
+    case mobileFaceNet = 1
+    /// LResNet-IR ("improved residual") of any depth: r18, r34, r50, r100.
+    case iresnet = 2
+    /// Another ArcFace-style network imported from ONNX (no depthwise convolutions, or an unrecognised layout).
+    case arcface = 3
+
+    /// The family's name.
+    public var description: String {
+        switch self {
+        case .mobileFaceNet: return "MobileFaceNet"
+        case .iresnet: return "LResNet-IR"
+        case .arcface: return "ArcFace network"
+        }
+    }
+}
+
+/// Order of the color channels a model expects at its input.
+public enum ChannelOrder: UInt32, Sendable {
+    /// Red, green, blue (MXNet insightface models).
+    case rgb = 0
+    /// Blue, green, red (Open Model Zoo's converted models).
+    case bgr = 1
+}
+
+/// The shape of one activation (one image): channels × height × width.
+package struct ValueShape: Equatable, Sendable {
+    package var c: Int, h: Int, w: Int
+    package var count: Int { c * h * w }
+
+    package init(c: Int, h: Int, w: Int) { self.c = c; self.h = h; self.w = w }
+}
+
+/// A fused convolution: optional per-input-channel affine (a batch norm before a zero-padded convolution),
+/// the convolution with folded bias, optional PReLU, optional residual add (in that order).
+package struct ConvLayer: Equatable, Sendable {
+    package var input: Int, output: Int
+    package var geometry: ConvGeometry
+    /// Tensor indices: weights (OIHW from an importer; lane-packed in a flat file unless depthwise, see
+    /// Weights/WeightLayout.swift) and per-output-channel bias.
+    package var weight: Int, bias: Int
+    package var slope: Int?
+    package var residual: Int?
+    /// Per-input-channel scale and shift applied to in-bounds taps only (both or neither).
+    package var inputScale: Int?, inputShift: Int?
+
+    package init(input: Int, output: Int, geometry: ConvGeometry, weight: Int, bias: Int, slope: Int? = nil,
+                 residual: Int? = nil, inputScale: Int? = nil, inputShift: Int? = nil) {
+        self.input = input; self.output = output; self.geometry = geometry; self.weight = weight; self.bias = bias
+        self.slope = slope; self.residual = residual; self.inputScale = inputScale; self.inputShift = inputShift
+    }
+}
+
+/// Per-channel affine map (an unfolded batch norm) and/or PReLU.
+package struct AffineLayer: Equatable, Sendable {
+    package var input: Int, output: Int
+    package var scale: Int?, shift: Int?, slope: Int?
+
+    package init(input: Int, output: Int, scale: Int?, shift: Int?, slope: Int?) {
+        self.input = input; self.output = output; self.scale = scale; self.shift = shift; self.slope = slope
+    }
+}
+
+/// Fully connected over the flattened image, bias folded.
+package struct FullyConnectedLayer: Equatable, Sendable {
+    package var input: Int, output: Int
+    package var weight: Int, bias: Int
+    package var inFeatures: Int, outFeatures: Int
+
+    package init(input: Int, output: Int, weight: Int, bias: Int, inFeatures: Int, outFeatures: Int) {
+        self.input = input; self.output = output; self.weight = weight; self.bias = bias
+        self.inFeatures = inFeatures; self.outFeatures = outFeatures
+    }
+}
+
+/// One step of a plan.
+package enum Layer: Equatable, Sendable {
+    case convolution(ConvLayer)
+    case affine(AffineLayer)
+    case fullyConnected(FullyConnectedLayer)
+    case add(a: Int, b: Int, output: Int)
+
+    /// The value this layer writes.
+    package var output: Int {
+        switch self {
+        case let .convolution(l): return l.output
+        case let .affine(l): return l.output
+        case let .fullyConnected(l): return l.output
+        case let .add(_, _, o): return o
+        }
+    }
+
+    /// The values this layer reads.
+    package var inputs: [Int] {
+        switch self {
+        case let .convolution(l): return [l.input] + (l.residual.map { [$0] } ?? [])
+        case let .affine(l): return [l.input]
+        case let .fullyConnected(l): return [l.input]
+        case let .add(a, b, _): return [a, b]
+        }
+    }
+
+    /// Multiply-adds for one image.
+    package var macs: Int {
+        switch self {
+        case let .convolution(l): return l.geometry.outC * l.geometry.pixels * l.geometry.k
+        case let .fullyConnected(l): return l.inFeatures * l.outFeatures
+        default: return 0
+        }
+    }
+}
+
+/// A named tensor of the plan: its shape; its data lives in the flat file.
+package struct TensorInfo: Equatable, Sendable {
+    package var name: String
+    package var shape: [Int]
+    package var count: Int { shape.reduce(1, *) }
+
+    package init(name: String, shape: [Int]) { self.name = name; self.shape = shape }
+}
+
+/// A complete model: header facts, values, layers and tensor table.
+package struct ModelPlan: Equatable, Sendable {
+    package var kind: ModelKind
+    /// A human-readable name such as "MobileFaceNet" or "LResNet100E-IR".
+    package var name: String
+    package var channelOrder: ChannelOrder
+    /// Input preprocessing: `(pixel - inputMean) * inputScale`.
+    package var inputMean: Float, inputScale: Float
+    package var values: [ValueShape]
+    package var layers: [Layer]
+    package var tensors: [TensorInfo]
+    /// The embedding value (C = embedding size, 1 × 1).
+    package var output: Int
+
+    /// Length of the embedding.
+    package var embeddingSize: Int { values[output].count }
+    /// Multiply-adds for one image.
+    package var macs: Int { layers.reduce(0) { $0 + $1.macs } }
+
+    package init(kind: ModelKind, name: String, channelOrder: ChannelOrder, inputMean: Float, inputScale: Float,
+                 values: [ValueShape], layers: [Layer], tensors: [TensorInfo], output: Int) {
+        self.kind = kind; self.name = name; self.channelOrder = channelOrder
+        self.inputMean = inputMean; self.inputScale = inputScale
+        self.values = values; self.layers = layers; self.tensors = tensors; self.output = output
+    }
+}
+
+/// The input size every supported model takes.
+package let modelInputShape = ValueShape(c: 3, h: 112, w: 112)
+
+extension ModelPlan {
+    /// Weights of the model, not counting the zero lanes that pad lane-packed blocks.
+    package var parameterCount: Int {
+        var n = tensors.reduce(0) { $0 + $1.count }
+        for case let .convolution(c) in layers where !c.geometry.isDepthwise {
+            n -= tensors[c.weight].count - c.geometry.outC * c.geometry.k
+        }
+        return n
+    }
+}
