@@ -131,23 +131,17 @@ enum Commands {
         let a = try Arguments(argv, valued: ["--output"], flags: [])
         if a.flags.contains("--help") { print(usage); return 0 }
         guard let out = a.options["--output"] else { throw UsageError("-o OUT.feb is required") }
-        var symbol: String, params: String
-        if a.positional.count == 1, a.positional[0].lowercased().hasSuffix(".onnx") {
-            let s = try ModelConverter.convertONNX(a.positional[0], to: out)
-            print("\(out): \(s.name) (\(s.kind)), \(s.embeddingSize)-d embedding, \(s.layers) fused layers, " +
-                  "\(s.parameters) weights, \(String(format: "%.3f", Double(s.multiplyAdds) * 2e-9)) GFLOP per image")
-            return 0
-        }
+        let s: ConversionSummary
         switch a.positional.count {
         case 1:
-            symbol = a.positional[0] + "/model-symbol.json"; params = a.positional[0] + "/model-0000.params"
+            s = try ModelConverter.convert(path: a.positional[0], to: out)
         case 2:
-            (symbol, params) = (a.positional[0], a.positional[1])
+            var (symbol, params) = (a.positional[0], a.positional[1])
             if symbol.hasSuffix(".params") { swap(&symbol, &params) }
+            s = try ModelConverter.convertMXNet(symbol: symbol, params: params, to: out)
         default:
-            throw UsageError("give SYMBOL.json and PARAMS, or a model folder")
+            throw UsageError("give a model folder, an .onnx file, or SYMBOL.json and PARAMS")
         }
-        let s = try ModelConverter.convertMXNet(symbol: symbol, params: params, to: out)
         print("\(out): \(s.name) (\(s.kind)), \(s.embeddingSize)-d embedding, \(s.layers) fused layers, " +
               "\(s.parameters) weights, \(String(format: "%.3f", Double(s.multiplyAdds) * 2e-9)) GFLOP per image")
         return 0

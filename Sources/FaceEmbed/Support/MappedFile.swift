@@ -68,3 +68,9 @@ package final class MappedFile: @unchecked Sendable {
 package func readFile(_ path: String) throws(FaceEmbedError) -> [UInt8] {
     try MappedFile(path: path).array
 }
+
+/// True when `path` names a directory (following links); false when it is anything else or does not exist.
+package func isDirectory(_ path: String) -> Bool {
+    var st = stat()
+    return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+}

@@ -17,6 +17,22 @@ public struct ConversionSummary: Sendable {
 
 /// Converts models from other frameworks into FaceEmbed's flat weight file.
 public enum ModelConverter {
+    /// Converts the model at `path` into a flat file at `output`, choosing the importer from what `path` is:
+    /// a folder holding `model-symbol.json` and `model-0000.params` (an insightface MXNet release), a
+    /// `…-symbol.json` whose `…-0000.params` lies beside it, or an ONNX file (`.onnx`).
+    ///
+    /// ```swift
+    /// let summary = try ModelConverter.convert(path: "model-y1-test2", to: "Models/mobilefacenet.feb")
+    /// print(summary.name, summary.embeddingSize)
+    /// ```
+    @discardableResult
+    public static func convert(path: String, to output: String) throws(FaceEmbedError) -> ConversionSummary {
+        switch try ModelSource(path: path) {
+        case let .mxnet(symbol, params): return try convertMXNet(symbol: symbol, params: params, to: output)
+        case let .onnx(file): return try convertONNX(file, to: output)
+        }
+    }
+
     /// Converts an MXNet model (`model-symbol.json` + `model-0000.params`) into a flat file at `output`.
     ///
     /// The graph must be one FaceEmbed knows (MobileFaceNet or LResNet-IR of any depth) and every parameter it
@@ -55,6 +71,28 @@ public enum ModelConverter {
             ConversionSummary(kind: p.kind, name: p.name, embeddingSize: p.embeddingSize, layers: p.layers.count,
                               parameters: p.parameterCount, multiplyAdds: p.macs)
         }
+    }
+}
+
+/// Where a model's files are, by kind.
+enum ModelSource: Equatable {
+    case mxnet(symbol: String, params: String)
+    case onnx(String)
+
+    /// Recognises a model folder, an MXNet symbol file or an ONNX file; anything else is an error naming `path`.
+    init(path: String) throws(FaceEmbedError) {
+        let lower = path.lowercased()
+        if lower.hasSuffix(".onnx") { self = .onnx(path); return }
+        if lower.hasSuffix("-symbol.json") {
+            self = .mxnet(symbol: path, params: String(path.dropLast("-symbol.json".count)) + "-0000.params")
+            return
+        }
+        if isDirectory(path) {
+            let dir = path.hasSuffix("/") ? String(path.dropLast()) : path
+            self = .mxnet(symbol: dir + "/model-symbol.json", params: dir + "/model-0000.params")
+            return
+        }
+        throw .unsupportedModel(file: path, reason: "not a model: give an MXNet model folder (model-symbol.json + model-0000.params), a -symbol.json file or an .onnx file")
     }
 }
 
