@@ -17,8 +17,11 @@ declare -A MAXLEN=([ppm]=65536 [jpeg]=16384 [png]=16384 [symbol]=65536 [params]=
 
 mkdir -p .build-fuzz Fuzz/crashes
 [ -d .build-fuzz/seeds/onnx ] || bash Fuzz/make_corpus.sh
-# Compile a snapshot of the library (others edit the tree while the targets build).
-rm -rf .build-fuzz/src && cp -r Sources/FaceEmbed .build-fuzz/src
+# Compile a snapshot of the run-time and import libraries as one module (others edit the tree while the targets
+# build): the import library's `import FaceEmbed` lines go, since both are compiled together.
+rm -rf .build-fuzz/src && mkdir -p .build-fuzz/src
+cp -r Sources/FaceEmbed .build-fuzz/src/FaceEmbed && cp -r Sources/FaceEmbedImport .build-fuzz/src/FaceEmbedImport
+find .build-fuzz/src/FaceEmbedImport -name '*.swift' -exec sed -i '/^import FaceEmbed$/d' {} +
 LIB=$(find .build-fuzz/src -name '*.swift' | sort)
 SUMMARY=()
 for t in "${TARGETS[@]}"; do
@@ -27,7 +30,7 @@ for t in "${TARGETS[@]}"; do
     echo "== $t: using the existing $exe (SKIP_BUILD)" >&2
   else
     echo "== $t: building" >&2
-    if ! nice -n 19 swiftc -sanitize=fuzzer,address -parse-as-library -O -swift-version 6 -enable-experimental-feature BuiltinModule -module-name FuzzTarget \
+    if ! nice -n 19 swiftc -sanitize=fuzzer,address -parse-as-library -O -swift-version 6 -enable-experimental-feature BuiltinModule -module-name FuzzTarget -package-name FaceEmbed \
         $LIB Fuzz/FuzzSupport.swift "Fuzz/${SOURCE[$t]}.swift" -o "$exe" 2> ".build-fuzz/$t.build.log"; then
       echo "== $t: BUILD FAILED (see .build-fuzz/$t.build.log)" >&2; tail -20 ".build-fuzz/$t.build.log" >&2
       SUMMARY+=("$t: build failed"); continue
