@@ -6,6 +6,7 @@ Committed (writes Tests/FaceEmbedTests/Fixtures/detection/expected.json):
   per photo: its sha256 and size, and per run (det size, threshold 0.5, NMS IoU 0.4, optional max_num): the resize
   scale and size, the sha256 and sum of the 1x3xHxW float32 input tensor, and the faces (box x1,y1,x2,y2, score,
   five landmarks), all in the photo's pixel coordinates, best score first (or in max_num's order).
+  It also checks that opencv_linear_resize, OpenCV's uint8 bilinear resize in integers, equals cv2.resize.
 
 Local (Fixtures-local/detection/t1-640/, git-ignored): t1.jpg's input tensor and the nine raw output tensors at 640x640
   as little-endian float32 files NAME.f32, described (shape, sha256) in tensors.json.
@@ -70,6 +71,32 @@ def letterbox(image, size):
     canvas = np.zeros((height, width, 3), np.uint8)
     canvas[:new_h, :new_w] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     return canvas, new_h / image.shape[0], (new_w, new_h)
+
+
+def resize_weights(n_out, n_in, clamp):
+    """OpenCV's linear taps along one axis: source index, its neighbour, and 11-bit weights rounded separately from a
+    float32 fraction (so they need not sum to 2048). Columns clamp the tap and its fraction at the edges; rows keep
+    the fraction and clamp only the row index."""
+    position = ((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5).astype(np.float32)
+    index = np.floor(position).astype(np.int64)
+    fraction = position - index.astype(np.float32)
+    if clamp:
+        fraction[(index < 0) | (index >= n_in - 1)] = 0
+    weights = [np.rint(w * np.float32(2048)).astype(np.int64) for w in (np.float32(1) - fraction, fraction)]
+    return np.clip(index, 0, n_in - 1), np.clip(index + 1, 0, n_in - 1), *weights
+
+
+def opencv_linear_resize(image, new_w, new_h):
+    """cv2.resize(INTER_LINEAR) of uint8 in OpenCV 4.8's integer arithmetic (its SIMD path), written out so that a
+    port can follow it: a horizontal pass to 2048x-scaled ints, then each vertical tap shifted right by 4, multiplied
+    by its 11-bit weight keeping the high 16 bits, summed and rounded with (+2) >> 2. make() checks it is bit-exact."""
+    x0, x1, a0, a1 = resize_weights(new_w, image.shape[1], clamp=True)
+    y0, y1, b0, b1 = resize_weights(new_h, image.shape[0], clamp=False)
+    pixels = image.astype(np.int64)
+    rows = pixels[:, x0] * a0[None, :, None] + pixels[:, x1] * a1[None, :, None]
+    top = ((rows[y0] >> 4) * b0[:, None, None]) >> 16
+    bottom = ((rows[y1] >> 4) * b1[:, None, None]) >> 16
+    return np.clip((top + bottom + 2) >> 2, 0, 255).astype(np.uint8)
 
 
 def input_tensor(canvas):
@@ -191,6 +218,9 @@ def make(photos):
         runs = []
         for size, max_num in runs_for(name):
             det, points, facts, blob, outputs = detect(session, image, size, max_num)
+            resized = cv2.resize(image, tuple(facts["resized"]), interpolation=cv2.INTER_LINEAR)
+            if not np.array_equal(opencv_linear_resize(image, *facts["resized"]), resized):
+                sys.exit("%s %s: opencv_linear_resize differs from cv2.resize" % (name, size))
             runs.append({"det_size": list(size), "max_num": max_num, **facts, "faces": faces_json(det, points)})
             if name == "t1.jpg" and size == (640, 640) and max_num == 0:
                 write_tensors(os.path.join(LOCAL, "t1-640"), blob, outputs, names)
