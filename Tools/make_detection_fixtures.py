@@ -3,8 +3,8 @@
 `SCRFD.detect` post-processing re-implemented below in numpy + OpenCV (the steps and constants: Models/SCRFD.md).
 
 Committed (writes Tests/FaceEmbedTests/Fixtures/detection/expected.json):
-  per photo: its sha256 and size, and per run (det_size [w, h], threshold 0.5, NMS IoU 0.4, optional max_num): the resize
-  scale and size, the sha256 and sum of the 1x3xHxW float32 input tensor, and the faces (box x1,y1,x2,y2, score,
+  per photo: its sha256 and size, and per run (det_size [w, h], threshold 0.5, NMS IoU 0.4, optional max_num): the
+  resize scale and size, the sha256 and sum of the 1x3xHxW float32 input tensor, and the faces (box x1,y1,x2,y2, score,
   five landmarks), all in the photo's pixel coordinates, best score first (or in max_num's order).
   It also checks that opencv_linear_resize, OpenCV's uint8 bilinear resize in integers, equals cv2.resize.
 
