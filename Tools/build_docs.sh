@@ -29,7 +29,8 @@ for d in json.load(open(sys.argv[1]))["diagnostics"]:
         where += ":%d:%d" % (d["range"]["start"]["line"], d["range"]["start"]["column"])
     tolerated = d["severity"] == "warning" and d["summary"].endswith("is missing documentation")
     failing += d["severity"] in ("error", "warning") and not tolerated
-    print("%s: %s: %s%s" % (where, d["severity"], d["summary"], " (reported only)" if tolerated else ""), file=sys.stderr)
+    note = " (reported only)" if tolerated else ""
+    print("%s: %s: %s%s" % (where, d["severity"], d["summary"], note), file=sys.stderr)
 sys.exit(1 if failing or sys.argv[2] != "0" else 0)
 PY
 echo "docs: $out ($(find "$out/data/documentation" -name '*.json' | wc -l) pages)"
