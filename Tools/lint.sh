@@ -16,6 +16,7 @@ if swift format lint --strict --recursive --parallel "${paths[@]}" 2>"$log"; the
 else
     cat "$log" >&2
     files=$(cut -d: -f1 "$log" | sort -u | wc -l)
+    grep -oE '\[[A-Za-z]+\]' "$log" | sort | uniq -c | sort -rn >&2
     echo "lint: $(grep -c 'error:' "$log") findings in $files files (Tools/lint.sh --fix formats them)" >&2
     exit 1
 fi
