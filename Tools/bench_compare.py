@@ -5,10 +5,11 @@
     python Tools/bench_compare.py --rounds 3 --only y1
 
 What it does:
-  1. builds FaceEmbed release twice: with `-Xswiftc -target-cpu -Xswiftc native` (.build-bench-native; plus
-     `-Xswiftc -DFACEEMBED_AVX512` when /proc/cpuinfo lists avx512f, else `-Xswiftc -DFACEEMBED_FMA` when it lists
-     fma: the kernels' fused multiply-add and AVX-512 tile are chosen by these compile-time conditions) and with
-     default flags (.build-bench-default, the extra "default flags" row);
+  1. builds FaceEmbed release three ways: a plain `swift build -c release` (.build-bench-default: the package
+     traits pick the kernels, the host's best by default, AVX512 or FMA; the "faceembed" column), the same with
+     `-Xswiftc -target-cpu -Xswiftc native` and the matching `-DFACEEMBED_AVX512`/`-DFACEEMBED_FMA` condition instead
+     of traits (.build-bench-native, "native flags", how 0.2 was built for speed), and with
+     `--disable-default-traits` (.build-bench-portable, the portable kernels, "portable");
   2. converts the real y1 (../shared/models/mobilefacenet-arcface) and the seeded-random r100
      (Fixtures-local/r100, made by `python Tools/make_fixtures.py --local`) with `faceembed convert`;
   3. exports the same MXNet symbol + params to ONNX (mxnet.onnx, MXNet 1.9.1), and from ONNX to ncnn with pnnx;
@@ -152,10 +153,14 @@ def cpu_conditions():
     return []
 
 
-def build(source, scratch, native):
+def build(source, scratch, how):
+    """Builds faceembed with the package's default traits ("traits"), with -target-cpu native and the matching
+    condition and no traits ("native"), or with no traits ("portable"); returns the executable."""
     cmd = ["swift", "build", "-c", "release", "--product", "faceembed", "--scratch-path", os.path.join(ROOT, scratch)]
-    if native:
-        cmd += ["-Xswiftc", "-target-cpu", "-Xswiftc", "native"] + cpu_conditions()
+    if how == "native":
+        cmd += ["--disable-default-traits", "-Xswiftc", "-target-cpu", "-Xswiftc", "native"] + cpu_conditions()
+    elif how == "portable":
+        cmd += ["--disable-default-traits"]
     run(cmd, cwd=source, stdout=subprocess.DEVNULL)
     return os.path.join(ROOT, scratch, "release", "faceembed")
 
@@ -237,7 +242,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (each runtime once per round)")
     ap.add_argument("--only", choices=sorted(MODELS), help="only this model")
     ap.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of " + ",".join(PEERS))
-    ap.add_argument("--no-default-build", action="store_true", help="skip the default-flags FaceEmbed row")
+    ap.add_argument("--no-default-build", action="store_true", help="skip the native-flags and portable FaceEmbed rows")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--source", default=ROOT, help="package to build (default: this checkout)")
     a = ap.parse_args()
@@ -246,8 +251,11 @@ def main():
 
     peers = [p for p in a.peers.split(",") if p]
     work = tempfile.mkdtemp(prefix="faceembed-bench-")
-    native = build(a.source, ".build-bench-native", True)
-    default = None if a.no_default_build else build(a.source, ".build-bench-default", False)
+    builds = {"faceembed": build(a.source, ".build-bench-default", "traits")}
+    if not a.no_default_build:
+        builds["faceembed-native"] = build(a.source, ".build-bench-native", "native")
+        builds["faceembed-portable"] = build(a.source, ".build-bench-portable", "portable")
+    converter = builds["faceembed"]
 
     notes, files = {}, {}
     for name, m in MODELS.items():
@@ -257,7 +265,7 @@ def main():
             notes[name] = f"{m['dir']} has no model-0000.params (r100: python Tools/make_fixtures.py --local)"
             continue
         feb = os.path.join(work, name + ".feb")
-        run([native, "convert", m["dir"], "-o", feb], stdout=subprocess.DEVNULL)
+        run([converter, "convert", m["dir"], "-o", feb], stdout=subprocess.DEVNULL)
         files[name] = {"feb": feb, "mxnet": os.path.join(m["dir"], "model")}
         for batch in sorted({b for (mn, b, _) in CONFIGS if mn == name}):
             onnx_path = os.path.join(work, f"{name}_b{batch}.onnx")  # pnnx turns '-' into '_' in its outputs
@@ -269,7 +277,7 @@ def main():
     results = {}  # (config, runner) -> list of per-round summaries
     errors = {}
     configs = [c for c in CONFIGS if c[0] in files]
-    runners = ["faceembed"] + (["faceembed-default"] if default else []) + peers
+    runners = list(builds) + peers
     for rnd in range(a.rounds):
         for cfg in configs:
             name, batch, threads = cfg
@@ -278,7 +286,7 @@ def main():
                 if (cfg, runner) in errors:
                     continue
                 if runner.startswith("faceembed"):
-                    exe = native if runner == "faceembed" else default
+                    exe = builds[runner]
                     cmd = [exe, "bench", "--json", "--model", files[name]["feb"], "--batch", str(batch),
                            "--threads", str(threads), "--iterations", str(iters), "--warmup", str(a.warmup)]
                     env = None
@@ -319,7 +327,9 @@ def main():
     cols = runners
     print()
     print("FaceEmbed vs peers (median ms per call, median over %d interleaved rounds; ms/image for batch > 1)" % a.rounds)
-    print("FaceEmbed built with: -target-cpu native " + " ".join(c for c in cpu_conditions() if c != "-Xswiftc"))
+    print("faceembed: plain swift build -c release (package traits: the host's best); faceembed-native: "
+          "--disable-default-traits -target-cpu native " + " ".join(c for c in cpu_conditions() if c != "-Xswiftc")
+          + "; faceembed-portable: --disable-default-traits")
     head = "| model | batch | threads | " + " | ".join(cols) + " | " + " | ".join("FE/" + p for p in peers) + " |"
     print(head)
     print("|" + "---|" * (3 + len(cols) + len(peers)))
