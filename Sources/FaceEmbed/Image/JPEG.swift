@@ -82,7 +82,7 @@ struct JPEGDecoder {
     var sawJFIF = false
     var adobeTransform: Int? = nil
     var progressive = false
-    var scans = 0, blockVisits = 0
+    var blockVisits = 0
     /// The APP1 Exif payloads as Pillow joins them: the first whole ("Exif\0\0" + TIFF), later ones without
     /// their 6-byte prefix.
     var exif: [UInt8] = []

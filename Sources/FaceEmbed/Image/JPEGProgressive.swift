@@ -6,15 +6,15 @@
 //                           Int16 in natural order (libjpeg's JCOEF); 2 bytes per coefficient, freed after its IDCT
 //   JPEGScanKind            DC first, DC refine, AC first, AC refine: chosen once per scan from Ss, Se, Ah, Al
 //   readProgressiveScan     the checks libjpeg makes fatal (band, Ah/Al, one component per AC scan, tables), the
-//                           quantization table latched at a component's first scan, and the work limits below
+//                           quantization table latched at a component's first scan, and the work limit below
 //   decodeProgressiveScan   MCU walk (interleaved DC scans, single-component scans), restart markers, EOB runs
 //   finishProgressive       dequantize with the latched table + islow IDCT into the sample planes
 //
 // Successive approximation: a first scan stores coefficient << Al; a refinement scan adds bit Al (DC: ORs it in;
 // AC: a correction bit per already-non-zero coefficient, ±(1 << Al) for a coefficient that becomes non-zero).
-// Work limits: at most `maxScans` scans and, over all scans, `maxBlockVisitsPerBlock` visits per block, so a small
-// hostile file cannot make the decoder loop for minutes; real encoders use about 10 scans (libjpeg's script) and
-// rarely more than 20.
+// Work limit: over all scans, at most `maxBlockVisitsPerBlock` visits per block of the image on average (a scan
+// that ends every block with one EOB run costs a few bytes but walks them all), so a small hostile file cannot
+// make the decoder loop for minutes; real encoders use about 10 scans (libjpeg's script), rarely more than 20.
 
 /// One component's quantized DCT coefficients for a progressive decode.
 final class JPEGCoefficients {
@@ -41,7 +41,6 @@ enum JPEGScanKind {
 }
 
 extension JPEGDecoder {
-    static let maxScans = 1000
     static let maxBlockVisitsPerBlock = 64
 
     /// Sets up and decodes one progressive scan whose header (`entries`: component index, DC and AC table ids)
@@ -58,8 +57,6 @@ extension JPEGDecoder {
         guard al <= 13, ah == 0 || al == ah - 1 else {
             throw JPEG.bad("progressive scan has invalid successive approximation (\(params))")
         }
-        scans += 1
-        guard scans <= Self.maxScans else { throw JPEG.bad("more than \(Self.maxScans) scans") }
         let kind: JPEGScanKind = ss == 0 ? (ah == 0 ? .dcFirst : .dcRefine) : (ah == 0 ? .acFirst : .acRefine)
         var dc: [JPEGHuffman] = [], ac: JPEGHuffman? = nil
         for e in entries {
