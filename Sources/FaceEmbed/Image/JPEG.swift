@@ -406,11 +406,14 @@ struct JPEGDecoder {
 
     // MARK: Output
 
-    private func output() throws(FaceEmbedError) -> RGBImage {
+    private mutating func output() throws(FaceEmbedError) -> RGBImage {
         let n = width * height
-        // Full-resolution planes, one per component.
+        // Full-resolution planes, one per component; each decoded plane is freed once upsampled, so the peak is
+        // the full planes plus the RGB output.
         var full: [[UInt8]] = []
-        for c in components {
+        for i in components.indices {
+            let c = components[i]
+            components[i].plane = []
             full.append(upsample(c, rx: hmax / c.h, ry: vmax / c.v))
         }
         var out = [UInt8](repeating: 0, count: n * 3)
