@@ -27,7 +27,7 @@ for t in "${TARGETS[@]}"; do
     echo "== $t: using the existing $exe (SKIP_BUILD)" >&2
   else
     echo "== $t: building" >&2
-    if ! nice -n 19 swiftc -sanitize=fuzzer,address -parse-as-library -O -swift-version 6 -enable-experimental-feature BuiltinModule -module-name FuzzTarget \
+    if ! nice -n 19 swiftc -sanitize=fuzzer,address -parse-as-library -O -swift-version 6 -enable-experimental-feature BuiltinModule -module-name FuzzTarget -package-name FaceEmbed \
         $LIB Fuzz/FuzzSupport.swift "Fuzz/${SOURCE[$t]}.swift" -o "$exe" 2> ".build-fuzz/$t.build.log"; then
       echo "== $t: BUILD FAILED (see .build-fuzz/$t.build.log)" >&2; tail -20 ".build-fuzz/$t.build.log" >&2
       SUMMARY+=("$t: build failed"); continue

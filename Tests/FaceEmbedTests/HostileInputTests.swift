@@ -414,8 +414,8 @@ struct HostileInputTests {
         let nan = Hostile.file("cli-nan.params", try Hostile.params(setting: "conv_1_conv2d_weight", to: .nan))
         let out = Hostile.folder.appendingPathComponent("cli.feb").path
         let cases: [([String], [String])] = [
-            (["embed", "--model", feb, Hostile.folder.path], ["is a directory"]),
-            (["embed", "--model", feb, "/nonexistent/face.ppm"], ["/nonexistent/face.ppm", "no such file"]),
+            (["embed", "--model", feb, Hostile.folder.path], ["not a regular file"]),
+            (["embed", "--model", feb, "/nonexistent/face.ppm"], ["/nonexistent/face.ppm", "cannot open", "No such file"]),
             (["embed", "--model", feb, empty], [empty, "the file is empty"]),
             (["embed", "--model", feb, "/dev/zero"], ["/dev/zero", "not a regular file"]),
             (["embed", "--model", feb, fifo], [fifo, "not a regular file"]),
