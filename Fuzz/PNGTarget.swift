@@ -1,4 +1,5 @@
-// Fuzz target: PNG (chunk walk, IHDR/PLTE/IDAT, zlib + DEFLATE, unfiltering, every colour type and Adam7).
+// Fuzz target: PNG (chunk walk, IHDR/PLTE/IDAT/eXIf, zlib + DEFLATE, unfiltering, every colour type and Adam7,
+// the EXIF orientation applied).
 //
 // Each input is decoded twice: as given (so the CRC and Adler-32 failure paths are fuzzed), then with its
 // checksums repaired (every chunk CRC recomputed, the IDAT stream's Adler-32 replaced by the one of what it
@@ -9,8 +10,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = FuzzSupport.bytes(data, size)
     _ = try? PNG.decode(bytes)
     _ = try? Inflate.zlib(bytes, limit: 1 << 16)  // the raw input as a zlib stream too
-    if let fixed = repaired(bytes), fixed != bytes, let image = try? PNG.decode(fixed) {
+    if let fixed = repaired(bytes), fixed != bytes, let (image, orientation) = try? PNG.decodeWithOrientation(fixed) {
         precondition(image.pixels.count == image.width * image.height * 3)
+        precondition(image.oriented(orientation).pixels.count == image.pixels.count)
     }
     return 0
 }

@@ -8,9 +8,11 @@ F=Tests/FaceEmbedTests/Fixtures
 S=.build-fuzz/seeds
 rm -rf "$S"; mkdir -p "$S"/{ppm,jpeg,png,symbol,params,flatfile,onnx}
 
-# Images: every committed JPEG/PNG (their decoded .rgb siblings are not inputs).
+# Images: every committed JPEG/PNG, extra/ (progressive, CMYK/YCCK, EXIF) included; their .rgb siblings are not inputs.
 cp "$F"/images/*.jpg "$S"/jpeg/
 cp "$F"/images/*.png "$S"/png/
+cp "$F"/images/extra/*.jpg "$S"/jpeg/
+cp "$F"/images/extra/*.png "$S"/png/
 # PPM: the committed inputs plus small hand-made files of every kind (binary/ASCII, RGB/gray, 8/16-bit, comments).
 cp "$F"/tiny-mobilefacenet/input0.ppm "$S"/ppm/input0.ppm
 printf 'P6\n2 2\n255\n\x00\x10\x20\x30\x40\x50\x60\x70\x80\x90\xa0\xb0' > "$S"/ppm/p6_2x2.ppm

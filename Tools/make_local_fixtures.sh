@@ -11,5 +11,6 @@ export MXNET_SUBGRAPH_BACKEND=NONE
 "$py" "$root/Tools/make_fixtures.py" --local --shared "$shared" 2>&1 | grep -v '^\[' || true
 test -f "$root/Fixtures-local/r100/expected.json"
 "$py" "$root/Tools/make_image_fixtures.py" --local "$root/Fixtures-local" --shared "$shared"
+"$py" "$root/Tools/make_jpeg_fixtures.py" --out "$root/Fixtures-local/jpeg-extra" --shared "$shared"
 "$py" "$root/Tools/make_alignment_fixtures.py" --local --shared "$shared"
 PYTHON="$py" "$py" "$root/Tools/make_onnx_fixtures.py" --local --shared "$shared"

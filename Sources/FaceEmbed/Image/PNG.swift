@@ -1,7 +1,7 @@
 // PNG.swift — a pure-Swift PNG decoder producing 8-bit RGB.
 //
 // Layout:
-//   PNG.decode(_:)        signature, chunk walk (CRC-32 of every chunk checked), IHDR/PLTE/IDAT/IEND
+//   PNG.decode(_:)        signature, chunk walk (CRC-32 of every chunk checked), IHDR/PLTE/IDAT/IEND, eXIf
 //   PNG.Header            IHDR fields and the derived row geometry
 //   PNG.unfilter          the five row filters (None, Sub, Up, Average, Paeth)
 //   PNG.emitRow           one unfiltered row → RGB pixels (gray, gray+alpha, RGB, RGBA, palette; 1–16 bits)
@@ -11,6 +11,7 @@
 // Alpha is dropped (no compositing), gray expands to R=G=B, 16-bit samples keep their high byte, tRNS is ignored,
 // palette indices beyond the palette give black (as Pillow does). The image data is inflated with an output limit
 // equal to the exact size the header implies, after checking that the compressed bytes present could produce it.
+// An eXIf chunk's orientation is read (EXIF.swift) for ImageDecoder to apply.
 
 /// PNG decoding to ``RGBImage``.
 enum PNG {
@@ -39,14 +40,21 @@ enum PNG {
     private static let adam7: [(Int, Int, Int, Int)] = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4),
                                                         (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
 
-    /// Decodes a PNG file's bytes into RGB.
+    /// Decodes a PNG file's bytes into RGB, pixels as stored.
     static func decode(_ bytes: [UInt8]) throws(FaceEmbedError) -> RGBImage {
+        try decodeWithOrientation(bytes).image
+    }
+
+    /// Decodes a PNG and reads the orientation of its eXIf chunk (the last one, as Pillow; 1 when absent or
+    /// unreadable) without applying it.
+    static func decodeWithOrientation(_ bytes: [UInt8]) throws(FaceEmbedError) -> (image: RGBImage, orientation: Int) {
         guard bytes.count >= 8, Array(bytes[0..<8]) == signature else { throw bad("not a PNG file (bad signature)") }
         var pos = 8
         var header: Header?
         var palette: [UInt8] = []
         var idat: [UInt8] = []
         var sawIDAT = false, idatEnded = false, sawEnd = false
+        var orientation = 1
         while !sawEnd {
             guard pos + 8 <= bytes.count else { throw bad(header == nil ? "truncated before IHDR" : "truncated before IEND") }
             let length = Int(be32(bytes, pos))
@@ -74,6 +82,8 @@ enum PNG {
                 idat.append(contentsOf: bytes[dataStart..<dataEnd])
             case "IEND":
                 sawEnd = true
+            case "eXIf":
+                orientation = EXIF.orientation(tiff: bytes[dataStart..<dataEnd])
             default:
                 // Ancillary chunks (lower-case first letter) are skipped; unknown critical ones are refused.
                 if let first = type.first, first & 0x20 == 0 { throw bad("unknown critical chunk \(name)") }
@@ -129,7 +139,7 @@ enum PNG {
                 }
             }
         }
-        return try RGBImage(width: h.width, height: h.height, pixels: out)
+        return (try RGBImage(width: h.width, height: h.height, pixels: out), orientation)
     }
 
     private static func parseHeader(_ b: [UInt8], _ at: Int, _ length: Int) throws(FaceEmbedError) -> Header {
