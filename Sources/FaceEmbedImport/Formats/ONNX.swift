@@ -13,23 +13,6 @@ import FaceEmbed
 //   ValueInfoProto  1 name · 2 type → TypeProto 1 tensor_type → 1 elem_type, 2 shape → 1 dim → 1 dim_value, 2 dim_param
 // Everything else is skipped.
 
-/// ONNX element types (TensorProto.DataType) FaceEmbed can read.
-enum ONNXDataType: Int, Sendable {
-    case float = 1, uint8 = 2, int8 = 3, int32 = 6, int64 = 7, bool = 9, float16 = 10, double = 11, bfloat16 = 16
-
-    /// Bytes per element in `raw_data`.
-    var size: Int {
-        switch self {
-        case .uint8, .int8, .bool: return 1
-        case .float16, .bfloat16: return 2
-        case .float, .int32: return 4
-        case .int64, .double: return 8
-        }
-    }
-
-    var isFloatingPoint: Bool { self == .float || self == .float16 || self == .double || self == .bfloat16 }
-}
-
 /// A tensor from an ONNX file: its dims and where its data lies.
 struct ONNXTensor: Sendable {
     enum Storage: Sendable {
@@ -48,7 +31,7 @@ struct ONNXTensor: Sendable {
     var dims: [Int]
     /// The raw `data_type` code (kept even when not one FaceEmbed reads, for the error message).
     var dataTypeCode: Int
-    var dataType: ONNXDataType? { ONNXDataType(rawValue: dataTypeCode) }
+    var dataType: ElementType? { ElementType(rawValue: dataTypeCode) }
     var storage: Storage
     /// Number of elements (1 for a scalar).
     var count: Int { dims.reduce(1, *) }
@@ -62,20 +45,11 @@ struct ONNXTensor: Sendable {
         case let .ints(v):
             switch type {
             case .float16: return v.map { halfToFloat(UInt16(truncatingIfNeeded: $0)) }
-            case .bfloat16: return v.map { Float(bitPattern: UInt32(UInt16(truncatingIfNeeded: $0)) << 16) }
+            case .bfloat16: return v.map { bfloat16ToFloat(UInt16(truncatingIfNeeded: $0)) }
             default: return v.map { Float($0) }
             }
         case let .bytes(ranges):
-            var out: [Float] = []
-            out.reserveCapacity(count)
-            for r in ranges {
-                var o = r.lowerBound
-                while o + type.size <= r.upperBound {
-                    out.append(ONNXTensor.element(file, o, type))
-                    o += type.size
-                }
-            }
-            return out
+            return ranges.flatMap { type.floats(file, at: $0.lowerBound, count: $0.count / type.size) }
         }
     }
 
@@ -83,52 +57,12 @@ struct ONNXTensor: Sendable {
     func ints(_ file: UnsafeRawBufferPointer) -> [Int64] {
         let type = dataType ?? .int64
         switch storage {
-        case let .ints(v): return type.isFloatingPoint ? floats(file).map { Int64(exactly: $0.rounded(.towardZero)) ?? 0 } : v
-        case .floats, .doubles: return floats(file).map { Int64(exactly: $0.rounded(.towardZero)) ?? 0 }
-        case let .bytes(ranges):
-            if type.isFloatingPoint { return floats(file).map { Int64(exactly: $0.rounded(.towardZero)) ?? 0 } }
-            var out: [Int64] = []
-            for r in ranges {
-                var o = r.lowerBound
-                while o + type.size <= r.upperBound {
-                    switch type {
-                    case .int64: out.append(Int64(littleEndian: file.loadUnaligned(fromByteOffset: o, as: Int64.self)))
-                    case .int32: out.append(Int64(Int32(littleEndian: file.loadUnaligned(fromByteOffset: o, as: Int32.self))))
-                    case .int8: out.append(Int64(Int8(bitPattern: file[o])))
-                    default: out.append(Int64(file[o]))
-                    }
-                    o += type.size
-                }
-            }
-            return out
+        case let .ints(v) where !type.isFloatingPoint: return v
+        case let .bytes(ranges) where !type.isFloatingPoint:
+            return ranges.flatMap { type.offsets(in: $0).map { type.integer(file, at: $0) } }
+        default: return floats(file).map { Int64(exactly: $0.rounded(.towardZero)) ?? 0 }
         }
     }
-
-    private static func element(_ file: UnsafeRawBufferPointer, _ o: Int, _ type: ONNXDataType) -> Float {
-        switch type {
-        case .float: return Float(bitPattern: UInt32(littleEndian: file.loadUnaligned(fromByteOffset: o, as: UInt32.self)))
-        case .double: return Float(Double(bitPattern: UInt64(littleEndian: file.loadUnaligned(fromByteOffset: o, as: UInt64.self))))
-        case .float16: return halfToFloat(UInt16(littleEndian: file.loadUnaligned(fromByteOffset: o, as: UInt16.self)))
-        case .bfloat16:
-            return Float(bitPattern: UInt32(UInt16(littleEndian: file.loadUnaligned(fromByteOffset: o, as: UInt16.self))) << 16)
-        case .int64: return Float(Int64(littleEndian: file.loadUnaligned(fromByteOffset: o, as: Int64.self)))
-        case .int32: return Float(Int32(littleEndian: file.loadUnaligned(fromByteOffset: o, as: Int32.self)))
-        case .int8: return Float(Int8(bitPattern: file[o]))
-        case .uint8, .bool: return Float(file[o])
-        }
-    }
-}
-
-/// IEEE 754 binary16 → binary32, exact (subnormals, infinities and NaN included).
-func halfToFloat(_ h: UInt16) -> Float {
-    let sign = UInt32(h & 0x8000) << 16
-    let exp = Int(h >> 10) & 0x1F, frac = UInt32(h & 0x3FF)
-    if exp == 0 {
-        let v = Float(frac) * 0x1p-24  // subnormal or zero
-        return sign != 0 ? -v : v
-    }
-    if exp == 31 { return Float(bitPattern: sign | 0x7F80_0000 | (frac << 13)) }
-    return Float(bitPattern: sign | UInt32(exp - 15 + 127) << 23 | (frac << 13))
 }
 
 /// An attribute of a node.
@@ -353,9 +287,7 @@ final class ONNXModel: @unchecked Sendable {
                     ranges.append(range)
                 } else {
                     // Element by element (or mixed): materialise in order.
-                    for rg in ranges { for o in stride(from: rg.lowerBound, to: rg.upperBound, by: 4) {
-                        floats.append(Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: o, as: UInt32.self))))
-                    } }
+                    floats += ranges.flatMap { ElementType.float.floats(bytes, at: $0.lowerBound, count: $0.count / 4) }
                     ranges = []
                     try r.appendFloats(key, to: &floats, limit: maxListCount, "tensor float_data")
                 }
@@ -393,7 +325,7 @@ final class ONNXModel: @unchecked Sendable {
             shape.append(Int(d))
         }
         guard kinds.count <= 1 else { throw fail("tensor \(label) stores its data in more than one field") }
-        let typed = ONNXDataType(rawValue: Int(clamping: type))
+        let typed = ElementType(rawValue: Int(clamping: type))
         let storage: ONNXTensor.Storage
         let stored: Int
         switch kinds.first {

@@ -60,7 +60,7 @@ enum ONNXImporter {
         guard realInputs.count == 1, let input = realInputs.first else {
             throw fail("the graph must have exactly one input (it has \(realInputs.map(\.name)))")
         }
-        if input.elemType != 0 && input.elemType != ONNXDataType.float.rawValue {
+        if input.elemType != 0 && input.elemType != ElementType.float.rawValue {
             throw fail("input \(input.name) has element type \(input.elemType), not float")
         }
         if let dims = input.dims {
