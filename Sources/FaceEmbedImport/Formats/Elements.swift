@@ -31,11 +31,10 @@ enum ElementType: Int, Sendable {
     /// The element at byte `offset` of `bytes`, as float32 (a double rounded, an integer converted).
     func float(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> Float {
         switch self {
-        case .float: return Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
-        case .double:
-            return Float(Double(bitPattern: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))))
-        case .float16: return halfToFloat(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self)))
-        case .bfloat16: return bfloat16ToFloat(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self)))
+        case .float: return Float(bitPattern: bytes.littleEndian(at: offset))
+        case .double: return Float(Double(bitPattern: bytes.littleEndian(at: offset)))
+        case .float16: return halfToFloat(bytes.littleEndian(at: offset))
+        case .bfloat16: return bfloat16ToFloat(bytes.littleEndian(at: offset))
         case .int64, .int32, .int8, .uint8, .bool: return Float(integer(bytes, at: offset))
         }
     }
@@ -43,8 +42,8 @@ enum ElementType: Int, Sendable {
     /// The integer element at byte `offset` of `bytes` (a floating-point type is read as its first byte).
     func integer(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> Int64 {
         switch self {
-        case .int64: return Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: Int64.self))
-        case .int32: return Int64(Int32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: Int32.self)))
+        case .int64: return bytes.littleEndian(at: offset)
+        case .int32: return Int64(Int32(bitPattern: bytes.littleEndian(at: offset)))
         case .int8: return Int64(Int8(bitPattern: bytes[offset]))
         default: return Int64(bytes[offset])
         }
@@ -61,6 +60,13 @@ enum ElementType: Int, Sendable {
     /// The offsets of the whole elements within `range` (a trailing partial element is left out).
     func offsets(in range: Range<Int>) -> StrideTo<Int> {
         stride(from: range.lowerBound, to: range.upperBound - size + 1, by: size)
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    /// The little-endian integer at byte `offset` (unaligned).
+    func littleEndian<T: FixedWidthInteger>(at offset: Int) -> T {
+        T(littleEndian: loadUnaligned(fromByteOffset: offset, as: T.self))
     }
 }
 
