@@ -86,6 +86,20 @@ struct InputPreprocessing {
     mutating func divide(_ v: Float) { scale /= v; isPresent = true }
 }
 
+/// The geometry of a convolution read from a model, or an error (`fail`) naming what does not fit `PlanLimits` or
+/// the input. `kernel`, `stride` and `pad` are (height, width).
+func convGeometry(input x: ValueShape, filters: Int, kernel: [Int], stride: [Int], pad: [Int], groups: Int,
+                  fail: (String) -> FaceEmbedError) throws(FaceEmbedError) -> ConvGeometry {
+    guard let g = ConvGeometry.checked(inC: x.c, inH: x.h, inW: x.w, outC: filters, kH: kernel[0], kW: kernel[1],
+                                       strideH: stride[0], strideW: stride[1], padH: pad[0], padW: pad[1],
+                                       groups: groups) else {
+        throw fail("kernel \(kernel), stride \(stride), pad \(pad), \(filters) filters in \(groups) groups "
+            + "do not fit a \(x.c)x\(x.h)x\(x.w) input (FaceEmbed runs kernels up to \(PlanLimits.maxKernel), "
+            + "strides up to \(PlanLimits.maxStride), pads up to \(PlanLimits.maxPad))")
+    }
+    return g
+}
+
 /// Folds batch-norm parameters into a per-channel scale and shift (`fixGamma` ignores `gamma`, as MXNet's
 /// `fix_gamma` does).
 func batchNormScaleShift(gamma: [Float], beta: [Float], mean: [Float], variance: [Float], eps: Float,
