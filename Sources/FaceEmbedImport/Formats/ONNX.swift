@@ -267,92 +267,19 @@ final class ONNXModel: @unchecked Sendable {
 
     private static func parseTensor(_ r: inout ProtoReader, bytes: UnsafeRawBufferPointer,
                                     fail: @escaping (String) -> FaceEmbedError) throws(FaceEmbedError) -> ONNXTensor {
-        var dims: [Int64] = []
-        var type: Int64 = 0, name = "", external = false
-        var ranges: [Range<Int>] = [], floats: [Float] = [], doubles: [Double] = [], ints: [Int64] = []
-        var kinds = Set<Int>()  // which data fields appeared
-        while let key = try r.next() {
-            switch key.number {
-            case 1: try r.appendInts(key, to: &dims, limit: maxDims, "tensor dims")
-            case 2: type = try r.int(key, "tensor data_type")
-            case 8: name = try r.string(key, "tensor name")
-            case 9:
-                try r.expect(key, ProtoReader.lengthDelimited, "raw_data")
-                ranges.append(try r.readBytes()); kinds.insert(9)
-            case 4:
-                kinds.insert(4)
-                if key.wireType == ProtoReader.lengthDelimited, floats.isEmpty {
-                    let range = try r.readBytes()
-                    guard range.count % 4 == 0 else { throw fail("tensor \(name): packed float_data of \(range.count) bytes") }
-                    ranges.append(range)
-                } else {
-                    // Element by element (or mixed): materialise in order.
-                    floats += ranges.flatMap { ElementType.float.floats(bytes, at: $0.lowerBound, count: $0.count / 4) }
-                    ranges = []
-                    try r.appendFloats(key, to: &floats, limit: maxListCount, "tensor float_data")
-                }
-            case 5, 7:
-                kinds.insert(key.number)
-                try r.appendInts(key, to: &ints, limit: maxListCount, "tensor int data")
-            case 10:
-                kinds.insert(10)
-                if key.wireType == ProtoReader.lengthDelimited {
-                    let range = try r.readBytes()
-                    guard range.count % 8 == 0, doubles.count + range.count / 8 <= maxListCount else {
-                        throw fail("tensor \(name): packed double_data of \(range.count) bytes")
-                    }
-                    for o in stride(from: range.lowerBound, to: range.upperBound, by: 8) {
-                        doubles.append(Double(bitPattern: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: o, as: UInt64.self))))
-                    }
-                } else {
-                    try r.expect(key, ProtoReader.fixed64, "double_data")
-                    guard doubles.count < maxListCount else { throw fail("tensor \(name): too many doubles") }
-                    doubles.append(Double(bitPattern: try r.readFixed64()))
-                }
-            case 14: external = try r.int(key, "data_location") == 1
-            default: try r.skip(key)
-            }
+        var f = TensorFields()
+        while let key = try r.next() { try f.read(key, &r, bytes: bytes, fail: fail) }
+        let label = f.name.isEmpty ? "(unnamed)" : f.name
+        guard !f.external else {
+            throw fail("tensor \(label) keeps its data in an external file, which is not supported")
         }
-        let label = name.isEmpty ? "(unnamed)" : name
-        guard !external else { throw fail("tensor \(label) keeps its data in an external file, which is not supported") }
-        var count = 1
-        var shape: [Int] = []
-        for d in dims {
-            guard d >= 0, d <= Int64(maxElements) else { throw fail("tensor \(label) has dimension \(d)") }
-            let (p, o) = count.multipliedReportingOverflow(by: Int(d))
-            guard !o, p <= maxElements else { throw fail("tensor \(label) has \(dims) elements: too many") }
-            count = p
-            shape.append(Int(d))
-        }
-        guard kinds.count <= 1 else { throw fail("tensor \(label) stores its data in more than one field") }
-        let typed = ElementType(rawValue: Int(clamping: type))
-        let storage: ONNXTensor.Storage
-        let stored: Int
-        switch kinds.first {
-        case 9?:
-            let total = ranges.reduce(0) { $0 + $1.count }
-            guard let typed else {
-                return ONNXTensor(name: name, dims: shape, dataTypeCode: Int(clamping: type), storage: .bytes(ranges))
-            }
-            guard total % typed.size == 0 else { throw fail("tensor \(label): raw_data of \(total) bytes is not whole elements") }
-            storage = .bytes(ranges); stored = total / typed.size
-        case 4?:
-            guard typed == .float else { throw fail("tensor \(label): float_data for data type \(type)") }
-            if floats.isEmpty { storage = .bytes(ranges); stored = ranges.reduce(0) { $0 + $1.count } / 4 }
-            else { storage = .floats(floats); stored = floats.count }
-        case 10?:
-            guard typed == .double else { throw fail("tensor \(label): double_data for data type \(type)") }
-            storage = .doubles(doubles); stored = doubles.count
-        case 5?, 7?:
-            guard typed != nil, typed != .float, typed != .double else { throw fail("tensor \(label): integer data for data type \(type)") }
-            storage = .ints(ints); stored = ints.count
-        default:
-            storage = .bytes([]); stored = 0
-        }
-        guard stored == count else {
+        let (shape, count) = try f.shape(label, fail: fail)
+        guard f.kinds.count <= 1 else { throw fail("tensor \(label) stores its data in more than one field") }
+        let (storage, stored) = try f.storage(label, fail: fail)
+        if let stored, stored != count {
             throw fail("tensor \(label) of shape \(shape) needs \(count) values, the file stores \(stored)")
         }
-        return ONNXTensor(name: name, dims: shape, dataTypeCode: Int(clamping: type), storage: storage)
+        return ONNXTensor(name: f.name, dims: shape, dataTypeCode: Int(clamping: f.type), storage: storage)
     }
 
     private static func parseValueInfo(_ r: inout ProtoReader) throws(FaceEmbedError) -> ONNXValueInfo {
@@ -390,5 +317,107 @@ final class ONNXModel: @unchecked Sendable {
             }
         }
         return v
+    }
+}
+
+/// The fields of a TensorProto as read, before they are checked against each other.
+private struct TensorFields {
+    var dims: [Int64] = []
+    var type: Int64 = 0, name = "", external = false
+    var ranges: [Range<Int>] = [], floats: [Float] = [], doubles: [Double] = [], ints: [Int64] = []
+    /// Which data fields appeared.
+    var kinds = Set<Int>()
+
+    mutating func read(_ key: ProtoKey, _ r: inout ProtoReader, bytes: UnsafeRawBufferPointer,
+                       fail: (String) -> FaceEmbedError) throws(FaceEmbedError) {
+        switch key.number {
+        case 1: try r.appendInts(key, to: &dims, limit: ONNXModel.maxDims, "tensor dims")
+        case 2: type = try r.int(key, "tensor data_type")
+        case 8: name = try r.string(key, "tensor name")
+        case 9:
+            try r.expect(key, ProtoReader.lengthDelimited, "raw_data")
+            ranges.append(try r.readBytes()); kinds.insert(9)
+        case 4: kinds.insert(4); try readFloatData(key, &r, bytes: bytes, fail: fail)
+        case 5, 7:
+            kinds.insert(key.number)
+            try r.appendInts(key, to: &ints, limit: ONNXModel.maxListCount, "tensor int data")
+        case 10: kinds.insert(10); try readDoubleData(key, &r, bytes: bytes, fail: fail)
+        case 14: external = try r.int(key, "data_location") == 1
+        default: try r.skip(key)
+        }
+    }
+
+    /// float_data: packed chunks stay in the file; values given one by one (or mixed) are materialised in order.
+    mutating func readFloatData(_ key: ProtoKey, _ r: inout ProtoReader, bytes: UnsafeRawBufferPointer,
+                                fail: (String) -> FaceEmbedError) throws(FaceEmbedError) {
+        if key.wireType == ProtoReader.lengthDelimited, floats.isEmpty {
+            let range = try r.readBytes()
+            guard range.count % 4 == 0 else { throw fail("tensor \(name): packed float_data of \(range.count) bytes") }
+            ranges.append(range)
+        } else {
+            floats += ranges.flatMap { ElementType.float.floats(bytes, at: $0.lowerBound, count: $0.count / 4) }
+            ranges = []
+            try r.appendFloats(key, to: &floats, limit: ONNXModel.maxListCount, "tensor float_data")
+        }
+    }
+
+    mutating func readDoubleData(_ key: ProtoKey, _ r: inout ProtoReader, bytes: UnsafeRawBufferPointer,
+                                 fail: (String) -> FaceEmbedError) throws(FaceEmbedError) {
+        if key.wireType == ProtoReader.lengthDelimited {
+            let range = try r.readBytes()
+            guard range.count % 8 == 0, doubles.count + range.count / 8 <= ONNXModel.maxListCount else {
+                throw fail("tensor \(name): packed double_data of \(range.count) bytes")
+            }
+            doubles += stride(from: range.lowerBound, to: range.upperBound, by: 8).map {
+                Double(bitPattern: bytes.littleEndian(at: $0))
+            }
+        } else {
+            try r.expect(key, ProtoReader.fixed64, "double_data")
+            guard doubles.count < ONNXModel.maxListCount else { throw fail("tensor \(name): too many doubles") }
+            doubles.append(Double(bitPattern: try r.readFixed64()))
+        }
+    }
+
+    /// The dimensions and element count, each bounded by `ONNXModel.maxElements`.
+    func shape(_ label: String, fail: (String) -> FaceEmbedError) throws(FaceEmbedError) -> (shape: [Int], count: Int) {
+        var count = 1
+        var shape: [Int] = []
+        for d in dims {
+            guard d >= 0, d <= Int64(ONNXModel.maxElements) else { throw fail("tensor \(label) has dimension \(d)") }
+            let (p, o) = count.multipliedReportingOverflow(by: Int(d))
+            guard !o, p <= ONNXModel.maxElements else { throw fail("tensor \(label) has \(dims) elements: too many") }
+            count = p
+            shape.append(Int(d))
+        }
+        return (shape, count)
+    }
+
+    /// The data and how many elements it holds (nil: raw data of a type FaceEmbed does not read, kept for messages).
+    func storage(_ label: String,
+                 fail: (String) -> FaceEmbedError) throws(FaceEmbedError) -> (ONNXTensor.Storage, stored: Int?) {
+        let typed = ElementType(rawValue: Int(clamping: type))
+        switch kinds.first {
+        case 9?:
+            let total = ranges.reduce(0) { $0 + $1.count }
+            guard let typed else { return (.bytes(ranges), nil) }
+            guard total % typed.size == 0 else {
+                throw fail("tensor \(label): raw_data of \(total) bytes is not whole elements")
+            }
+            return (.bytes(ranges), total / typed.size)
+        case 4?:
+            guard typed == .float else { throw fail("tensor \(label): float_data for data type \(type)") }
+            if floats.isEmpty { return (.bytes(ranges), ranges.reduce(0) { $0 + $1.count } / 4) }
+            return (.floats(floats), floats.count)
+        case 10?:
+            guard typed == .double else { throw fail("tensor \(label): double_data for data type \(type)") }
+            return (.doubles(doubles), doubles.count)
+        case 5?, 7?:
+            guard typed != nil, typed != .float, typed != .double else {
+                throw fail("tensor \(label): integer data for data type \(type)")
+            }
+            return (.ints(ints), ints.count)
+        default:
+            return (.bytes([]), 0)
+        }
     }
 }
