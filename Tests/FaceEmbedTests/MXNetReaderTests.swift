@@ -136,11 +136,9 @@ struct MXNetReaderTests {
         for (a, b) in edits { text = text.replacingOccurrences(of: a, with: b) }
         let symbol = TestModels.folder.appendingPathComponent("edited-symbol.json").path
         try text.write(toFile: symbol, atomically: true, encoding: .utf8)
+        let params = dir.appendingPathComponent("model-0000.ndarray").path
         let out = TestModels.folder.appendingPathComponent("edited.feb").path
-        return thrown {
-            try ModelConverter.convertMXNet(symbol: symbol, params: dir.appendingPathComponent("model-0000.ndarray").path,
-                                            to: out)
-        }
+        return thrown { try ModelConverter.convertMXNet(symbol: symbol, params: params, to: out) }
     }
 
     @Test func unknownOperatorsAreListedTogetherByName() throws {
