@@ -13,9 +13,6 @@ enum ONNXImporter {
     /// Turns one node into fusion ops (or into a view of a value it already has) on the context.
     typealias Handler = @Sendable (inout ONNXContext) throws(FaceEmbedError) -> Void
 
-    /// Operators the importer understands (default domain).
-    static var supportedOperators: Set<String> { Set(handlers.keys) }
-
     /// Builds the fused plan of `model`; `fileStem` names a model of no known family.
     static func importModel(_ model: ONNXModel, name fileStem: String) throws(FaceEmbedError) -> ImportedModel {
         let steps = try handlers(for: model)
