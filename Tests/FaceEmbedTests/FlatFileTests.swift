@@ -77,6 +77,22 @@ struct FlatFileTests {
     }
 }
 
+extension FlatFileTests {
+    @Test("a convolution beyond PlanLimits is refused by the reader as by the importers",
+          arguments: [(6, PlanLimits.maxKernel + 1), (8, PlanLimits.maxStride + 1), (10, PlanLimits.maxPad + 1)])
+    func convolutionBeyondThePlanLimitsIsRefused(field: Int, value: Int) throws {
+        let (_, bytes) = try converted()
+        let values = Int(bytes[48]) | Int(bytes[49]) << 8
+        let layer0 = 128 + 12 * values
+        #expect(bytes[layer0] == 1 && bytes[layer0 + 4] == 19, "layer 0 is a convolution with 19 fields")
+        var b = bytes
+        let at = layer0 + 8 + 4 * field
+        b.replaceSubrange(at..<(at + 4), with: Hostile.le32(UInt32(value)))
+        expectError(loadError(Hostile.rehashed(b), "limits.feb"), "invalidWeights", "layer 0",
+                    "convolution geometry out of range")
+    }
+}
+
 struct WeightLayoutTests {
     @Test("lane-packed weights put output channel o of block b in lane o mod 16, zero past outC, per group")
     func lanePackingLayout() {

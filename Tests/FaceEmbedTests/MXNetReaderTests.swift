@@ -29,9 +29,9 @@ struct MXNetReaderTests {
         let p = try MXNetParams(bytes: file.bytes, file: Self.dtypes)
         let f32 = p.floats(try p.array("f32")), f64 = p.floats(try p.array("f64")), f16 = p.floats(try p.array("f16"))
         #expect(try p.array("f16").dtype == 2 && p.array("f64").dtype == 1)
+        #expect(try p.array("f16").element == .float16 && p.array("f64").element == .double)
         #expect(f64 == f32)
         expectClose(f16, f32, maxAbs: 4e-3, cosine: 0.99999, "float16")
-        #expect(float16ToFloat(0x3C00) == 1 && float16ToFloat(0xC000) == -2 && float16ToFloat(0x0001) == 5.9604645e-8)
     }
 
     /// Rewrites an MXNet-written V2 file's single-array headers into another header version.
@@ -128,4 +128,29 @@ struct MXNetReaderTests {
             #expect(s.nodes[s.head].name == "fc1")
         }
     }
+
+    /// The tiny MobileFaceNet's symbol with `edits` applied, converted with its params; the error it ends in.
+    func conversionError(_ edits: [(String, String)]) throws -> FaceEmbedError? {
+        let dir = TestPaths.fixtures.appendingPathComponent("tiny-mobilefacenet")
+        var text = try String(contentsOf: dir.appendingPathComponent("model-symbol.json"), encoding: .utf8)
+        for (a, b) in edits { text = text.replacingOccurrences(of: a, with: b) }
+        let symbol = TestModels.folder.appendingPathComponent("edited-symbol.json").path
+        try text.write(toFile: symbol, atomically: true, encoding: .utf8)
+        let params = dir.appendingPathComponent("model-0000.ndarray").path
+        let out = TestModels.folder.appendingPathComponent("edited.feb").path
+        return thrown { try ModelConverter.convertMXNet(symbol: symbol, params: params, to: out) }
+    }
+
+    @Test func unknownOperatorsAreListedTogetherByName() throws {
+        let e = try conversionError([("\"op\": \"BatchNorm\"", "\"op\": \"InstanceNorm\""),
+                                     ("\"op\": \"elemwise_add\"", "\"op\": \"broadcast_mul\"")])
+        expectError(e, "unsupportedModel", "unsupported MXNet operators: InstanceNorm (26 nodes, first ",
+                    ", broadcast_mul (4 nodes, first ", "FaceEmbed supports BatchNorm, Convolution")
+    }
+
+    @Test func convolutionsBeyondThePlanLimitsAreRefused() throws {
+        let e = try conversionError([("\"kernel\": \"(3, 3)\"", "\"kernel\": \"(\(PlanLimits.maxKernel + 2), 3)\"")])
+        expectError(e, "unsupportedModel", "kernel [17, 3]", "kernels up to 15, strides up to 8, pads up to 15")
+    }
 }
+

@@ -110,7 +110,20 @@ enum ONNXFixtures {
         #expect(halfToFloat(0x0001) == 0x1p-24)
         #expect(halfToFloat(0x8000) == 0 && halfToFloat(0x8000).sign == .minus)
         #expect(halfToFloat(0x7C00) == .infinity && halfToFloat(0x7E00).isNaN)
+        #expect(bfloat16ToFloat(0x3FC0) == 1.5 && bfloat16ToFloat(0xC000) == -2)
     }
+
+    #if !(os(macOS) && arch(x86_64))
+    @Test func halfPrecisionMatchesFloat16OnEveryBitPattern() {
+        // The ONNX and MXNet readers share halfToFloat: bit for bit the platform's conversion (the hardware may quiet
+        // a signalling NaN, so NaNs need only be NaNs).
+        let differing = (0...0xFFFF).filter {
+            let mine = halfToFloat(UInt16($0)), platform = Float(Float16(bitPattern: UInt16($0)))
+            return mine.bitPattern != platform.bitPattern && !(mine.isNaN && platform.isNaN)
+        }
+        #expect(differing.isEmpty, "\(differing.prefix(8))")
+    }
+    #endif
 
     // MARK: ONNX reader
 

@@ -176,14 +176,12 @@ package enum FlatFile {
         func opt(_ v: Int) -> Int? { v < 0 ? nil : v }
         switch (code, f.count) {
         case (1, 19):
-            // Fields are checked before ConvGeometry divides by the strides (a zero stride in a file trapped here).
-            guard [f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[12]].allSatisfy({ $0 >= 1 && $0 <= 65_536 }),
-                  f[10] >= 0, f[11] >= 0, f[10] <= 64, f[11] <= 64, f[6] <= f[3] + 2 * f[10], f[7] <= f[4] + 2 * f[11],
-                  f[2] % f[12] == 0, f[5] % f[12] == 0 else {
+            // The fields are range-checked before anything divides by the strides (a zero stride trapped here once).
+            guard let g = ConvGeometry.checked(inC: f[2], inH: f[3], inW: f[4], outC: f[5], kH: f[6], kW: f[7],
+                                               strideH: f[8], strideW: f[9], padH: f[10], padW: f[11],
+                                               groups: f[12]) else {
                 throw fail("layer \(i): convolution geometry out of range")
             }
-            let g = ConvGeometry(inC: f[2], inH: f[3], inW: f[4], outC: f[5], kH: f[6], kW: f[7], strideH: f[8],
-                                 strideW: f[9], padH: f[10], padW: f[11], groups: f[12])
             return .convolution(ConvLayer(input: f[0], output: f[1], geometry: g, weight: f[13], bias: f[14],
                                           slope: opt(f[15]), residual: opt(f[16]), inputScale: opt(f[17]), inputShift: opt(f[18])))
         case (2, 5):

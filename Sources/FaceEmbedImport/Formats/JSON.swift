@@ -79,36 +79,22 @@ struct JSONParser {
         guard i < bytes.count else { throw fail("unexpected end") }
         switch bytes[i] {
         case UInt8(ascii: "{"):
-            i += 1
             var members: [(String, JSONValue)] = []
-            skipSpace()
-            if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
-            while true {
-                skipSpace()
-                guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a key") }
-                let key = try string()
-                skipSpace()
-                try expect(":")
-                members.append((key, try value(depth: depth + 1)))
-                skipSpace()
-                guard i < bytes.count else { throw fail("unterminated object") }
-                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-                if bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
-                throw fail("expected , or }")
+            try elements(until: "}", "object") { (p: inout JSONParser) throws(FaceEmbedError) in
+                p.skipSpace()
+                guard p.i < p.bytes.count, p.bytes[p.i] == UInt8(ascii: "\"") else { throw p.fail("expected a key") }
+                let key = try p.string()
+                p.skipSpace()
+                try p.expect(":")
+                members.append((key, try p.value(depth: depth + 1)))
             }
+            return .object(members)
         case UInt8(ascii: "["):
-            i += 1
             var items: [JSONValue] = []
-            skipSpace()
-            if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
-            while true {
-                items.append(try value(depth: depth + 1))
-                skipSpace()
-                guard i < bytes.count else { throw fail("unterminated array") }
-                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-                if bytes[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
-                throw fail("expected , or ]")
+            try elements(until: "]", "array") { (p: inout JSONParser) throws(FaceEmbedError) in
+                items.append(try p.value(depth: depth + 1))
             }
+            return .array(items)
         case UInt8(ascii: "\""):
             return .string(try string())
         case UInt8(ascii: "t"): try expect("true"); return .bool(true)
@@ -116,6 +102,23 @@ struct JSONParser {
         case UInt8(ascii: "n"): try expect("null"); return .null
         default:
             return .number(try number())
+        }
+    }
+
+    /// Reads the comma-separated elements of an object or array, each with `element`, from just after its opening
+    /// bracket to just after the `close` one.
+    private mutating func elements(until close: Unicode.Scalar, _ what: String,
+                                   _ element: (inout JSONParser) throws(FaceEmbedError) -> Void) throws(FaceEmbedError) {
+        i += 1  // the opening bracket
+        skipSpace()
+        if i < bytes.count, bytes[i] == UInt8(ascii: close) { i += 1; return }
+        while true {
+            try element(&self)
+            skipSpace()
+            guard i < bytes.count else { throw fail("unterminated \(what)") }
+            if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+            if bytes[i] == UInt8(ascii: close) { i += 1; return }
+            throw fail("expected , or \(close)")
         }
     }
 

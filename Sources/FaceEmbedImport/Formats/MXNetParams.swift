@@ -25,6 +25,9 @@ struct MXNetArray {
     var dataOffset: Int
     /// Number of elements.
     var count: Int
+
+    /// The type of `dtype` (checked when the file was read).
+    var element: ElementType { ElementType(mxnet: dtype) ?? .float }
 }
 
 /// A parsed `.params` file over bytes that stay owned by the caller (usually a `MappedFile`).
@@ -109,14 +112,10 @@ struct MXNetParams {
         _ = try r.i32("\(what) device type")
         _ = try r.i32("\(what) device id")
         let dtype = try r.i32("\(what) dtype")
-        let size: Int
-        switch dtype {
-        case 0: size = 4
-        case 1: size = 8
-        case 2: size = 2
-        default:
+        guard let element = ElementType(mxnet: dtype) else {
             throw r.fail("\(what) has dtype \(dtype); only float32, float64 and float16 are supported")
         }
+        let size = element.size
         var count = 1
         for d in shape {
             let (p, o) = count.multipliedReportingOverflow(by: d)
@@ -137,14 +136,9 @@ struct MXNetParams {
     /// Throws, naming the parameter, if a value is NaN or infinite as float32 (a float64 beyond Float's range
     /// counts as infinite). Reads in place; nothing is allocated.
     func checkFinite(_ a: MXNetArray) throws(FaceEmbedError) {
-        let raw = UnsafeRawBufferPointer(rebasing: bytes[a.dataOffset...])
+        let type = a.element
         for i in 0..<a.count {
-            let v: Float
-            switch a.dtype {
-            case 1: v = Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self))))
-            case 2: v = float16ToFloat(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))
-            default: v = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
-            }
+            let v = type.float(bytes, at: a.dataOffset + i * type.size)
             guard v.isFinite else {
                 throw .invalidWeights(file: file, reason: "parameter \(a.name) holds \(v.isNaN ? "NaN" : "an infinite value") at index \(i) of shape \(a.shape)")
             }
@@ -152,31 +146,5 @@ struct MXNetParams {
     }
 
     /// The array's values as float32 (float16 and float64 converted).
-    func floats(_ a: MXNetArray) -> [Float] {
-        let raw = UnsafeRawBufferPointer(rebasing: bytes[a.dataOffset...])
-        return [Float](unsafeUninitializedCapacity: a.count) { out, n in
-            switch a.dtype {
-            case 1: for i in 0..<a.count { out[i] = Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)))) }
-            case 2: for i in 0..<a.count { out[i] = float16ToFloat(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) }
-            default: for i in 0..<a.count { out[i] = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))) }
-            }
-            n = a.count
-        }
-    }
-}
-
-/// IEEE half to float, bit by bit (no dependence on the platform's Float16 support).
-func float16ToFloat(_ h: UInt16) -> Float {
-    let sign = UInt32(h >> 15) << 31
-    let exp = Int((h >> 10) & 0x1F)
-    var mant = UInt32(h & 0x3FF)
-    if exp == 0 {
-        if mant == 0 { return Float(bitPattern: sign) }
-        var e = -14
-        while mant & 0x400 == 0 { mant <<= 1; e -= 1 }
-        mant &= 0x3FF
-        return Float(bitPattern: sign | UInt32(e + 127) << 23 | mant << 13)
-    }
-    if exp == 31 { return Float(bitPattern: sign | 0x7F80_0000 | mant << 13) }
-    return Float(bitPattern: sign | UInt32(exp - 15 + 127) << 23 | mant << 13)
+    func floats(_ a: MXNetArray) -> [Float] { a.element.floats(bytes, at: a.dataOffset, count: a.count) }
 }

@@ -13,23 +13,6 @@ import FaceEmbed
 //   ValueInfoProto  1 name · 2 type → TypeProto 1 tensor_type → 1 elem_type, 2 shape → 1 dim → 1 dim_value, 2 dim_param
 // Everything else is skipped.
 
-/// ONNX element types (TensorProto.DataType) FaceEmbed can read.
-enum ONNXDataType: Int, Sendable {
-    case float = 1, uint8 = 2, int8 = 3, int32 = 6, int64 = 7, bool = 9, float16 = 10, double = 11, bfloat16 = 16
-
-    /// Bytes per element in `raw_data`.
-    var size: Int {
-        switch self {
-        case .uint8, .int8, .bool: return 1
-        case .float16, .bfloat16: return 2
-        case .float, .int32: return 4
-        case .int64, .double: return 8
-        }
-    }
-
-    var isFloatingPoint: Bool { self == .float || self == .float16 || self == .double || self == .bfloat16 }
-}
-
 /// A tensor from an ONNX file: its dims and where its data lies.
 struct ONNXTensor: Sendable {
     enum Storage: Sendable {
@@ -48,7 +31,7 @@ struct ONNXTensor: Sendable {
     var dims: [Int]
     /// The raw `data_type` code (kept even when not one FaceEmbed reads, for the error message).
     var dataTypeCode: Int
-    var dataType: ONNXDataType? { ONNXDataType(rawValue: dataTypeCode) }
+    var dataType: ElementType? { ElementType(rawValue: dataTypeCode) }
     var storage: Storage
     /// Number of elements (1 for a scalar).
     var count: Int { dims.reduce(1, *) }
@@ -62,20 +45,11 @@ struct ONNXTensor: Sendable {
         case let .ints(v):
             switch type {
             case .float16: return v.map { halfToFloat(UInt16(truncatingIfNeeded: $0)) }
-            case .bfloat16: return v.map { Float(bitPattern: UInt32(UInt16(truncatingIfNeeded: $0)) << 16) }
+            case .bfloat16: return v.map { bfloat16ToFloat(UInt16(truncatingIfNeeded: $0)) }
             default: return v.map { Float($0) }
             }
         case let .bytes(ranges):
-            var out: [Float] = []
-            out.reserveCapacity(count)
-            for r in ranges {
-                var o = r.lowerBound
-                while o + type.size <= r.upperBound {
-                    out.append(ONNXTensor.element(file, o, type))
-                    o += type.size
-                }
-            }
-            return out
+            return ranges.flatMap { type.floats(file, at: $0.lowerBound, count: $0.count / type.size) }
         }
     }
 
@@ -83,52 +57,12 @@ struct ONNXTensor: Sendable {
     func ints(_ file: UnsafeRawBufferPointer) -> [Int64] {
         let type = dataType ?? .int64
         switch storage {
-        case let .ints(v): return type.isFloatingPoint ? floats(file).map { Int64(exactly: $0.rounded(.towardZero)) ?? 0 } : v
-        case .floats, .doubles: return floats(file).map { Int64(exactly: $0.rounded(.towardZero)) ?? 0 }
-        case let .bytes(ranges):
-            if type.isFloatingPoint { return floats(file).map { Int64(exactly: $0.rounded(.towardZero)) ?? 0 } }
-            var out: [Int64] = []
-            for r in ranges {
-                var o = r.lowerBound
-                while o + type.size <= r.upperBound {
-                    switch type {
-                    case .int64: out.append(Int64(littleEndian: file.loadUnaligned(fromByteOffset: o, as: Int64.self)))
-                    case .int32: out.append(Int64(Int32(littleEndian: file.loadUnaligned(fromByteOffset: o, as: Int32.self))))
-                    case .int8: out.append(Int64(Int8(bitPattern: file[o])))
-                    default: out.append(Int64(file[o]))
-                    }
-                    o += type.size
-                }
-            }
-            return out
+        case let .ints(v) where !type.isFloatingPoint: return v
+        case let .bytes(ranges) where !type.isFloatingPoint:
+            return ranges.flatMap { type.offsets(in: $0).map { type.integer(file, at: $0) } }
+        default: return floats(file).map { Int64(exactly: $0.rounded(.towardZero)) ?? 0 }
         }
     }
-
-    private static func element(_ file: UnsafeRawBufferPointer, _ o: Int, _ type: ONNXDataType) -> Float {
-        switch type {
-        case .float: return Float(bitPattern: UInt32(littleEndian: file.loadUnaligned(fromByteOffset: o, as: UInt32.self)))
-        case .double: return Float(Double(bitPattern: UInt64(littleEndian: file.loadUnaligned(fromByteOffset: o, as: UInt64.self))))
-        case .float16: return halfToFloat(UInt16(littleEndian: file.loadUnaligned(fromByteOffset: o, as: UInt16.self)))
-        case .bfloat16:
-            return Float(bitPattern: UInt32(UInt16(littleEndian: file.loadUnaligned(fromByteOffset: o, as: UInt16.self))) << 16)
-        case .int64: return Float(Int64(littleEndian: file.loadUnaligned(fromByteOffset: o, as: Int64.self)))
-        case .int32: return Float(Int32(littleEndian: file.loadUnaligned(fromByteOffset: o, as: Int32.self)))
-        case .int8: return Float(Int8(bitPattern: file[o]))
-        case .uint8, .bool: return Float(file[o])
-        }
-    }
-}
-
-/// IEEE 754 binary16 → binary32, exact (subnormals, infinities and NaN included).
-func halfToFloat(_ h: UInt16) -> Float {
-    let sign = UInt32(h & 0x8000) << 16
-    let exp = Int(h >> 10) & 0x1F, frac = UInt32(h & 0x3FF)
-    if exp == 0 {
-        let v = Float(frac) * 0x1p-24  // subnormal or zero
-        return sign != 0 ? -v : v
-    }
-    if exp == 31 { return Float(bitPattern: sign | 0x7F80_0000 | (frac << 13)) }
-    return Float(bitPattern: sign | UInt32(exp - 15 + 127) << 23 | (frac << 13))
 }
 
 /// An attribute of a node.
@@ -333,94 +267,19 @@ final class ONNXModel: @unchecked Sendable {
 
     private static func parseTensor(_ r: inout ProtoReader, bytes: UnsafeRawBufferPointer,
                                     fail: @escaping (String) -> FaceEmbedError) throws(FaceEmbedError) -> ONNXTensor {
-        var dims: [Int64] = []
-        var type: Int64 = 0, name = "", external = false
-        var ranges: [Range<Int>] = [], floats: [Float] = [], doubles: [Double] = [], ints: [Int64] = []
-        var kinds = Set<Int>()  // which data fields appeared
-        while let key = try r.next() {
-            switch key.number {
-            case 1: try r.appendInts(key, to: &dims, limit: maxDims, "tensor dims")
-            case 2: type = try r.int(key, "tensor data_type")
-            case 8: name = try r.string(key, "tensor name")
-            case 9:
-                try r.expect(key, ProtoReader.lengthDelimited, "raw_data")
-                ranges.append(try r.readBytes()); kinds.insert(9)
-            case 4:
-                kinds.insert(4)
-                if key.wireType == ProtoReader.lengthDelimited, floats.isEmpty {
-                    let range = try r.readBytes()
-                    guard range.count % 4 == 0 else { throw fail("tensor \(name): packed float_data of \(range.count) bytes") }
-                    ranges.append(range)
-                } else {
-                    // Element by element (or mixed): materialise in order.
-                    for rg in ranges { for o in stride(from: rg.lowerBound, to: rg.upperBound, by: 4) {
-                        floats.append(Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: o, as: UInt32.self))))
-                    } }
-                    ranges = []
-                    try r.appendFloats(key, to: &floats, limit: maxListCount, "tensor float_data")
-                }
-            case 5, 7:
-                kinds.insert(key.number)
-                try r.appendInts(key, to: &ints, limit: maxListCount, "tensor int data")
-            case 10:
-                kinds.insert(10)
-                if key.wireType == ProtoReader.lengthDelimited {
-                    let range = try r.readBytes()
-                    guard range.count % 8 == 0, doubles.count + range.count / 8 <= maxListCount else {
-                        throw fail("tensor \(name): packed double_data of \(range.count) bytes")
-                    }
-                    for o in stride(from: range.lowerBound, to: range.upperBound, by: 8) {
-                        doubles.append(Double(bitPattern: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: o, as: UInt64.self))))
-                    }
-                } else {
-                    try r.expect(key, ProtoReader.fixed64, "double_data")
-                    guard doubles.count < maxListCount else { throw fail("tensor \(name): too many doubles") }
-                    doubles.append(Double(bitPattern: try r.readFixed64()))
-                }
-            case 14: external = try r.int(key, "data_location") == 1
-            default: try r.skip(key)
-            }
+        var f = TensorFields()
+        while let key = try r.next() { try f.read(key, &r, bytes: bytes, fail: fail) }
+        let label = f.name.isEmpty ? "(unnamed)" : f.name
+        guard !f.external else {
+            throw fail("tensor \(label) keeps its data in an external file, which is not supported")
         }
-        let label = name.isEmpty ? "(unnamed)" : name
-        guard !external else { throw fail("tensor \(label) keeps its data in an external file, which is not supported") }
-        var count = 1
-        var shape: [Int] = []
-        for d in dims {
-            guard d >= 0, d <= Int64(maxElements) else { throw fail("tensor \(label) has dimension \(d)") }
-            let (p, o) = count.multipliedReportingOverflow(by: Int(d))
-            guard !o, p <= maxElements else { throw fail("tensor \(label) has \(dims) elements: too many") }
-            count = p
-            shape.append(Int(d))
-        }
-        guard kinds.count <= 1 else { throw fail("tensor \(label) stores its data in more than one field") }
-        let typed = ONNXDataType(rawValue: Int(clamping: type))
-        let storage: ONNXTensor.Storage
-        let stored: Int
-        switch kinds.first {
-        case 9?:
-            let total = ranges.reduce(0) { $0 + $1.count }
-            guard let typed else {
-                return ONNXTensor(name: name, dims: shape, dataTypeCode: Int(clamping: type), storage: .bytes(ranges))
-            }
-            guard total % typed.size == 0 else { throw fail("tensor \(label): raw_data of \(total) bytes is not whole elements") }
-            storage = .bytes(ranges); stored = total / typed.size
-        case 4?:
-            guard typed == .float else { throw fail("tensor \(label): float_data for data type \(type)") }
-            if floats.isEmpty { storage = .bytes(ranges); stored = ranges.reduce(0) { $0 + $1.count } / 4 }
-            else { storage = .floats(floats); stored = floats.count }
-        case 10?:
-            guard typed == .double else { throw fail("tensor \(label): double_data for data type \(type)") }
-            storage = .doubles(doubles); stored = doubles.count
-        case 5?, 7?:
-            guard typed != nil, typed != .float, typed != .double else { throw fail("tensor \(label): integer data for data type \(type)") }
-            storage = .ints(ints); stored = ints.count
-        default:
-            storage = .bytes([]); stored = 0
-        }
-        guard stored == count else {
+        let (shape, count) = try f.shape(label, fail: fail)
+        guard f.kinds.count <= 1 else { throw fail("tensor \(label) stores its data in more than one field") }
+        let (storage, stored) = try f.storage(label, fail: fail)
+        if let stored, stored != count {
             throw fail("tensor \(label) of shape \(shape) needs \(count) values, the file stores \(stored)")
         }
-        return ONNXTensor(name: name, dims: shape, dataTypeCode: Int(clamping: type), storage: storage)
+        return ONNXTensor(name: f.name, dims: shape, dataTypeCode: Int(clamping: f.type), storage: storage)
     }
 
     private static func parseValueInfo(_ r: inout ProtoReader) throws(FaceEmbedError) -> ONNXValueInfo {
@@ -458,5 +317,107 @@ final class ONNXModel: @unchecked Sendable {
             }
         }
         return v
+    }
+}
+
+/// The fields of a TensorProto as read, before they are checked against each other.
+private struct TensorFields {
+    var dims: [Int64] = []
+    var type: Int64 = 0, name = "", external = false
+    var ranges: [Range<Int>] = [], floats: [Float] = [], doubles: [Double] = [], ints: [Int64] = []
+    /// Which data fields appeared.
+    var kinds = Set<Int>()
+
+    mutating func read(_ key: ProtoKey, _ r: inout ProtoReader, bytes: UnsafeRawBufferPointer,
+                       fail: (String) -> FaceEmbedError) throws(FaceEmbedError) {
+        switch key.number {
+        case 1: try r.appendInts(key, to: &dims, limit: ONNXModel.maxDims, "tensor dims")
+        case 2: type = try r.int(key, "tensor data_type")
+        case 8: name = try r.string(key, "tensor name")
+        case 9:
+            try r.expect(key, ProtoReader.lengthDelimited, "raw_data")
+            ranges.append(try r.readBytes()); kinds.insert(9)
+        case 4: kinds.insert(4); try readFloatData(key, &r, bytes: bytes, fail: fail)
+        case 5, 7:
+            kinds.insert(key.number)
+            try r.appendInts(key, to: &ints, limit: ONNXModel.maxListCount, "tensor int data")
+        case 10: kinds.insert(10); try readDoubleData(key, &r, bytes: bytes, fail: fail)
+        case 14: external = try r.int(key, "data_location") == 1
+        default: try r.skip(key)
+        }
+    }
+
+    /// float_data: packed chunks stay in the file; values given one by one (or mixed) are materialised in order.
+    mutating func readFloatData(_ key: ProtoKey, _ r: inout ProtoReader, bytes: UnsafeRawBufferPointer,
+                                fail: (String) -> FaceEmbedError) throws(FaceEmbedError) {
+        if key.wireType == ProtoReader.lengthDelimited, floats.isEmpty {
+            let range = try r.readBytes()
+            guard range.count % 4 == 0 else { throw fail("tensor \(name): packed float_data of \(range.count) bytes") }
+            ranges.append(range)
+        } else {
+            floats += ranges.flatMap { ElementType.float.floats(bytes, at: $0.lowerBound, count: $0.count / 4) }
+            ranges = []
+            try r.appendFloats(key, to: &floats, limit: ONNXModel.maxListCount, "tensor float_data")
+        }
+    }
+
+    mutating func readDoubleData(_ key: ProtoKey, _ r: inout ProtoReader, bytes: UnsafeRawBufferPointer,
+                                 fail: (String) -> FaceEmbedError) throws(FaceEmbedError) {
+        if key.wireType == ProtoReader.lengthDelimited {
+            let range = try r.readBytes()
+            guard range.count % 8 == 0, doubles.count + range.count / 8 <= ONNXModel.maxListCount else {
+                throw fail("tensor \(name): packed double_data of \(range.count) bytes")
+            }
+            doubles += stride(from: range.lowerBound, to: range.upperBound, by: 8).map {
+                Double(bitPattern: bytes.littleEndian(at: $0))
+            }
+        } else {
+            try r.expect(key, ProtoReader.fixed64, "double_data")
+            guard doubles.count < ONNXModel.maxListCount else { throw fail("tensor \(name): too many doubles") }
+            doubles.append(Double(bitPattern: try r.readFixed64()))
+        }
+    }
+
+    /// The dimensions and element count, each bounded by `ONNXModel.maxElements`.
+    func shape(_ label: String, fail: (String) -> FaceEmbedError) throws(FaceEmbedError) -> (shape: [Int], count: Int) {
+        var count = 1
+        var shape: [Int] = []
+        for d in dims {
+            guard d >= 0, d <= Int64(ONNXModel.maxElements) else { throw fail("tensor \(label) has dimension \(d)") }
+            let (p, o) = count.multipliedReportingOverflow(by: Int(d))
+            guard !o, p <= ONNXModel.maxElements else { throw fail("tensor \(label) has \(dims) elements: too many") }
+            count = p
+            shape.append(Int(d))
+        }
+        return (shape, count)
+    }
+
+    /// The data and how many elements it holds (nil: raw data of a type FaceEmbed does not read, kept for messages).
+    func storage(_ label: String,
+                 fail: (String) -> FaceEmbedError) throws(FaceEmbedError) -> (ONNXTensor.Storage, stored: Int?) {
+        let typed = ElementType(rawValue: Int(clamping: type))
+        switch kinds.first {
+        case 9?:
+            let total = ranges.reduce(0) { $0 + $1.count }
+            guard let typed else { return (.bytes(ranges), nil) }
+            guard total % typed.size == 0 else {
+                throw fail("tensor \(label): raw_data of \(total) bytes is not whole elements")
+            }
+            return (.bytes(ranges), total / typed.size)
+        case 4?:
+            guard typed == .float else { throw fail("tensor \(label): float_data for data type \(type)") }
+            if floats.isEmpty { return (.bytes(ranges), ranges.reduce(0) { $0 + $1.count } / 4) }
+            return (.floats(floats), floats.count)
+        case 10?:
+            guard typed == .double else { throw fail("tensor \(label): double_data for data type \(type)") }
+            return (.doubles(doubles), doubles.count)
+        case 5?, 7?:
+            guard typed != nil, typed != .float, typed != .double else {
+                throw fail("tensor \(label): integer data for data type \(type)")
+            }
+            return (.ints(ints), ints.count)
+        default:
+            return (.bytes([]), 0)
+        }
     }
 }

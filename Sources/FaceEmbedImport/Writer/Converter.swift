@@ -43,13 +43,12 @@ public enum ModelConverter {
                                     to output: String) throws(FaceEmbedError) -> ConversionSummary {
         let symbol = try MXNetSymbol(json: readFile(symbolPath), file: symbolPath)
         let file = try MappedFile(path: paramsPath)
-        let params = try MXNetParams(bytes: file.bytes, file: paramsPath)
-        let model = try MXNetImporter.importModel(symbol: symbol, params: params, symbolFile: symbolPath).lanePacked()
-        try FlatFile.validate(model.plan, embeddingSize: model.plan.embeddingSize) { .unsupportedModel(file: symbolPath, reason: $0) }
-        try FlatFile.write(model, to: output)
-        let p = model.plan
-        return ConversionSummary(kind: p.kind, name: p.name, embeddingSize: p.embeddingSize, layers: p.layers.count,
-                                 parameters: p.parameterCount, multiplyAdds: p.macs)
+        // The params stay mapped until every tensor is written: `MXNetParams` only points into the mapping.
+        return try withExtendedLifetime(file) { () throws(FaceEmbedError) in
+            let params = try MXNetParams(bytes: file.bytes, file: paramsPath)
+            let model = try MXNetImporter.importModel(symbol: symbol, params: params, symbolFile: symbolPath)
+            return try write(model, to: output, source: symbolPath)
+        }
     }
 
     /// Converts an ONNX recognition model (insightface's `w600k_mbf.onnx`, `w600k_r50.onnx`, MXNet exports, …)
@@ -63,14 +62,19 @@ public enum ModelConverter {
     public static func convertONNX(_ path: String, to output: String) throws(FaceEmbedError) -> ConversionSummary {
         let onnx = try ONNXModel(path: path)
         let stem = String(path.split(separator: "/").last ?? "").replacingSuffix(".onnx")
-        let model = try ONNXImporter.importModel(onnx, name: stem).lanePacked()
-        try FlatFile.validate(model.plan, embeddingSize: model.plan.embeddingSize) { .unsupportedModel(file: path, reason: $0) }
-        try FlatFile.write(model, to: output)
-        let p = model.plan
-        return withExtendedLifetime(onnx) {
-            ConversionSummary(kind: p.kind, name: p.name, embeddingSize: p.embeddingSize, layers: p.layers.count,
-                              parameters: p.parameterCount, multiplyAdds: p.macs)
+        return try withExtendedLifetime(onnx) { () throws(FaceEmbedError) in
+            try write(try ONNXImporter.importModel(onnx, name: stem), to: output, source: path)
         }
+    }
+
+    /// Lane-packs, validates and writes an imported model; errors in the plan are attributed to `source`.
+    private static func write(_ imported: ImportedModel, to output: String,
+                              source: String) throws(FaceEmbedError) -> ConversionSummary {
+        let model = imported.lanePacked(), p = model.plan
+        try FlatFile.validate(p, embeddingSize: p.embeddingSize) { .unsupportedModel(file: source, reason: $0) }
+        try FlatFile.write(model, to: output)
+        return ConversionSummary(kind: p.kind, name: p.name, embeddingSize: p.embeddingSize, layers: p.layers.count,
+                                 parameters: p.parameterCount, multiplyAdds: p.macs)
     }
 }
 

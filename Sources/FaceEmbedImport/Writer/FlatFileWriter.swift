@@ -15,30 +15,30 @@ extension FlatFile {
     /// Writes `model` to `path`, producing and writing one tensor at a time. Denormal weights are flushed to zero;
     /// NaN or infinite weights are refused.
     static func write(_ model: ImportedModel, to path: String) throws(FaceEmbedError) {
-        let plan = model.plan
-        var table = ByteWriter()
-        for v in plan.values { table.u32(v.c); table.u32(v.h); table.u32(v.w) }
-        for layer in plan.layers {
-            let fields = layerFields(layer)
-            table.u32(layerCode(layer)); table.u32(fields.count)
-            for f in fields { table.i32(f) }
+        let layout = FileLayout(model.plan)
+        try writeAtomically(path) { (f: UnsafeMutablePointer<FILE>) throws(FaceEmbedError) in
+            var sink = FileSink(file: f), h = fnvOffset
+            sink.put([UInt8](repeating: 0, count: headerSize))  // the header, written last, when the checksum is known
+            layout.table.bytes.withUnsafeBytes { hash($0, into: &h) }
+            sink.put(layout.table.bytes)
+            for i in model.plan.tensors.indices {
+                let chunk = try tensorBytes(model, i, path: path)
+                chunk.withUnsafeBytes { hash($0, into: &h) }
+                sink.put(chunk)
+            }
+            guard fseek(f, 0, SEEK_SET) == 0 else { throw .io(file: path, reason: "cannot seek") }
+            sink.put(header(model.plan, layout, checksum: h))
+            guard sink.ok, fflush(f) == 0 else {
+                throw .io(file: path, reason: "write failed: \(String(cString: strerror(errno)))")
+            }
         }
-        // Offsets are known before any data is produced: the tables' size does not depend on them.
-        var tableSize = 0
-        do {
-            var probe = table
-            for t in plan.tensors { tensorRecord(&probe, t, offset: 0) }
-            tableSize = probe.bytes.count
-        }
-        let dataOffset = aligned(headerSize + tableSize)
-        var offsets: [Int] = []
-        var cursor = dataOffset
-        for t in plan.tensors { offsets.append(cursor); cursor = aligned(cursor + t.count * 4) }
-        let fileSize = cursor
-        for (t, o) in zip(plan.tensors, offsets) { tensorRecord(&table, t, offset: o) }
-        table.pad(to: dataOffset - headerSize)
+    }
 
-        // Written under a temporary name and renamed into place, so no reader ever sees a half-written file.
+    /// Writes through `body` to a temporary name renamed to `path` at the end, so that no reader ever sees a
+    /// half-written file; on failure the temporary file is removed.
+    private static func writeAtomically(
+        _ path: String, _ body: (UnsafeMutablePointer<FILE>) throws(FaceEmbedError) -> Void
+    ) throws(FaceEmbedError) {
         var st = stat()
         if stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
             throw .io(file: path, reason: "cannot create: \(String(cString: strerror(EISDIR)))")
@@ -48,7 +48,7 @@ extension FlatFile {
             throw .io(file: path, reason: "cannot create: \(String(cString: strerror(errno)))")
         }
         do {
-            try writeContents(f)
+            try body(f)
         } catch {
             fclose(f); unlink(partial)
             throw error
@@ -58,49 +58,75 @@ extension FlatFile {
             unlink(partial)
             throw .io(file: path, reason: "cannot write: \(reason)")
         }
+    }
 
-        func writeContents(_ f: UnsafeMutablePointer<FILE>) throws(FaceEmbedError) {
-            var ok = true
-            func put(_ b: UnsafeRawBufferPointer) { if b.count > 0, fwrite(b.baseAddress, 1, b.count, f) != b.count { ok = false } }
-            var h = fnvOffset
-            [UInt8](repeating: 0, count: headerSize).withUnsafeBytes { put($0) }
-            table.bytes.withUnsafeBytes { hash($0, into: &h); put($0) }
-            for (i, t) in plan.tensors.enumerated() {
-                var data = model.produce[i]()
-                guard data.count == t.count else {
-                    throw .invalidWeights(file: path, reason: "tensor \(t.name) produced \(data.count) values for shape \(t.shape)")
-                }
-                for j in data.indices {
-                    guard data[j].isFinite else {
-                        throw .invalidWeights(file: path, reason: "tensor \(t.name) holds a NaN or infinite value at \(j)")
-                    }
-                    if data[j].isSubnormal { data[j] = 0 }
-                }
-                var chunk = ByteWriter()
-                chunk.bytes.reserveCapacity(aligned(t.count * 4))
-                for v in data { chunk.u32(v.bitPattern) }
-                chunk.pad(to: aligned(t.count * 4))
-                chunk.bytes.withUnsafeBytes { hash($0, into: &h); put($0) }
+    /// Tensor `i`'s data as stored: float32 little-endian, denormals flushed, padded to the alignment.
+    private static func tensorBytes(_ model: ImportedModel, _ i: Int, path: String) throws(FaceEmbedError) -> [UInt8] {
+        let t = model.plan.tensors[i]
+        let data = model.produce[i]()
+        guard data.count == t.count else {
+            throw .invalidWeights(file: path,
+                                  reason: "tensor \(t.name) produced \(data.count) values for shape \(t.shape)")
+        }
+        var chunk = ByteWriter()
+        chunk.bytes.reserveCapacity(aligned(t.count * 4))
+        for (j, v) in data.enumerated() {
+            guard v.isFinite else {
+                throw .invalidWeights(file: path, reason: "tensor \(t.name) holds a NaN or infinite value at \(j)")
             }
-            var header = ByteWriter()
-            header.bytes.append(contentsOf: magic)
-            header.u32(version); header.u32(headerSize)
-            header.u32(plan.kind.rawValue); header.u32(plan.embeddingSize)
-            header.u32(modelInputShape.c); header.u32(modelInputShape.h); header.u32(modelInputShape.w)
-            header.u32(plan.channelOrder.rawValue)
-            header.u32(plan.inputMean.bitPattern); header.u32(plan.inputScale.bitPattern)
-            header.u32(plan.values.count); header.u32(plan.layers.count); header.u32(plan.tensors.count); header.u32(plan.output)
-            header.u64(fileSize); header.u64(headerSize); header.u64(tableSize); header.u64(dataOffset); header.u64(h)
-            var name = Array(plan.name.utf8.prefix(23))
-            name += [UInt8](repeating: 0, count: 24 - name.count)
-            header.bytes += name
-            guard fseek(f, 0, SEEK_SET) == 0 else { throw .io(file: path, reason: "cannot seek") }
-            header.bytes.withUnsafeBytes { put($0) }
-            guard ok, fflush(f) == 0 else { throw .io(file: path, reason: "write failed: \(String(cString: strerror(errno)))") }
+            chunk.u32(v.isSubnormal ? 0 : v.bitPattern)
+        }
+        chunk.pad(to: aligned(t.count * 4))
+        return chunk.bytes
+    }
+
+    private static func header(_ plan: ModelPlan, _ layout: FileLayout, checksum: UInt64) -> [UInt8] {
+        var header = ByteWriter()
+        header.bytes.append(contentsOf: magic)
+        header.u32(version); header.u32(headerSize)
+        header.u32(plan.kind.rawValue); header.u32(plan.embeddingSize)
+        header.u32(modelInputShape.c); header.u32(modelInputShape.h); header.u32(modelInputShape.w)
+        header.u32(plan.channelOrder.rawValue)
+        header.u32(plan.inputMean.bitPattern); header.u32(plan.inputScale.bitPattern)
+        header.u32(plan.values.count); header.u32(plan.layers.count); header.u32(plan.tensors.count)
+        header.u32(plan.output)
+        header.u64(layout.fileSize); header.u64(headerSize); header.u64(layout.tableSize); header.u64(layout.dataOffset)
+        header.u64(checksum)
+        var name = Array(plan.name.utf8.prefix(23))
+        name += [UInt8](repeating: 0, count: 24 - name.count)
+        header.bytes += name
+        return header.bytes
+    }
+
+    /// Where everything goes: the tables (values, layers, tensors with their offsets) and the sizes.
+    private struct FileLayout {
+        /// The tables, padded to the data.
+        var table = ByteWriter()
+        var tableSize = 0, dataOffset = 0, fileSize = 0
+
+        init(_ plan: ModelPlan) {
+            for v in plan.values { table.u32(v.c); table.u32(v.h); table.u32(v.w) }
+            for layer in plan.layers {
+                let fields = layerFields(layer)
+                table.u32(layerCode(layer)); table.u32(fields.count)
+                for f in fields { table.i32(f) }
+            }
+            // Offsets are known before any data is produced: the tables' size does not depend on them.
+            var probe = table
+            for t in plan.tensors { tensorRecord(&probe, t, offset: 0) }
+            tableSize = probe.bytes.count
+            dataOffset = aligned(headerSize + tableSize)
+            var cursor = dataOffset
+            for t in plan.tensors {
+                tensorRecord(&table, t, offset: cursor)
+                cursor = aligned(cursor + t.count * 4)
+            }
+            fileSize = cursor
+            table.pad(to: dataOffset - headerSize)
         }
     }
 
-    private static func tensorRecord(_ w: inout ByteWriter, _ t: TensorInfo, offset: Int) {
+    fileprivate static func tensorRecord(_ w: inout ByteWriter, _ t: TensorInfo, offset: Int) {
         let name = Array(t.name.utf8)
         w.u32(name.count); w.bytes += name
         w.pad(to: (w.bytes.count + 3) / 4 * 4)
@@ -108,9 +134,18 @@ extension FlatFile {
         for d in t.shape { w.u32(d) }
         w.u64(offset); w.u64(t.count)
     }
-
 }
 
+/// A `FILE` written in pieces; `ok` turns false at the first short write.
+private struct FileSink {
+    let file: UnsafeMutablePointer<FILE>
+    var ok = true
+
+    mutating func put(_ bytes: [UInt8]) {
+        let n = bytes.withUnsafeBytes { $0.isEmpty ? 0 : fwrite($0.baseAddress, 1, $0.count, file) }
+        if n != bytes.count { ok = false }
+    }
+}
 
 /// Little-endian byte sink for headers and tables.
 struct ByteWriter {
