@@ -4,8 +4,6 @@
 //   ImageDecoder.decode(_:)      magic bytes → JPEG (FF D8), PNG (89 'PNG' …), PPM ("P3"/"P6")
 //   ImageDecoder.load(path:)     maps a regular file and decodes it; errors name the file
 
-import Foundation
-
 /// Decodes image files (baseline JPEG, PNG, PPM) into 8-bit RGB.
 public enum ImageDecoder {
     /// The largest file `load(path:)` reads (1 GiB).
@@ -44,11 +42,8 @@ public enum ImageDecoder {
 
     /// The bytes of the file at `path`, with I/O failures as ``FaceEmbedError/io(file:reason:)``.
     static func readFile(_ path: String) throws(FaceEmbedError) -> [UInt8] {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw .io(file: path, reason: "no such file")
-        }
-        guard !isDirectory.boolValue else { throw .io(file: path, reason: "is a directory, not an image file") }
+        guard fileExists(path) else { throw .io(file: path, reason: "no such file") }
+        guard !isDirectory(path) else { throw .io(file: path, reason: "is a directory, not an image file") }
         // MappedFile opens without blocking and refuses what is not a regular file (a FIFO, /dev/zero, which a
         // read-to-end would wait on or read forever); the size limit is checked before anything is copied.
         let file = try MappedFile(path: path)
