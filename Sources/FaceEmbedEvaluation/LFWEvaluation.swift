@@ -40,13 +40,15 @@ public struct LFWEvaluation: Sendable {
     /// - Throws: the first image that cannot be read or decoded, or is not 112 × 112, named by its path.
     public static func run(model: FaceModel, pairs: LFWPairs, imagesDirectory: String, extension ext: String = "jpg",
                            flip: Bool = true, batch: Int = 32,
-                           progress: (_ embedded: Int, _ seconds: Double) -> Void = { _, _ in }) throws(FaceEmbedError) -> LFWEvaluation {
+                           progress: (_ embedded: Int, _ seconds: Double) -> Void = { _, _ in })
+        throws(FaceEmbedError) -> LFWEvaluation {
         let images = pairs.uniqueImages
         let paths = images.map { imagesDirectory + "/" + $0.relativePath(extension: ext) }
         let clock = ContinuousClock(), start = clock.now
         let workers = max(1, min(model.threads, ProcessInfoLite.activeProcessorCount))
         var embedded = Embedded(count: images.count, flip: flip)
-        for range in stride(from: 0, to: images.count, by: max(1, batch)).map({ $0..<min(images.count, $0 + max(1, batch)) }) {
+        let step = max(1, batch)
+        for range in stride(from: 0, to: images.count, by: step).map({ $0..<min(images.count, $0 + step) }) {
             let t0 = clock.now
             let faces = try decode(paths[range], workers: workers)
             let t1 = clock.now
@@ -64,11 +66,12 @@ public struct LFWEvaluation: Sendable {
     }
 
     /// The distances of every pair, given the embeddings of `images`, and the protocol on them.
-    static func score(_ pairs: LFWPairs, _ images: [LFWImage], _ embeddings: [Embedding]) throws(FaceEmbedError) -> Variant {
+    static func score(_ pairs: LFWPairs, _ images: [LFWImage], _ e: [Embedding]) throws(FaceEmbedError) -> Variant {
         var index: [LFWImage: Int] = [:]
         for (i, im) in images.enumerated() { index[im] = i }
-        let d = pairs.pairs.map { LFWProtocol.squaredDistance(embeddings[index[$0.first]!], embeddings[index[$0.second]!]) }
-        return Variant(distances: d, accuracy: try LFWProtocol.evaluate(distances: d, same: pairs.pairs.map(\.same), folds: pairs.folds))
+        let d = pairs.pairs.map { LFWProtocol.squaredDistance(e[index[$0.first]!], e[index[$0.second]!]) }
+        let same = pairs.pairs.map(\.same)
+        return Variant(distances: d, accuracy: try LFWProtocol.evaluate(distances: d, same: same, folds: pairs.folds))
     }
 
     /// Decodes the aligned faces at `paths` on `workers` threads; the first failure (in path order) is thrown.
@@ -91,7 +94,8 @@ public struct LFWEvaluation: Sendable {
     static func loadAlignedFace(_ path: String) throws(FaceEmbedError) -> RGBImage {
         let img = try ImageDecoder.load(path: path)
         guard img.width == FaceModel.inputSize, img.height == FaceModel.inputSize else {
-            throw .invalidImage(file: path, reason: "an aligned face must be 112x112, this is \(img.width)x\(img.height)")
+            throw .invalidImage(file: path,
+                                reason: "an aligned face must be 112x112, this is \(img.width)x\(img.height)")
         }
         return img
     }

@@ -37,7 +37,6 @@ extension Commands {
           -h, --help        show this help
         """
 
-
     static func bench(_ argv: [String]) throws -> Int32 {
         let a = try Arguments(argv, valued: ["--model", "--threads", "--batch", "--iterations", "--warmup"],
                               flags: ["--layers", "--json"])

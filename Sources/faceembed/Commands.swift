@@ -26,7 +26,8 @@ enum Commands {
 
     /// The image files (PPM, JPEG, PNG) decoded, with their landmarks parsed (one set per image, or none: then every
     /// image must already be an aligned 112x112 face).
-    static func loadImages(_ paths: [String], landmarks: [String]) throws -> (images: [RGBImage], landmarks: [FaceLandmarks]) {
+    static func loadImages(_ paths: [String], landmarks: [String]) throws
+        -> (images: [RGBImage], landmarks: [FaceLandmarks]) {
         guard landmarks.isEmpty || landmarks.count == paths.count else {
             throw UsageError("give --landmarks once per image (\(paths.count) images, \(landmarks.count) landmark sets)")
         }
@@ -46,9 +47,11 @@ enum Commands {
     }
 
     /// The embeddings of `images` (photos aligned first when there are landmarks), read as BGR with `bgr`.
-    static func embeddings(_ m: FaceModel, _ images: [RGBImage], landmarks: [FaceLandmarks], bgr: Bool) throws -> [Embedding] {
+    static func embeddings(_ m: FaceModel, _ images: [RGBImage], landmarks: [FaceLandmarks], bgr: Bool) throws
+        -> [Embedding] {
         guard bgr else {
-            return landmarks.isEmpty ? try m.embeddings(for: images) : try m.embeddings(for: images, landmarks: landmarks)
+            return landmarks.isEmpty ? try m.embeddings(for: images)
+                                     : try m.embeddings(for: images, landmarks: landmarks)
         }
         // The files hold BGR bytes: they go to the model as BGR pixel buffers, views into one allocation so that all
         // of them are valid for the one batch call.
@@ -60,7 +63,8 @@ enum Commands {
                 return PixelBuffer(UnsafeBufferPointer(rebasing: p[start..<start + img.pixels.count]),
                                    width: img.width, height: img.height, format: .bgr)
             }
-            return landmarks.isEmpty ? try m.embeddings(for: buffers) : try m.embeddings(for: buffers, landmarks: landmarks)
+            return landmarks.isEmpty ? try m.embeddings(for: buffers)
+                                     : try m.embeddings(for: buffers, landmarks: landmarks)
         }
     }
 

@@ -53,7 +53,6 @@ extension Commands {
           -h, --help         show this help
         """
 
-
     static func evalLFW(_ argv: [String]) throws -> Int32 {
         let a = try Arguments(argv, valued: ["--model", "--pairs", "--images", "--ext", "--threads", "--batch", "--distances"],
                               flags: ["--json"])
@@ -69,15 +68,16 @@ extension Commands {
             throw FaceEmbedError.io(file: imagesDir, reason: "no such image folder (pass --images DIR)")
         }
         let progress = Progress(total: pairs.uniqueImages.count, quiet: json)
-        let r = try LFWEvaluation.run(model: model, pairs: pairs, imagesDirectory: imagesDir, extension: ext, batch: batch,
-                                      progress: progress.update)
+        let r = try LFWEvaluation.run(model: model, pairs: pairs, imagesDirectory: imagesDir, extension: ext,
+                                      batch: batch, progress: progress.update)
         progress.finish()
         let variants = lfwVariants(r)
         if let out = a.options["--distances"] { try writeLFWDistances(r.pairs, variants, to: out) }
         if json {
             printLFWJSON(r, variants, model: model)
         } else {
-            printLFWText(r, variants, model: model, images: "\(imagesDir)/*.\(ext)", distancesFile: a.options["--distances"])
+            printLFWText(r, variants, model: model, images: "\(imagesDir)/*.\(ext)",
+                         distancesFile: a.options["--distances"])
         }
         return 0
     }
@@ -94,11 +94,13 @@ extension Commands {
     private static func writeLFWDistances(_ pairs: LFWPairs, _ variants: LFWVariants,
                                           to out: String) throws {
         let decisions = variants.map(\.scores.decisions), sizes = variants[0].scores.accuracy.foldSizes
-        var text = "pair\tfold\tfirst\tsecond\tsame" + variants.map { "\t\($0.name)_distance\t\($0.name)_same" }.joined() + "\n"
+        var text = "pair\tfold\tfirst\tsecond\tsame"
+            + variants.map { "\t\($0.name)_distance\t\($0.name)_same" }.joined() + "\n"
         var fold = 0, foldEnd = sizes[0]
         for (i, p) in pairs.pairs.enumerated() {
             while i >= foldEnd { fold += 1; foldEnd += sizes[fold] }
-            let f = p.first.relativePath(extension: "jpg").dropLast(4), s = p.second.relativePath(extension: "jpg").dropLast(4)
+            let f = p.first.relativePath(extension: "jpg").dropLast(4)
+            let s = p.second.relativePath(extension: "jpg").dropLast(4)
             text += "\(i)\t\(fold)\t\(f)\t\(s)\t\(p.same ? 1 : 0)"
             for (v, d) in zip(variants, decisions) {
                 text += "\t\(String(format: "%.7f", v.scores.distances[i]))\t\(d[i] ? 1 : 0)"
@@ -130,14 +132,16 @@ extension Commands {
             "images_per_second": \(Double(r.imageCount) / r.seconds), \
             "forward_passes_per_second": \(Double(r.forwardPasses) / r.embedSeconds), "threads": \(model.threads)
             """
-        print(run + ", " + variants.map { "\"\($0.name)\": \(variant($0.scores.accuracy))" }.joined(separator: ", ") + "}")
+        let scores = variants.map { "\"\($0.name)\": \(variant($0.scores.accuracy))" }
+        print(run + ", " + scores.joined(separator: ", ") + "}")
     }
 
     /// The human-readable report: a header, each variant's accuracy, folds and thresholds, and the speed.
     private static func printLFWText(_ r: LFWEvaluation, _ variants: LFWVariants,
                                      model: FaceModel, images: String, distancesFile: String?) {
         func pct(_ v: Double) -> String { String(format: "%.2f%%", 100 * v) }
-        print("LFW \(r.pairs.pairs.count) pairs, \(r.pairs.folds) folds: \(model.name) (\(model.path)), images \(images)")
+        print("LFW \(r.pairs.pairs.count) pairs, \(r.pairs.folds) folds: \(model.name) (\(model.path)), "
+              + "images \(images)")
         for v in variants {
             let a = v.scores.accuracy
             print("""
