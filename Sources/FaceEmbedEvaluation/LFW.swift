@@ -165,19 +165,7 @@ public enum LFWProtocol {
     @inline(__always) static func threshold(_ i: Int) -> Double { Double(i) * gridStep }
 
     /// The squared distance of two embeddings after normalising each to unit length (computed in `Double`).
-    public static func squaredDistance(_ a: Embedding, _ b: Embedding) -> Double {
-        precondition(a.values.count == b.values.count, "embeddings of different sizes")
-        var na = 0.0, nb = 0.0
-        for v in a.values { na += Double(v) * Double(v) }
-        for v in b.values { nb += Double(v) * Double(v) }
-        let sa = na > 0 ? 1 / na.squareRoot() : 0, sb = nb > 0 ? 1 / nb.squareRoot() : 0
-        var d = 0.0
-        for i in a.values.indices {
-            let x = Double(a.values[i]) * sa - Double(b.values[i]) * sb
-            d += x * x
-        }
-        return d
-    }
+    public static func squaredDistance(_ a: Embedding, _ b: Embedding) -> Double { a.unitSquaredDistance(to: b) }
 
     /// The cosine similarity of unit vectors at squared distance `d`: `1 − d/2`.
     public static func cosine(forSquaredDistance d: Double) -> Double { 1 - d / 2 }

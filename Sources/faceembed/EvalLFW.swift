@@ -1,12 +1,10 @@
-import Dispatch
 import FaceEmbed
-import FaceEmbedImport
 import FaceEmbedEvaluation
 import Foundation
-import Synchronization
 
-// `faceembed eval-lfw`: LFW verification accuracy with insightface's protocol (LFWProtocol), for flip-summed and
-// plain embeddings, as MXNet's `Tools/lfw_mxnet.py` measures it.
+// `faceembed eval-lfw`: LFW verification accuracy with insightface's protocol (LFWEvaluation, LFWProtocol), for
+// flip-summed and plain embeddings, as MXNet's `Tools/lfw_mxnet.py` measures it. This file parses the arguments and
+// prints; the run itself is FaceEmbedEvaluation's.
 
 extension Commands {
     /// `relative` under the current directory if it exists there, else under the folder holding the package the
@@ -31,161 +29,133 @@ extension Commands {
         return relative
     }
 
+    static let evalLFWUsage = """
+        usage: faceembed eval-lfw [options]
+
+        LFW verification accuracy with insightface's protocol: the 6000 view2 pairs in 10 folds of
+        consecutive pairs; for each fold the squared-distance threshold (grid 0...3.99, step 0.01) that is
+        best on the other 9 folds is applied to it; prints the mean ± std of the fold accuracies for
+        flip-summed embeddings (fc1(img) + fc1(hflip(img)), normalised) and plain ones, the thresholds
+        (mean and per fold) with their cosine equivalent (1 - t/2), and images per second.
+
+        options:
+          --model PATH       FaceEmbed weight file (default: $FACEEMBED_MODEL, then \(ModelLookup.candidates.joined(separator: ", ")))
+          --pairs FILE       view2 pairs file (default: ../shared/lfw/pairs.txt, relative to the current
+                             directory, then to the package the executable was built in)
+          --images DIR       aligned 112x112 LFW images as NAME/NAME_000N.EXT (default: ../shared/lfw/lfw-112x112)
+          --ext EXT          image file extension (default jpg; e.g. ppm for Pillow-decoded copies
+                             made by Tools/lfw_mxnet.py --ppm)
+          --threads N        threads to use (default: all cores)
+          --batch N          images per embeddings(for:) call (default 32; each image is also run flipped)
+          --distances FILE   write every pair's distances and decisions as TSV (the format of
+                             Tools/lfw_mxnet.py's distances.tsv)
+          --json             print one JSON object instead of text
+          -h, --help         show this help
+        """
+
     static func evalLFW(_ argv: [String]) throws -> Int32 {
-        let usage = """
-            usage: faceembed eval-lfw [options]
-
-            LFW verification accuracy with insightface's protocol: the 6000 view2 pairs in 10 folds of
-            consecutive pairs; for each fold the squared-distance threshold (grid 0...3.99, step 0.01) that is
-            best on the other 9 folds is applied to it; prints the mean ± std of the fold accuracies for
-            flip-summed embeddings (fc1(img) + fc1(hflip(img)), normalised) and plain ones, the thresholds
-            (mean and per fold) with their cosine equivalent (1 - t/2), and images per second.
-
-            options:
-              --model PATH       FaceEmbed weight file (default: $FACEEMBED_MODEL, then \(ModelLookup.candidates.joined(separator: ", ")))
-              --pairs FILE       view2 pairs file (default: ../shared/lfw/pairs.txt, relative to the current
-                                 directory, then to the package the executable was built in)
-              --images DIR       aligned 112x112 LFW images as NAME/NAME_000N.EXT (default: ../shared/lfw/lfw-112x112)
-              --ext EXT          image file extension (default jpg; e.g. ppm for Pillow-decoded copies
-                                 made by Tools/lfw_mxnet.py --ppm)
-              --threads N        threads to use (default: all cores)
-              --batch N          images per embeddings(for:) call (default 32; each image is also run flipped)
-              --distances FILE   write every pair's distances and decisions as TSV (the format of
-                                 Tools/lfw_mxnet.py's distances.tsv)
-              --json             print one JSON object instead of text
-              -h, --help         show this help
-            """
         let a = try Arguments(argv, valued: ["--model", "--pairs", "--images", "--ext", "--threads", "--batch", "--distances"],
                               flags: ["--json"])
-        if a.flags.contains("--help") { print(usage); return 0 }
+        if a.flags.contains("--help") { print(evalLFWUsage); return 0 }
         guard a.positional.isEmpty else { throw UsageError("unexpected argument \(a.positional[0])") }
         let batch = try a.int("--batch", default: 32, in: 1...4096)
         let ext = a.options["--ext"] ?? "jpg"
         let json = a.flags.contains("--json")
-        let pairsPath = a.options["--pairs"] ?? sharedDefault("../shared/lfw/pairs.txt")
         let imagesDir = a.options["--images"] ?? sharedDefault("../shared/lfw/lfw-112x112")
-        let pairs = try LFWPairs(contentsOf: pairsPath)
+        let pairs = try LFWPairs(contentsOf: a.options["--pairs"] ?? sharedDefault("../shared/lfw/pairs.txt"))
         let model = try Commands.model(a)
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: imagesDir, isDirectory: &isDir), isDir.boolValue else {
+        guard isDirectory(imagesDir) else {
             throw FaceEmbedError.io(file: imagesDir, reason: "no such image folder (pass --images DIR)")
         }
-
-        let images = pairs.uniqueImages
-        var index: [LFWImage: Int] = [:]
-        for (i, im) in images.enumerated() { index[im] = i }
-        let paths = images.map { imagesDir + "/" + $0.relativePath(extension: ext) }
-        var plain = [Embedding](repeating: Embedding([]), count: images.count)
-        var flip = plain
-        let progress = Progress(total: images.count, quiet: json)
-        let clock = ContinuousClock()
-        let start = clock.now
-        var decodeSeconds = 0.0, embedSeconds = 0.0
-        let workers = max(1, min(model.threads, ProcessInfo.processInfo.activeProcessorCount))
-        var first = 0
-        while first < images.count {
-            let range = first..<min(images.count, first + batch)
-            // Decode the batch in parallel.
-            let t0 = clock.now
-            let decoded = Mutex<[Result<RGBImage, FaceEmbedError>?]>(Array(repeating: nil, count: range.count))
-            DispatchQueue.concurrentPerform(iterations: min(workers, range.count)) { part in
-                var i = part
-                while i < range.count {
-                    let path = paths[range.lowerBound + i]
-                    let r: Result<RGBImage, FaceEmbedError>
-                    do throws(FaceEmbedError) {
-                        let img = try ImageDecoder.load(path: path)
-                        guard img.width == FaceModel.inputSize, img.height == FaceModel.inputSize else {
-                            throw .invalidImage(file: path, reason: "an aligned face must be 112x112, this is \(img.width)x\(img.height)")
-                        }
-                        r = .success(img)
-                    } catch { r = .failure(error) }
-                    decoded.withLock { $0[i] = r }
-                    i += min(workers, range.count)
-                }
-            }
-            var faces: [RGBImage] = []
-            faces.reserveCapacity(2 * range.count)
-            for r in decoded.withLock({ $0 }) { faces.append(try r!.get()) }
-            for i in 0..<range.count { faces.append(faces[i].horizontallyFlipped()) }
-            let t1 = clock.now
-            let e = try model.embeddings(for: faces)
-            for (k, i) in range.enumerated() {
-                plain[i] = e[k]
-                flip[i] = e[k] + e[range.count + k]
-            }
-            let t2 = clock.now
-            decodeSeconds += elapsedSeconds(t1 - t0)
-            embedSeconds += elapsedSeconds(t2 - t1)
-            first = range.upperBound
-            progress.update(first, elapsed: elapsedSeconds(t2 - start))
-        }
+        let progress = Progress(total: pairs.uniqueImages.count, quiet: json)
+        let r = try LFWEvaluation.run(model: model, pairs: pairs, imagesDirectory: imagesDir, extension: ext,
+                                      batch: batch, progress: progress.update)
         progress.finish()
-        let totalSeconds = elapsedSeconds(clock.now - start)
-
-        let same = pairs.pairs.map(\.same)
-        func distances(_ e: [Embedding]) -> [Double] {
-            pairs.pairs.map { LFWProtocol.squaredDistance(e[index[$0.first]!], e[index[$0.second]!]) }
-        }
-        let dFlip = distances(flip), dPlain = distances(plain)
-        let rFlip = try LFWProtocol.evaluate(distances: dFlip, same: same, folds: pairs.folds)
-        let rPlain = try LFWProtocol.evaluate(distances: dPlain, same: same, folds: pairs.folds)
-        let cFlip = rFlip.decisions(distances: dFlip), cPlain = rPlain.decisions(distances: dPlain)
-
-        if let out = a.options["--distances"] {
-            var text = "pair\tfold\tfirst\tsecond\tsame\tflip_distance\tflip_same\tplain_distance\tplain_same\n"
-            var fold = 0, foldEnd = rFlip.foldSizes[0]
-            for (i, p) in pairs.pairs.enumerated() {
-                while i >= foldEnd { fold += 1; foldEnd += rFlip.foldSizes[fold] }
-                let f = p.first.relativePath(extension: "jpg").dropLast(4), s = p.second.relativePath(extension: "jpg").dropLast(4)
-                text += "\(i)\t\(fold)\t\(f)\t\(s)\t\(p.same ? 1 : 0)\t\(String(format: "%.7f", dFlip[i]))\t\(cFlip[i] ? 1 : 0)\t"
-                text += "\(String(format: "%.7f", dPlain[i]))\t\(cPlain[i] ? 1 : 0)\n"
-            }
-            do {
-                try Data(text.utf8).write(to: URL(fileURLWithPath: out))
-            } catch {
-                throw FaceEmbedError.io(file: out, reason: "cannot write: \(error.localizedDescription)")
-            }
-        }
-
-        let passes = 2 * images.count
-        let imagesPerSecond = Double(images.count) / totalSeconds
+        let variants = lfwVariants(r)
+        if let out = a.options["--distances"] { try writeLFWDistances(r.pairs, variants, to: out) }
         if json {
-            func variant(_ r: LFWAccuracy) -> String {
-                """
-                {"accuracy_mean": \(r.mean), "accuracy_std": \(r.standardDeviation), \
-                "fold_accuracies": [\(r.foldAccuracies.map { "\($0)" }.joined(separator: ", "))], \
-                "fold_thresholds": [\(r.foldThresholds.map { "\($0)" }.joined(separator: ", "))], \
-                "threshold_mean": \(r.meanThreshold), "cosine_threshold_mean": \(r.meanCosineThreshold)}
-                """
-            }
-            print("""
-                {"model": \(jsonString(model.path)), "name": \(jsonString(model.name)), "pairs": \(pairs.pairs.count), \
-                "folds": \(pairs.folds), "images": \(images.count), "forward_passes": \(passes), \
-                "seconds": \(totalSeconds), "decode_seconds": \(decodeSeconds), "embed_seconds": \(embedSeconds), \
-                "images_per_second": \(imagesPerSecond), "forward_passes_per_second": \(Double(passes) / embedSeconds), \
-                "threads": \(model.threads), "flip": \(variant(rFlip)), "plain": \(variant(rPlain))}
-                """)
+            printLFWJSON(r, variants, model: model)
         } else {
-            func pct(_ v: Double) -> String { String(format: "%.2f%%", 100 * v) }
-            func line(_ label: String, _ r: LFWAccuracy) -> String {
-                """
-                \(label) \(pct(r.mean)) ± \(pct(r.standardDeviation))   threshold \(String(format: "%.3f", r.meanThreshold)) \
-                (cosine \(String(format: "%.4f", r.meanCosineThreshold)))
-                    folds:      \(r.foldAccuracies.map { String(format: "%6.2f", 100 * $0) }.joined(separator: " "))
-                    thresholds: \(r.foldThresholds.map { String(format: "%6.2f", $0) }.joined(separator: " "))
-                """
-            }
-            print("LFW \(pairs.pairs.count) pairs, \(pairs.folds) folds: \(model.name) (\(model.path)), images \(imagesDir)/*.\(ext)")
-            print(line("flip-sum accuracy:", rFlip))
-            print(line("non-flip accuracy:", rPlain))
-            print(String(format: "%d images (%d forward passes with the flips) in %.1f s: %.1f images/s, %.1f passes/s "
-                            + "(decode %.1f s, embed %.1f s, %d threads)",
-                         images.count, passes, totalSeconds, imagesPerSecond, Double(passes) / embedSeconds,
-                         decodeSeconds, embedSeconds, model.threads))
-            if let out = a.options["--distances"] { print("distances and decisions written to \(out)") }
+            printLFWText(r, variants, model: model, images: "\(imagesDir)/*.\(ext)",
+                         distancesFile: a.options["--distances"])
         }
         return 0
+    }
+
+    /// The results of each kind of embedding, named as the outputs name them.
+    typealias LFWVariants = [(name: String, label: String, scores: LFWEvaluation.Variant)]
+
+    /// The run's variants as the outputs name them: flip-summed first, then plain.
+    private static func lfwVariants(_ r: LFWEvaluation) -> LFWVariants {
+        (r.flip.map { [("flip", "flip-sum accuracy:", $0)] } ?? []) + [("plain", "non-flip accuracy:", r.plain)]
+    }
+
+    /// Every pair's distances and decisions as TSV, the format of `Tools/lfw_mxnet.py`'s distances.tsv.
+    private static func writeLFWDistances(_ pairs: LFWPairs, _ variants: LFWVariants,
+                                          to out: String) throws {
+        let decisions = variants.map(\.scores.decisions), sizes = variants[0].scores.accuracy.foldSizes
+        var text = "pair\tfold\tfirst\tsecond\tsame"
+            + variants.map { "\t\($0.name)_distance\t\($0.name)_same" }.joined() + "\n"
+        var fold = 0, foldEnd = sizes[0]
+        for (i, p) in pairs.pairs.enumerated() {
+            while i >= foldEnd { fold += 1; foldEnd += sizes[fold] }
+            let f = p.first.relativePath(extension: "jpg").dropLast(4)
+            let s = p.second.relativePath(extension: "jpg").dropLast(4)
+            text += "\(i)\t\(fold)\t\(f)\t\(s)\t\(p.same ? 1 : 0)"
+            for (v, d) in zip(variants, decisions) {
+                text += "\t\(String(format: "%.7f", v.scores.distances[i]))\t\(d[i] ? 1 : 0)"
+            }
+            text += "\n"
+        }
+        do {
+            try Data(text.utf8).write(to: URL(fileURLWithPath: out))
+        } catch {
+            throw FaceEmbedError.io(file: out, reason: "cannot write: \(error.localizedDescription)")
+        }
+    }
+
+    /// One JSON object: the run, then each variant's folds and thresholds.
+    private static func printLFWJSON(_ r: LFWEvaluation, _ variants: LFWVariants,
+                                     model: FaceModel) {
+        func variant(_ a: LFWAccuracy) -> String {
+            """
+            {"accuracy_mean": \(a.mean), "accuracy_std": \(a.standardDeviation), \
+            "fold_accuracies": [\(a.foldAccuracies.map { "\($0)" }.joined(separator: ", "))], \
+            "fold_thresholds": [\(a.foldThresholds.map { "\($0)" }.joined(separator: ", "))], \
+            "threshold_mean": \(a.meanThreshold), "cosine_threshold_mean": \(a.meanCosineThreshold)}
+            """
+        }
+        let run = """
+            {"model": \(jsonString(model.path)), "name": \(jsonString(model.name)), "pairs": \(r.pairs.pairs.count), \
+            "folds": \(r.pairs.folds), "images": \(r.imageCount), "forward_passes": \(r.forwardPasses), \
+            "seconds": \(r.seconds), "decode_seconds": \(r.decodeSeconds), "embed_seconds": \(r.embedSeconds), \
+            "images_per_second": \(Double(r.imageCount) / r.seconds), \
+            "forward_passes_per_second": \(Double(r.forwardPasses) / r.embedSeconds), "threads": \(model.threads)
+            """
+        let scores = variants.map { "\"\($0.name)\": \(variant($0.scores.accuracy))" }
+        print(run + ", " + scores.joined(separator: ", ") + "}")
+    }
+
+    /// The human-readable report: a header, each variant's accuracy, folds and thresholds, and the speed.
+    private static func printLFWText(_ r: LFWEvaluation, _ variants: LFWVariants,
+                                     model: FaceModel, images: String, distancesFile: String?) {
+        func pct(_ v: Double) -> String { String(format: "%.2f%%", 100 * v) }
+        print("LFW \(r.pairs.pairs.count) pairs, \(r.pairs.folds) folds: \(model.name) (\(model.path)), "
+              + "images \(images)")
+        for v in variants {
+            let a = v.scores.accuracy
+            print("""
+                \(v.label) \(pct(a.mean)) ± \(pct(a.standardDeviation))   threshold \(String(format: "%.3f", a.meanThreshold)) \
+                (cosine \(String(format: "%.4f", a.meanCosineThreshold)))
+                    folds:      \(a.foldAccuracies.map { String(format: "%6.2f", 100 * $0) }.joined(separator: " "))
+                    thresholds: \(a.foldThresholds.map { String(format: "%6.2f", $0) }.joined(separator: " "))
+                """)
+        }
+        print(String(format: "%d images (%d forward passes with the flips) in %.1f s: %.1f images/s, %.1f passes/s "
+                        + "(decode %.1f s, embed %.1f s, %d threads)",
+                     r.imageCount, r.forwardPasses, r.seconds, Double(r.imageCount) / r.seconds,
+                     Double(r.forwardPasses) / r.embedSeconds, r.decodeSeconds, r.embedSeconds, model.threads))
+        if let distancesFile { print("distances and decisions written to \(distancesFile)") }
     }
 }
 
@@ -228,8 +198,4 @@ private final class Progress {
     }
 
     private func write(_ s: String) { FileHandle.standardError.write(Data(s.utf8)) }
-}
-
-private func elapsedSeconds(_ d: Duration) -> Double {
-    Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
 }

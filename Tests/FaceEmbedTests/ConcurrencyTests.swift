@@ -43,6 +43,9 @@ struct ConcurrencyTests {
         requireSendable(Embedding.self)
         requireSendable(RGBImage.self)
         requireSendable(FaceEmbedError.self)
+        requireSendable(FaceLandmarks.self)
+        requireSendable(PixelFormat.self)
+        requireSendable(LFWEvaluation.self)
     }
 
     // (Debug builds, and TSan builds even more, run the tiny models slowly: few faces, one round per caller.)
@@ -65,7 +68,7 @@ struct ConcurrencyTests {
                             #expect(e == serial[i], "caller \(caller) round \(round) face \(i)")
                         }
                     }
-                    if caller % 2 == 1 { mine += try model.embeddings(for: input) }  // the batch path too
+                    if caller % 2 == 1 { mine += try await model.embeddings(for: input) }  // the (async) batch path too
                     return (caller, mine)
                 }
             }

@@ -110,12 +110,12 @@ struct HostileInputTests {
 
     @Test func directoriesAndMissingPathsAreIOErrors() throws {
         let dir = Hostile.folder.path
-        expectError(thrown { try ImageDecoder.load(path: dir) }, "io", file: dir, "not a regular file")
+        expectError(thrown { try ImageDecoder.load(path: dir) }, "io", file: dir, "is a directory")
         expectError(thrown { try FaceModel(contentsOf: dir) }, "io", file: dir, "not a regular file")
         expectError(Hostile.convert(dir, Hostile.mfnParams), "io", file: dir, "not a regular file")
         expectError(Hostile.convert(Hostile.mfnSymbol, dir), "io", file: dir, "not a regular file")
         let missing = "/nonexistent/faceembed/x"
-        expectError(thrown { try ImageDecoder.load(path: missing) }, "io", file: missing, "cannot open", "No such file")
+        expectError(thrown { try ImageDecoder.load(path: missing) }, "io", file: missing, "no such file")
         expectError(thrown { try FaceModel(contentsOf: missing) }, "io", file: missing, "cannot open", "No such file")
         expectError(Hostile.convert(missing, Hostile.mfnParams), "io", file: missing, "cannot open")
         // Writing into a directory or a missing folder.
@@ -414,8 +414,8 @@ struct HostileInputTests {
         let nan = Hostile.file("cli-nan.params", try Hostile.params(setting: "conv_1_conv2d_weight", to: .nan))
         let out = Hostile.folder.appendingPathComponent("cli.feb").path
         let cases: [([String], [String])] = [
-            (["embed", "--model", feb, Hostile.folder.path], ["not a regular file"]),
-            (["embed", "--model", feb, "/nonexistent/face.ppm"], ["/nonexistent/face.ppm", "cannot open", "No such file"]),
+            (["embed", "--model", feb, Hostile.folder.path], ["is a directory"]),
+            (["embed", "--model", feb, "/nonexistent/face.ppm"], ["/nonexistent/face.ppm", "no such file"]),
             (["embed", "--model", feb, empty], [empty, "the file is empty"]),
             (["embed", "--model", feb, "/dev/zero"], ["/dev/zero", "not a regular file"]),
             (["embed", "--model", feb, fifo], [fifo, "not a regular file"]),

@@ -194,36 +194,65 @@ struct LFWTests {
         }
     }
 
+    /// The first view2 fold as a two-fold pairs file (150 matched and 150 mismatched pairs each), and where each of
+    /// its pairs stands in view2.
+    static func firstFold(_ view2: LFWPairs) throws -> (pairs: LFWPairs, view2Index: [Int]) {
+        let order = Array(0..<150) + Array(300..<450) + Array(150..<300) + Array(450..<600)
+        return (try subset(view2, folds: 2, order), order)
+    }
+
+    /// The pairs of `view2` at `indices`, in that order, as a pairs file of `folds` folds.
+    static func subset(_ view2: LFWPairs, folds: Int, _ indices: [Int]) throws -> LFWPairs {
+        let lines = indices.map { i -> String in
+            let p = view2.pairs[i]
+            return p.same ? "\(p.first.name) \(p.first.number) \(p.second.number)"
+                          : "\(p.first.name) \(p.first.number) \(p.second.name) \(p.second.number)"
+        }
+        return try LFWPairs(text: "\(folds) \(indices.count / folds / 2)\n" + lines.joined(separator: "\n"))
+    }
+
     @Test func realModelMatchesMXNetOnTheFirstFold() throws {
+        // LFWEvaluation.run, as `faceembed eval-lfw` uses it, on view2's first fold: every distance within 1e-4 of
+        // MXNet's, and the same decisions at MXNet's threshold for that fold.
         guard let symbol = TestPaths.shared("models/mobilefacenet-arcface/model-symbol.json"),
               let params = TestPaths.shared("models/mobilefacenet-arcface/model-0000.params"),
               let pairsPath = TestPaths.shared("lfw/pairs.txt"),
               let imagesDir = TestPaths.shared("lfw/lfw-112x112") else { return }
         let fixture = try loadJSON(TestPaths.fixtures.appendingPathComponent("lfw-mxnet.json").path)
         let model = try TestModels.load("y1", symbol: symbol, params: params)
-        let pairs = Array(try LFWPairs(contentsOf: pairsPath).pairs.prefix(600))
-        var images: [LFWImage] = []
-        var index: [LFWImage: Int] = [:]
-        for p in pairs { for im in [p.first, p.second] where index[im] == nil { index[im] = images.count; images.append(im) } }
-        let faces = try images.map { try ImageDecoder.load(path: imagesDir + "/" + $0.relativePath()) }
-        let e = try model.embeddings(for: faces + faces.map { $0.horizontallyFlipped() })
-        let variants: [(String, [Embedding])] = [("plain", Array(e[..<faces.count])),
-                                                  ("flip", (0..<faces.count).map { e[$0] + e[faces.count + $0] })]
-        for (v, emb) in variants {
+        let (pairs, view2Index) = try Self.firstFold(try LFWPairs(contentsOf: pairsPath))
+        var reported: [Int] = []
+        let run = try LFWEvaluation.run(model: model, pairs: pairs, imagesDirectory: imagesDir) { done, _ in reported.append(done) }
+        #expect(reported.last == run.imageCount && run.forwardPasses == 2 * run.imageCount)
+        for (v, scores) in [("plain", run.plain), ("flip", run.flip!)] {
             let r = fixture[v] as! [String: Any]
             let mxd = (r["distances"] as! [NSNumber]).map(\.doubleValue)
             let mxDecisions = (r["decisions"] as! String).map { $0 == "1" }
             let threshold = (r["fold_thresholds"] as! [NSNumber])[0].doubleValue
             var worst = 0.0, disagreements = 0
-            for (i, p) in pairs.enumerated() {
-                let d = LFWProtocol.squaredDistance(emb[index[p.first]!], emb[index[p.second]!])
-                worst = max(worst, abs(d - mxd[i]))
-                if (d < threshold) != mxDecisions[i] { disagreements += 1 }
+            for (i, d) in scores.distances.enumerated() {
+                worst = max(worst, abs(d - mxd[view2Index[i]]))
+                if (d < threshold) != mxDecisions[view2Index[i]] { disagreements += 1 }
             }
-            print("y1 LFW fold 1 (\(pairs.count) pairs, \(images.count) images) \(v): max |distance - MXNet| \(worst), "
+            print("y1 LFW fold 1 (\(pairs.pairs.count) pairs, \(run.imageCount) images) \(v): max |distance - MXNet| \(worst), "
                   + "\(disagreements) decisions differ at MXNet's threshold \(threshold)")
             #expect(worst <= 1e-4, "\(v): max distance difference \(worst)")
             #expect(disagreements == 0, "\(v)")
         }
+    }
+
+    @Test func evaluationWithoutFlipRunsOnePassPerImage() throws {
+        guard let symbol = TestPaths.shared("models/mobilefacenet-arcface/model-symbol.json"),
+              let params = TestPaths.shared("models/mobilefacenet-arcface/model-0000.params"),
+              let pairsPath = TestPaths.shared("lfw/pairs.txt"),
+              let imagesDir = TestPaths.shared("lfw/lfw-112x112") else { return }
+        let model = try TestModels.load("y1", symbol: symbol, params: params)
+        let pairs = try Self.subset(try LFWPairs(contentsOf: pairsPath), folds: 2, [0, 1, 300, 301, 2, 3, 302, 303])
+        let plainOnly = try LFWEvaluation.run(model: model, pairs: pairs, imagesDirectory: imagesDir, flip: false, batch: 3)
+        let both = try LFWEvaluation.run(model: model, pairs: pairs, imagesDirectory: imagesDir)
+        #expect(plainOnly.flip == nil && plainOnly.forwardPasses == plainOnly.imageCount)
+        #expect(plainOnly.plain.distances == both.plain.distances, "batch size and flip do not change plain distances")
+        expectError(thrown { try LFWEvaluation.run(model: model, pairs: pairs, imagesDirectory: "/nonexistent") },
+                    "io", "/nonexistent/")
     }
 }

@@ -80,28 +80,48 @@ extension RGBImage {
     /// `FaceLandmarks.arcFaceTemplate`, bilinear sampling, black outside the photo.
     public func alignedFace(landmarks: FaceLandmarks, size: Int = 112) throws(FaceEmbedError) -> RGBImage {
         guard size >= 1, size <= 4096 else { throw .invalidArgument("aligned face size \(size) is outside 1...4096") }
-        let scale = Double(size) / 112
-        let forward = try SimilarityTransform(from: landmarks.points, to: FaceLandmarks.arcFaceTemplate.map { $0 * scale })
-        let inv = forward.inverse
+        let inverse = try landmarks.cropToPhoto(size: size)
         var out = [UInt8](repeating: 0, count: size * size * 3)
         pixels.withUnsafeBufferPointer { src in
-            for y in 0..<size {
-                for x in 0..<size {
-                    let s = inv.apply(SIMD2(Double(x), Double(y)))
-                    guard s.x > -1, s.y > -1, s.x < Double(width), s.y < Double(height) else { continue }
-                    let x0 = Int(s.x.rounded(.down)), y0 = Int(s.y.rounded(.down))
-                    let fx = s.x - Double(x0), fy = s.y - Double(y0)
-                    for c in 0..<3 {
-                        func at(_ xx: Int, _ yy: Int) -> Double {
-                            xx >= 0 && yy >= 0 && xx < width && yy < height ? Double(src[(yy * width + xx) * 3 + c]) : 0
-                        }
-                        let v = (at(x0, y0) * (1 - fx) + at(x0 + 1, y0) * fx) * (1 - fy)
-                            + (at(x0, y0 + 1) * (1 - fx) + at(x0 + 1, y0 + 1) * fx) * fy
-                        out[(y * size + x) * 3 + c] = UInt8(max(0, min(255, v.rounded())))
-                    }
-                }
+            out.withUnsafeMutableBufferPointer { dst in
+                warpCrop(from: CheckedPixels(rgb: src, width: width, height: height), through: inverse, size: size, into: dst)
             }
         }
         return try RGBImage(width: size, height: size, pixels: out)
+    }
+}
+
+extension FaceLandmarks {
+    /// The transform from a pixel of the `size` × `size` crop to where it lies in the photo.
+    func cropToPhoto(size: Int) throws(FaceEmbedError) -> SimilarityTransform {
+        let scale = Double(size) / 112
+        return try SimilarityTransform(from: points, to: FaceLandmarks.arcFaceTemplate.map { $0 * scale }).inverse
+    }
+}
+
+/// Samples the `size` × `size` crop out of `src` (any pixel format) through `inverse` (crop to photo) into `out`,
+/// interleaved RGB, `size * size * 3` bytes: bilinear, black outside the photo. Every byte of `out` is written.
+func warpCrop(from src: CheckedPixels, through inverse: SimilarityTransform, size: Int,
+              into out: UnsafeMutableBufferPointer<UInt8>) {
+    let colors = [src.format.red, src.format.green, src.format.blue]
+    let width = src.width, height = src.height
+    for y in 0..<size {
+        for x in 0..<size {
+            let s = inverse.apply(SIMD2(Double(x), Double(y)))
+            guard s.x > -1, s.y > -1, s.x < Double(width), s.y < Double(height) else {
+                for c in 0..<3 { out[(y * size + x) * 3 + c] = 0 }
+                continue
+            }
+            let x0 = Int(s.x.rounded(.down)), y0 = Int(s.y.rounded(.down))
+            let fx = s.x - Double(x0), fy = s.y - Double(y0)
+            for (c, ch) in colors.enumerated() {
+                func at(_ xx: Int, _ yy: Int) -> Double {
+                    xx >= 0 && yy >= 0 && xx < width && yy < height ? Double(src.pixels[src.offset(x: xx, y: yy, channel: ch)]) : 0
+                }
+                let v = (at(x0, y0) * (1 - fx) + at(x0 + 1, y0) * fx) * (1 - fy)
+                    + (at(x0, y0 + 1) * (1 - fx) + at(x0 + 1, y0 + 1) * fx) * fy
+                out[(y * size + x) * 3 + c] = UInt8(max(0, min(255, v.rounded())))
+            }
+        }
     }
 }

@@ -48,7 +48,9 @@ public enum ImageDecoder {
 
     /// The bytes of the file at `path`, with I/O failures as ``FaceEmbedError/io(file:reason:)``.
     static func readFile(_ path: String) throws(FaceEmbedError) -> [UInt8] {
-        // MappedFile opens without blocking and refuses what is not a regular file (a directory, a FIFO, /dev/zero, which a
+        guard fileExists(path) else { throw .io(file: path, reason: "no such file") }
+        guard !isDirectory(path) else { throw .io(file: path, reason: "is a directory, not an image file") }
+        // MappedFile opens without blocking and refuses what is not a regular file (a FIFO, /dev/zero, which a
         // read-to-end would wait on or read forever); the size limit is checked before anything is copied.
         let file = try MappedFile(path: path)
         guard file.bytes.count <= maxFileBytes else {

@@ -1,16 +1,17 @@
-import Dispatch
-
-/// A loaded face-recognition model: turns aligned 112 × 112 faces into embeddings.
+/// A loaded face-recognition model: turns faces into embeddings.
 ///
 /// ```swift
 /// let model = try FaceModel(contentsOf: "Models/mobilefacenet.feb")
-/// let a = try model.embedding(for: try ImageDecoder.load(path: "a.ppm"))
-/// let b = try model.embedding(for: try ImageDecoder.load(path: "b.ppm"))
+/// let a = try model.embedding(for: try ImageDecoder.load(path: "a.ppm"))           // an aligned 112 × 112 face
+/// let b = try model.embedding(for: try ImageDecoder.load(path: "photo.jpg"),       // a photo, aligned first
+///                             landmarks: try FaceLandmarks(parsing: "84.9,90,118.8,85.7,105,104.9,93.5,126.6,120.2,122.8"))
 /// print(a.cosineSimilarity(to: b) >= FaceModel.defaultThreshold ? "same" : "different")
 /// ```
 ///
-/// The weights are mapped from the file and never modified; each call uses its own pooled workspace, so one model
-/// may serve many threads or tasks at once.
+/// Faces come as `RGBImage`s or as `PixelBuffer`s in any `PixelFormat`; each call takes one face or a batch (the
+/// batch calls share the images out across threads). The weights are mapped from the file (or copied once from
+/// memory) and never modified; each call uses its own pooled workspace, so one model may serve many threads or
+/// tasks at once.
 public final class FaceModel: Sendable {
     /// Cosine similarity at or above which two faces are called the same person (insightface's default
     /// verification threshold, squared distance 1.24 between unit vectors, is cosine 0.38).
@@ -19,7 +20,7 @@ public final class FaceModel: Sendable {
     public static let inputSize = 112
 
     let network: Network
-    /// The file the model was loaded from.
+    /// The file the model was loaded from, or `"<memory>"` for a model loaded from bytes.
     public let path: String
 
     /// The model family.
@@ -39,13 +40,25 @@ public final class FaceModel: Sendable {
 
     /// Loads a FaceEmbed weight file (made by `faceembed convert`). The header says which model it is.
     /// - Parameter threads: threads a call may use (default: all cores).
-    public init(contentsOf path: String, threads: Int? = nil) throws(FaceEmbedError) {
+    public convenience init(contentsOf path: String, threads: Int? = nil) throws(FaceEmbedError) {
+        try self.init(file: try MappedFile(path: path), name: path, threads: threads)
+    }
+
+    /// Loads a model from the bytes of a FaceEmbed weight file already in memory (a bundled resource, a download),
+    /// which are copied once. Errors name no file (`file` is nil; `attributed(to:)` names one), and `path` is
+    /// `"<memory>"`.
+    /// - Parameter threads: threads a call may use (default: all cores).
+    public convenience init(bytes: some Collection<UInt8>, threads: Int? = nil) throws(FaceEmbedError) {
+        try self.init(file: MappedFile(copying: bytes), name: nil, threads: threads)
+    }
+
+    /// Reads the plan from `file`; errors name `name`.
+    private init(file: MappedFile, name: String?, threads: Int?) throws(FaceEmbedError) {
         #if _endian(big)
-        throw .io(file: path, reason: "big-endian hosts are not supported")
+        throw .io(file: name, reason: "big-endian hosts are not supported")
         #else
-        let file = try MappedFile(path: path)
-        let (plan, offsets) = try FlatFile.read(file.bytes, file: path)
-        self.path = path
+        let (plan, offsets) = try FlatFile.read(file.bytes, file: name)
+        path = file.path
         network = Network(plan: plan, storage: file, tensorOffsets: offsets,
                           threads: threads ?? ProcessInfoLite.activeProcessorCount)
         #endif
@@ -53,135 +66,42 @@ public final class FaceModel: Sendable {
 
     /// The embedding of an aligned 112 × 112 RGB face.
     public func embedding(for face: RGBImage) throws(FaceEmbedError) -> Embedding {
-        try face.pixels.withUnsafeBufferPointer { (p) throws(FaceEmbedError) -> Embedding in
-            try embedding(pixels: p, width: face.width, height: face.height, format: .rgb)
-        }
+        try checkAligned(face.width, face.height)
+        return embed(count: 1, crops: nil, stop: nil, RGBSource(faces: [face]))![0]
+    }
+
+    /// The embedding of an aligned 112 × 112 face in a caller's pixel buffer (`.bgr` for an OpenCV `Mat`, `.bgra`
+    /// for a camera frame, planar, padded rows, …).
+    public func embedding(for face: PixelBuffer) throws(FaceEmbedError) -> Embedding {
+        try checkAligned(face.width, face.height)
+        return embed(count: 1, crops: nil, stop: nil, BufferSource(buffers: [try face.checked()]))![0]
     }
 
     /// The embedding of an aligned 112 × 112 face given as raw 8-bit pixels in any `PixelFormat`
     /// (`.bgr` for an OpenCV buffer, `.rgba` for a bitmap, planar, …). `rowStride` is in bytes and defaults to
-    /// tightly packed rows.
+    /// tightly packed rows. The same as `embedding(for: PixelBuffer(pixels, …))`.
     public func embedding(pixels: UnsafeBufferPointer<UInt8>, width: Int, height: Int, format: PixelFormat,
                           rowStride: Int? = nil) throws(FaceEmbedError) -> Embedding {
+        try embedding(for: PixelBuffer(pixels, width: width, height: height, format: format, rowStride: rowStride))
+    }
+
+    /// The embedding of the face with these landmarks in a photo: the photo is aligned to the 112 × 112 ArcFace crop
+    /// (exactly as `photo.alignedFace(landmarks:)` does), which is then embedded.
+    public func embedding(for photo: RGBImage, landmarks: FaceLandmarks) throws(FaceEmbedError) -> Embedding {
+        try embeddings(for: [photo], landmarks: [landmarks])[0]
+    }
+
+    /// The embedding of the face with these landmarks in a photo held in a caller's pixel buffer of any size and
+    /// format: aligned to the 112 × 112 ArcFace crop, then embedded.
+    public func embedding(for photo: PixelBuffer, landmarks: FaceLandmarks) throws(FaceEmbedError) -> Embedding {
+        try embeddings(for: [photo], landmarks: [landmarks])[0]
+    }
+
+    /// Throws unless `width` × `height` is the aligned input size.
+    private func checkAligned(_ width: Int, _ height: Int) throws(FaceEmbedError) {
         let s = FaceModel.inputSize
         guard width == s, height == s else {
             throw .invalidImage(file: nil, reason: "an aligned face must be \(s)x\(s), got \(width)x\(height) (align photos first)")
         }
-        guard format.channels >= 1, format.channels <= 64,
-              [format.red, format.green, format.blue].allSatisfy({ $0 >= 0 && $0 < format.channels }) else {
-            throw .invalidArgument("pixel format channel indices must lie in 0..<\(format.channels) (at most 64 channels)")
-        }
-        let stride = rowStride ?? (format.planar ? width : width * format.channels)
-        let minStride = format.planar ? width : width * format.channels
-        // The stride is bounded by the buffer before it is multiplied (a huge caller stride overflowed here).
-        guard stride >= minStride, stride <= pixels.count,
-              pixels.count >= (format.planar ? (format.channels * height - 1) * stride + width : (height - 1) * stride + minStride) else {
-            throw .invalidImage(file: nil, reason: "pixel buffer of \(pixels.count) bytes is too small for \(width)x\(height) with row stride \(stride)")
-        }
-        let w = network.checkout(threads: network.threads)
-        defer { network.checkin(w) }
-        return run(w, pixels: pixels, format: format, rowStride: stride, threads: network.threads)
-    }
-
-    /// One forward pass in workspace `w` on a checked 112 × 112 pixel buffer.
-    private func run(_ w: Workspace, pixels: UnsafeBufferPointer<UInt8>, format: PixelFormat, rowStride: Int,
-                     threads: Int) -> Embedding {
-        let plan = network.plan, s = FaceModel.inputSize
-        fillInput(network.input(w), from: pixels, width: s, height: s, format: format, rowStride: rowStride,
-                  order: plan.channelOrder, mean: plan.inputMean, scale: plan.inputScale)
-        network.run(w, threads: threads)
-        return Embedding(Array(UnsafeBufferPointer(start: network.output(w), count: plan.embeddingSize)))
-    }
-
-    /// Embeddings of several aligned faces. With more than one thread the images are shared out across threads,
-    /// each image running single-threaded, which is the fastest way to embed many faces.
-    public func embeddings(for faces: [RGBImage]) throws(FaceEmbedError) -> [Embedding] {
-        for (i, f) in faces.enumerated() where f.width != FaceModel.inputSize || f.height != FaceModel.inputSize {
-            throw .invalidImage(file: nil, reason: "face \(i) is \(f.width)x\(f.height), not \(FaceModel.inputSize)x\(FaceModel.inputSize)")
-        }
-        let parts = min(network.threads, faces.count)
-        if parts <= 1 {
-            var out: [Embedding] = []
-            for f in faces { out.append(try embedding(for: f)) }
-            return out
-        }
-        let results = Mutex<[Embedding?]>(Array(repeating: nil, count: faces.count))
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
-            let w = network.checkout(threads: 1)
-            defer { network.checkin(w) }
-            for i in chunk(faces.count, parts: parts, index: part) {
-                let e = faces[i].pixels.withUnsafeBufferPointer { p in
-                    run(w, pixels: p, format: .rgb, rowStride: FaceModel.inputSize * 3, threads: 1)
-                }
-                results.withLock { $0[i] = e }
-            }
-        }
-        return results.withLock { $0.map { $0! } }
-    }
-}
-
-import Synchronization
-
-/// One layer's time in `FaceModel.profile`.
-public struct LayerProfile: Sendable {
-    /// Position in the fused layer list.
-    public var index: Int
-    /// What the layer is: "conv KxK/sS", "dwconv KxK/sS", "fc", "affine", "add".
-    public var kind: String
-    /// Input and output shapes, "CxHxW->CxHxW".
-    public var shape: String
-    /// Multiply-adds per image.
-    public var multiplyAdds: Int
-    /// Median seconds per run over the profiled runs.
-    public var seconds: Double
-}
-
-extension FaceModel {
-    /// Times every fused layer: runs the network `iterations` times (after `warmup` untimed runs) on a fixed
-    /// synthetic face with `threads` threads (default: the model's), and returns each layer's median time.
-    /// Meant for benchmarks (`faceembed bench --layers`); the clock reads add well under a microsecond per layer.
-    public func profile(iterations: Int = 20, warmup: Int = 3, threads: Int? = nil) -> [LayerProfile] {
-        let plan = network.plan
-        let t = max(1, threads ?? network.threads)
-        let w = network.checkout(threads: t)
-        defer { network.checkin(w) }
-        let n = FaceModel.inputSize * FaceModel.inputSize * 3
-        var pixels = [UInt8](repeating: 0, count: n)
-        for i in 0..<n { pixels[i] = UInt8(truncatingIfNeeded: (i &* 2_654_435_761) >> 13) }
-        var samples = [[Double]](repeating: [], count: plan.layers.count)
-        for it in 0..<(max(0, warmup) + max(1, iterations)) {
-            pixels.withUnsafeBufferPointer { p in
-                fillInput(network.input(w), from: p, width: FaceModel.inputSize, height: FaceModel.inputSize,
-                          format: .rgb, rowStride: FaceModel.inputSize * 3, order: plan.channelOrder,
-                          mean: plan.inputMean, scale: plan.inputScale)
-            }
-            if it < warmup { network.run(w, threads: t); continue }
-            network.run(w, threads: t) { i, d in
-                samples[i].append(Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
-            }
-        }
-        return plan.layers.enumerated().map { i, layer in
-            let s = samples[i].sorted()
-            return LayerProfile(index: i, kind: layerKind(layer), shape: layerShape(layer, plan),
-                                multiplyAdds: layer.macs, seconds: s[s.count / 2])
-        }
-    }
-
-    private func layerKind(_ layer: Layer) -> String {
-        switch layer {
-        case let .convolution(c):
-            let g = c.geometry
-            let dw = g.groups > 1 && g.groups == g.inC && g.groups == g.outC
-            return "\(dw ? "dwconv" : g.groups > 1 ? "gconv" : "conv") \(g.kH)x\(g.kW)/s\(g.strideH)"
-                + (c.inputScale != nil ? "+bn" : "") + (c.slope != nil ? "+prelu" : "") + (c.residual != nil ? "+add" : "")
-        case .affine: return "affine"
-        case .fullyConnected: return "fc"
-        case .add: return "add"
-        }
-    }
-
-    private func layerShape(_ layer: Layer, _ plan: ModelPlan) -> String {
-        func s(_ v: Int) -> String { let x = plan.values[v]; return "\(x.c)x\(x.h)x\(x.w)" }
-        return "\(s(layer.inputs[0]))->\(s(layer.output))"
     }
 }

@@ -9,12 +9,14 @@ import Darwin
 // Read-only access to a whole file: mapped where the platform allows (the weights are then shared with the page
 // cache and read once), otherwise read into memory. The size is taken from `fstat` before mapping, and callers
 // check every header against it, so nothing reads past the end (a mapped read past EOF is SIGBUS).
+// The in-memory form copies a caller's bytes into an owned, cache-line aligned buffer, so that a model loaded from
+// memory sees the same aligned weights as one mapped from a file.
 
-/// The bytes of a file, mapped read-only or loaded.
+/// The bytes of a file, mapped read-only or loaded, or a copy of bytes already in memory.
 package final class MappedFile: @unchecked Sendable {
     /// The file's bytes. Valid for the object's lifetime; never written.
     package let bytes: UnsafeRawBufferPointer
-    /// The path it was opened from.
+    /// The path it was opened from, or `MappedFile.memory` for the in-memory form.
     package let path: String
     private let mapped: Bool
 
@@ -55,6 +57,20 @@ package final class MappedFile: @unchecked Sendable {
         mapped = false
     }
 
+    /// What `path` says for bytes that came from memory rather than a file.
+    package static let memory = "<memory>"
+
+    /// An owned copy of `source`.
+    package init(copying source: some Collection<UInt8>) {
+        path = MappedFile.memory
+        mapped = false
+        let count = source.count
+        guard count > 0 else { bytes = UnsafeRawBufferPointer(start: nil, count: 0); return }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 64)
+        buffer.copyBytes(from: source)
+        bytes = UnsafeRawBufferPointer(buffer)
+    }
+
     deinit {
         guard let base = bytes.baseAddress else { return }
         if mapped { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) } else { base.deallocate() }
@@ -67,6 +83,12 @@ package final class MappedFile: @unchecked Sendable {
 /// Reads a whole (small) file into an array; errors name the file.
 package func readFile(_ path: String) throws(FaceEmbedError) -> [UInt8] {
     try MappedFile(path: path).array
+}
+
+/// True when something exists at `path` (following links).
+package func fileExists(_ path: String) -> Bool {
+    var st = stat()
+    return stat(path, &st) == 0
 }
 
 /// True when `path` names a directory (following links); false when it is anything else or does not exist.

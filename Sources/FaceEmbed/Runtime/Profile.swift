@@ -1,0 +1,62 @@
+// Per-layer timing for benchmarks (`faceembed bench --layers`): a tool of this package, not part of the public API.
+
+/// One layer's time in `FaceModel.profile`.
+package struct LayerProfile: Sendable {
+    /// Position in the fused layer list.
+    package var index: Int
+    /// What the layer is: "conv KxK/sS", "dwconv KxK/sS", "fc", "affine", "add".
+    package var kind: String
+    /// Input and output shapes, "CxHxW->CxHxW".
+    package var shape: String
+    /// Multiply-adds per image.
+    package var multiplyAdds: Int
+    /// Median seconds per run over the profiled runs.
+    package var seconds: Double
+}
+
+extension FaceModel {
+    /// Times every fused layer: runs the network `iterations` times (after `warmup` untimed runs) on a fixed
+    /// synthetic face with `threads` threads (default: the model's), and returns each layer's median time.
+    /// The clock reads add well under a microsecond per layer.
+    package func profile(iterations: Int = 20, warmup: Int = 3, threads: Int? = nil) -> [LayerProfile] {
+        let plan = network.plan
+        let t = max(1, threads ?? network.threads)
+        let w = network.checkout(threads: t)
+        defer { network.checkin(w) }
+        let s = FaceModel.inputSize, n = s * s * 3
+        var pixels = [UInt8](repeating: 0, count: n)
+        for i in 0..<n { pixels[i] = UInt8(truncatingIfNeeded: (i &* 2_654_435_761) >> 13) }
+        var samples = [[Double]](repeating: [], count: plan.layers.count)
+        for it in 0..<(max(0, warmup) + max(1, iterations)) {
+            pixels.withUnsafeBufferPointer { p in
+                fillInput(network.input(w), from: CheckedPixels(rgb: p, width: s, height: s), order: plan.channelOrder,
+                          mean: plan.inputMean, scale: plan.inputScale)
+            }
+            if it < warmup { network.run(w, threads: t); continue }
+            network.run(w, threads: t) { i, d in samples[i].append(d.inSeconds) }
+        }
+        return plan.layers.enumerated().map { i, layer in
+            let s = samples[i].sorted()
+            return LayerProfile(index: i, kind: layerKind(layer), shape: layerShape(layer, plan),
+                                multiplyAdds: layer.macs, seconds: s[s.count / 2])
+        }
+    }
+
+    private func layerKind(_ layer: Layer) -> String {
+        switch layer {
+        case let .convolution(c):
+            let g = c.geometry
+            let dw = g.groups > 1 && g.groups == g.inC && g.groups == g.outC
+            return "\(dw ? "dwconv" : g.groups > 1 ? "gconv" : "conv") \(g.kH)x\(g.kW)/s\(g.strideH)"
+                + (c.inputScale != nil ? "+bn" : "") + (c.slope != nil ? "+prelu" : "") + (c.residual != nil ? "+add" : "")
+        case .affine: return "affine"
+        case .fullyConnected: return "fc"
+        case .add: return "add"
+        }
+    }
+
+    private func layerShape(_ layer: Layer, _ plan: ModelPlan) -> String {
+        func s(_ v: Int) -> String { let x = plan.values[v]; return "\(x.c)x\(x.h)x\(x.w)" }
+        return "\(s(layer.inputs[0]))->\(s(layer.output))"
+    }
+}
