@@ -268,3 +268,51 @@ struct HostileGalleryTests {
         }
     }
 }
+
+/// Timings for Tools/bench_gallery.py, which sets FACEEMBED_GALLERY_BENCH to a folder holding `params.txt`
+/// ("rows dimension queries k singles seed"), `rows.f32` and `queries.f32` (little-endian float32, row-major). Builds
+/// `gallery.feg` there with `GalleryWriter` when absent, then writes `faceembed.txt`: one `time` line per
+/// (threads, mode) with queries per second, and one `ids` line per query (batch search, 2 threads).
+struct GalleryBenchmark {
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["FACEEMBED_GALLERY_BENCH"] != nil))
+    func measuresSearchOnTheBenchmarkFolder() throws {
+        let dir = ProcessInfo.processInfo.environment["FACEEMBED_GALLERY_BENCH"]!
+        let params = try String(contentsOfFile: dir + "/params.txt", encoding: .utf8)
+            .split(whereSeparator: \.isWhitespace).map { Int($0)! }
+        let (n, d, m, k, singles) = (params[0], params[1], params[2], params[3], params[4])
+        let path = dir + "/gallery.feg"
+        var out = ""
+        if !FileManager.default.fileExists(atPath: path) {
+            let rows = try MappedFile(path: dir + "/rows.f32")
+            let start = Date()
+            let writer = try GalleryWriter(path: path, dimension: d)
+            let f = UnsafeBufferPointer(start: rows.bytes.baseAddress!.assumingMemoryBound(to: Float.self), count: n * d)
+            for i in 0..<n { try writer.append(id: "row \(i)", embedding: Embedding(Array(f[(i * d)..<((i + 1) * d)]))) }
+            try writer.finish()
+            out += "write \(Date().timeIntervalSince(start))\n"
+        }
+        var start = Date()
+        let gallery = try Gallery(contentsOf: path)
+        out += "load \(Date().timeIntervalSince(start))\n"
+        let floats = try readFile(dir + "/queries.f32").withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        let queries = (0..<m).map { Embedding(Array(floats[($0 * d)..<(($0 + 1) * d)])) }
+        var ids: [[Match]] = []
+        for threads in [1, 2] {
+            for round in 0..<2 {
+                start = Date()
+                ids = try gallery.search(queries, top: k, threads: threads)
+                out += "time \(threads) batch \(round) \(Double(m) / Date().timeIntervalSince(start))\n"
+                start = Date()
+                for q in queries.prefix(singles) { _ = try gallery.search(q, top: k, threads: threads) }
+                out += "time \(threads) single \(round) \(Double(singles) / Date().timeIntervalSince(start))\n"
+            }
+        }
+        // Rows the first pass could not rule out (re-ranked in float32), mean over the first 10 queries.
+        let batch = try QueryBatch(Array(queries.prefix(10)), lanes: gallery.layout.lanes, dimension: d)
+        let states = gallery.firstPass(batch, k: k, panels: 0..<gallery.layout.panels)
+        let kept = states.map { s in s.candidates.filter { $0.upper >= s.bounds.threshold }.count }
+        out += "candidates \(Double(kept.reduce(0, +)) / Double(kept.count))\n"
+        for (q, matches) in ids.enumerated() { out += "ids \(q) " + matches.map { "\($0.index)" }.joined(separator: " ") + "\n" }
+        try out.write(toFile: dir + "/faceembed.txt", atomically: true, encoding: .utf8)
+    }
+}
