@@ -8,13 +8,15 @@ import Testing
 
 /// Rows: `people` random directions, each enrolled `count / people` times with a little noise (near ties, as in a
 /// real gallery), in a seeded order.
-func galleryEntries(count: Int, dimension: Int, seed: UInt64, people: Int? = nil) -> [(id: String, embedding: Embedding)] {
+func galleryEntries(count: Int, dimension: Int, seed: UInt64,
+                    people: Int? = nil) -> [(id: String, embedding: Embedding)] {
     var rng = SeededRandom(seed: seed)
     let centres = (0..<max(1, people ?? count)).map { _ in rng.floats(dimension) }
     return (0..<count).map { i in
         let c = centres[i % centres.count]
         let noise: Float = people == nil ? 0 : 0.05
-        return (id: "person \(i % centres.count) #\(i)", embedding: Embedding(c.map { $0 + noise * Float.random(in: -1...1, using: &rng) }))
+        let values = c.map { $0 + noise * Float.random(in: -1...1, using: &rng) }
+        return (id: "person \(i % centres.count) #\(i)", embedding: Embedding(values))
     }
 }
 
@@ -25,7 +27,9 @@ func referenceSearch(_ entries: [(id: String, embedding: Embedding)], _ query: E
         return v.map { Double($0) / n }
     }
     let q = unit(query.values)
-    let sims = entries.enumerated().map { i, e in (i, zip(unit(e.embedding.values), q).reduce(0.0) { $0 + $1.0 * $1.1 }) }
+    let sims = entries.enumerated().map { i, e in
+        (i, zip(unit(e.embedding.values), q).reduce(0.0) { $0 + $1.0 * $1.1 })
+    }
     return Array(sims.sorted { $0.1 > $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }.prefix(k))
 }
 
@@ -90,7 +94,8 @@ struct GalleryTests {
             let gallery = try Gallery(dimension: 512, entries: entries, quantized: quantized)
             let probes = Array(entries.prefix(20).map(\.embedding))
             #expect(try gallery.search(probes, top: 10, threads: 1) == gallery.search(probes, top: 10, threads: 2))
-            #expect(try gallery.search(probes[0], top: 25, threads: 1) == gallery.search(probes[0], top: 25, threads: 2))
+            let one = try gallery.search(probes[0], top: 25, threads: 1)
+            #expect(try one == gallery.search(probes[0], top: 25, threads: 2))
         }
     }
 
@@ -135,8 +140,10 @@ struct GalleryTests {
         #expect(reason { _ = try g.search(Embedding([1, 2]), top: 1) } != nil)
         #expect(reason { _ = try g.search(Embedding([Float](repeating: 0, count: 8)), top: 1) } != nil)
         #expect(reason { _ = try g.search(entries[0].embedding, top: -1) } != nil)
-        #expect(reason { _ = try Gallery(dimension: 8, entries: [(id: "x", embedding: Embedding([.nan] + [Float](repeating: 1, count: 7)))]) } != nil)
-        #expect(reason { _ = try Gallery(dimension: 8, entries: [(id: String(repeating: "x", count: 5000), embedding: entries[0].embedding)]) } != nil)
+        let nan = Embedding([.nan] + [Float](repeating: 1, count: 7))
+        #expect(reason { _ = try Gallery(dimension: 8, entries: [(id: "x", embedding: nan)]) } != nil)
+        let long = String(repeating: "x", count: 5000)
+        #expect(reason { _ = try Gallery(dimension: 8, entries: [(id: long, embedding: entries[0].embedding)]) } != nil)
         #expect(reason { _ = try Gallery(dimension: 0, entries: []) } != nil)
     }
 }
@@ -286,8 +293,11 @@ struct GalleryBenchmark {
             let rows = try MappedFile(path: dir + "/rows.f32")
             let start = Date()
             let writer = try GalleryWriter(path: path, dimension: d)
-            let f = UnsafeBufferPointer(start: rows.bytes.baseAddress!.assumingMemoryBound(to: Float.self), count: n * d)
-            for i in 0..<n { try writer.append(id: "row \(i)", embedding: Embedding(Array(f[(i * d)..<((i + 1) * d)]))) }
+            let f = UnsafeBufferPointer(start: rows.bytes.baseAddress!.assumingMemoryBound(to: Float.self),
+                                        count: n * d)
+            for i in 0..<n {
+                try writer.append(id: "row \(i)", embedding: Embedding(Array(f[(i * d)..<((i + 1) * d)])))
+            }
             try writer.finish()
             out += "write \(Date().timeIntervalSince(start))\n"
         }
@@ -312,7 +322,9 @@ struct GalleryBenchmark {
         let states = gallery.firstPass(batch, k: k, panels: 0..<gallery.layout.panels)
         let kept = states.map { s in s.candidates.filter { $0.upper >= s.bounds.threshold }.count }
         out += "candidates \(Double(kept.reduce(0, +)) / Double(kept.count))\n"
-        for (q, matches) in ids.enumerated() { out += "ids \(q) " + matches.map { "\($0.index)" }.joined(separator: " ") + "\n" }
+        for (q, matches) in ids.enumerated() {
+            out += "ids \(q) " + matches.map { "\($0.index)" }.joined(separator: " ") + "\n"
+        }
         try out.write(toFile: dir + "/faceembed.txt", atomically: true, encoding: .utf8)
     }
 }

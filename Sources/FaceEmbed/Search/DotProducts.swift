@@ -68,7 +68,8 @@ func panelDots1(_ panel: UnsafeRawPointer, _ words: UnsafePointer<Int32>, steps:
     var a0 = SIMD16<Int32>(), a1 = SIMD16<Int32>(), a2 = SIMD16<Int32>(), a3 = SIMD16<Int32>()
     var k = 0
     while k < steps {
-        multiplyAddBytes(&a0, panel.load(fromByteOffset: k * 64, as: SIMD16<Int32>.self), SIMD16(repeating: words[k * 8]))
+        multiplyAddBytes(&a0, panel.load(fromByteOffset: k * 64, as: SIMD16<Int32>.self),
+                         SIMD16(repeating: words[k * 8]))
         multiplyAddBytes(&a1, panel.load(fromByteOffset: k * 64 + 64, as: SIMD16<Int32>.self),
                          SIMD16(repeating: words[k * 8 + 8]))
         multiplyAddBytes(&a2, panel.load(fromByteOffset: k * 64 + 128, as: SIMD16<Int32>.self),

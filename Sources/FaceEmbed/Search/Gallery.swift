@@ -169,8 +169,10 @@ public final class Gallery: Sendable {
             guard quantized else { continue }
             let panel = base + layout.int8Offset + (i / 16) * layout.panelBytes
             let (scale, error) = RowEncoder.quantize(row, lanes: layout.lanes, into: panel, lane: i % 16)
-            buffer.storeBytes(of: scale.bitPattern.littleEndian, toByteOffset: layout.scalesOffset + i * 4, as: UInt32.self)
-            buffer.storeBytes(of: error.bitPattern.littleEndian, toByteOffset: layout.errorsOffset + i * 4, as: UInt32.self)
+            buffer.storeBytes(of: scale.bitPattern.littleEndian, toByteOffset: layout.scalesOffset + i * 4,
+                              as: UInt32.self)
+            buffer.storeBytes(of: error.bitPattern.littleEndian, toByteOffset: layout.errorsOffset + i * 4,
+                              as: UInt32.self)
         }
         let table = RowEncoder.idTable(offsets: offsets, text: text)
         UnsafeMutableRawBufferPointer(rebasing: buffer[layout.idsOffset..<(layout.idsOffset + table.count)])

@@ -98,7 +98,9 @@ package enum GalleryFile {
         guard (0..<8).allSatisfy({ bytes[$0] == magic[$0] }) else { throw fail("not a FaceEmbed gallery (bad magic)") }
         try r.skip(8, "magic")
         let ver = try r.u32("version")
-        guard ver == version else { throw fail("format version \(ver) is not supported (this FaceEmbed reads \(version))") }
+        guard ver == version else {
+            throw fail("format version \(ver) is not supported (this FaceEmbed reads \(version))")
+        }
         guard try r.u32("header size") == UInt32(headerSize) else { throw fail("unexpected header size") }
         let dimension = Int(try r.u32("dimension")), flags = try r.u32("flags")
         let count = try r.u64("count"), fileSize = try r.u64("file size")
@@ -115,7 +117,8 @@ package enum GalleryFile {
         var layout = GalleryLayout(dimension: dimension, count: Int(count), quantized: flags & quantizedFlag != 0,
                                    idBytes: 0)
         // Sizes are bounded (2³¹ rows × 2¹⁸ bytes), so the layout's arithmetic cannot overflow.
-        guard UInt64(layout.idsOffset) <= fileSize, UInt64(layout.idsOffset) + UInt64((layout.count + 1) * 8) <= fileSize
+        guard UInt64(layout.idsOffset) <= fileSize,
+              UInt64(layout.idsOffset) + UInt64((layout.count + 1) * 8) <= fileSize
         else { throw fail("\(count) rows of dimension \(dimension) need more than the file's \(fileSize) bytes") }
         let idBytes = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: layout.idsOffset + layout.count * 8,
                                                               as: UInt64.self))
@@ -173,7 +176,8 @@ package enum GalleryFile {
         for lane in 0..<16 {
             let i = panel * 16 + lane
             guard i < layout.count else { return padFault(bytes, layout, panel, lane) }
-            let row = (bytes.baseAddress! + layout.rowsOffset + i * layout.rowStride).assumingMemoryBound(to: Float.self)
+            let row = (bytes.baseAddress! + layout.rowsOffset + i * layout.rowStride)
+                .assumingMemoryBound(to: Float.self)
             var squares = 0.0
             for j in 0..<lanes {
                 let x = row[j]
@@ -193,7 +197,8 @@ package enum GalleryFile {
     }
 
     /// Padding lanes of the last panel: int8 zero (byte 128), scale and error zero.
-    static func padFault(_ bytes: UnsafeRawBufferPointer, _ layout: GalleryLayout, _ panel: Int, _ lane: Int) -> String? {
+    static func padFault(_ bytes: UnsafeRawBufferPointer, _ layout: GalleryLayout, _ panel: Int,
+                         _ lane: Int) -> String? {
         guard layout.quantized else { return nil }
         let i = panel * 16 + lane
         let q = Int8Row(bytes.baseAddress! + layout.int8Offset + panel * layout.panelBytes, lane: lane)

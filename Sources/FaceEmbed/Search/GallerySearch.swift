@@ -126,7 +126,9 @@ extension Gallery {
         let upper = s + b
         guard any(upper .>= state.bounds.threshold) else { return }
         let lower = s - b
-        for lane in 0..<min(16, count - side.first) { state.offer(side.first + lane, lower: lower[lane], upper: upper[lane]) }
+        for lane in 0..<min(16, count - side.first) {
+            state.offer(side.first + lane, lower: lower[lane], upper: upper[lane])
+        }
     }
 }
 
@@ -207,7 +209,8 @@ final class QueryBatch {
         let epsilon = Float(lanes + 16) * 0x1p-22
         for (i, e) in queries.enumerated() {
             // Every property is set, so a throw here still runs deinit, which frees the buffers.
-            try RowEncoder.normalize(e, dimension: dimension, lanes: lanes, into: floats + i * lanes, what: "query \(i)")
+            try RowEncoder.normalize(e, dimension: dimension, lanes: lanes, into: floats + i * lanes,
+                                     what: "query \(i)")
             let (scale, error) = Quantizer.quantize(floats + i * lanes, count: lanes, into: q)
             var sum: Int32 = 0
             for j in 0..<lanes { sum += Int32(q[j]) }
