@@ -54,10 +54,10 @@ struct DepthwiseLayout {
 /// Scratch floats one thread needs for `depthwiseConvolution` on `g`: the plane(s) and the general path's row.
 func depthwiseScratch(_ g: ConvGeometry) -> Int { DepthwiseLayout(g).floats }
 
-/// Fast depthwise convolution on one image; `scratch` holds `threads` blocks of `depthwiseScratch(g)` floats.
-func depthwiseConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights: UnsafePointer<Float>,
-                          epilogue: Epilogue, output: UnsafeMutablePointer<Float>,
-                          scratch: UnsafeMutablePointer<Float>, threads: Int) {
+/// Fast depthwise convolution on one image (`.depthwise`); `o.scratch` holds `threads` blocks of
+/// `depthwiseScratch(g)` floats.
+func depthwiseConvolution(_ g: ConvGeometry, _ o: ConvolutionOperands, threads: Int) {
+    let input = o.input, weights = o.weights, epilogue = o.epilogue, output = o.output, scratch = o.scratch
     let parts = max(1, min(threads, g.inC / 8))
     let layout = DepthwiseLayout(g)
     let pw = layout.planeWidth
@@ -118,18 +118,14 @@ struct DepthwiseTapRows {
 /// One channel's output and its epilogue, applied in registers.
 struct DepthwiseSink {
     let out: UnsafeMutablePointer<Float>
-    let residual: UnsafePointer<Float>?
-    let bias: SIMD8<Float>
-    let slope: SIMD8<Float>?
+    let epilogue: ChannelEpilogue<SIMD8<Float>>
     /// Output values of the channel (outH · outW).
     let count: Int
 
     @inline(__always)
     init(_ e: Epilogue, channel c: Int, output: UnsafeMutablePointer<Float>, count: Int) {
         out = output + c * count
-        residual = e.residual.map { $0 + c * count }
-        bias = SIMD8(repeating: e.bias[c])
-        slope = e.slope.map { SIMD8(repeating: $0[c]) }
+        epilogue = e.channel(c, offset: c * count)
         self.count = count
     }
 
@@ -138,13 +134,10 @@ struct DepthwiseSink {
     /// stored one by one, so nothing outside the channel is touched.
     @inline(__always)
     func store(_ acc: SIMD8<Float>, at i: Int) {
-        var v = acc + bias
-        if let slope { v = v.replacing(with: v * slope, where: v .< 0) }
         if i + 8 <= count {
-            if let residual { v += UnsafeRawPointer(residual + i).loadUnaligned(as: SIMD8<Float>.self) }
-            UnsafeMutableRawPointer(out + i).storeBytes(of: v, as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(out + i).storeBytes(of: epilogue(acc, at: i), as: SIMD8<Float>.self)
         } else {
-            for l in 0..<(count - i) { out[i + l] = v[l] + (residual?[i + l] ?? 0) }
+            epilogue.store(acc, at: i, count: count - i, to: out)
         }
     }
 }
@@ -289,10 +282,7 @@ func depthwiseGlobalChannel(_ g: ConvGeometry, input: UnsafePointer<Float>, weig
     } else if columns > 0 {
         for ky in rows { acc += dot(src + (ky - g.padH) * g.inW, w + ky * g.kW + g.padW, count: columns) }
     }
-    var v = acc + epilogue.bias[c]
-    if let slope = epilogue.slope, v < 0 { v *= slope[c] }
-    if let residual = epilogue.residual { v += residual[c] }
-    output[c] = v
+    withUnsafePointer(to: acc) { epilogue.apply(channel: c, acc: $0, out: output, offset: c, count: 1) }
 }
 
 /// One output row of one channel: row[x] = Σ w[ky][kx] · plane[oy·sh + ky][x·sw + kx]. Stride 1 computes

@@ -1,8 +1,15 @@
-/// What happens to each accumulated output value of a convolution, in this order:
-/// add `bias[c]`; if `slope` is set, PReLU `v > 0 ? v : slope[c] * v`; if `residual` is set, add `residual[i]`.
-///
-/// Batch norm after a convolution is folded into its weights and bias when the model is converted, so the
-/// epilogue is the only pass over the output.
+// The epilogue of a convolution: what happens to each accumulated output value, in this order:
+//
+//   out[c][i] = prelu_c(acc[c][i] + bias[c]) + residual[c][i]      prelu_c(v) = v > 0 ? v : slope[c] · v
+//
+// Defined once, in `ChannelEpilogue.callAsFunction`, on a vector of one channel's consecutive values: the GEMM
+// micro-kernel (16 lanes) and the depthwise kernel (8 lanes) call it on their accumulators in registers; the other
+// kernels call `Epilogue.apply` on accumulators they stored, which runs the same function 8 values at a time.
+// Batch norm after a convolution is folded into its weights and bias when the model is converted, so the
+// epilogue is the only pass over the output.
+
+/// A convolution's epilogue: add `bias[c]`; if `slope` is set, PReLU `v > 0 ? v : slope[c] * v`; if `residual` is
+/// set, add `residual[i]`.
 struct Epilogue {
     /// One value per output channel (folded batch norm shift, or the convolution's own bias).
     var bias: UnsafePointer<Float>
@@ -11,28 +18,69 @@ struct Epilogue {
     /// A tensor of the output's shape added last (the residual shortcut), or nil.
     var residual: UnsafePointer<Float>?
 
+    /// Channel `c`'s epilogue on vectors of `V`, its residual indexed from flat index `offset` of the tensor.
+    @inline(__always)
+    func channel<V: SIMD>(_ c: Int, offset: Int, as _: V.Type = V.self) -> ChannelEpilogue<V> where V.Scalar == Float {
+        ChannelEpilogue(bias: V(repeating: bias[c]), slope: slope.map { V(repeating: $0[c]) },
+                        residual: residual.map { $0 + offset })
+    }
+
+    /// The epilogue of the output channels from `c0` on, channels being `plane` values apart: one group's slice of a
+    /// grouped convolution.
+    func slice(from c0: Int, plane: Int) -> Epilogue {
+        Epilogue(bias: bias + c0, slope: slope.map { $0 + c0 }, residual: residual.map { $0 + c0 * plane })
+    }
+
     /// Applies the epilogue to `count` contiguous values of channel `c` starting at flat index `offset`,
     /// reading accumulators from `acc` and writing to `out + offset`.
     @inline(__always)
     func apply(channel c: Int, acc: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, offset: Int, count: Int) {
-        let b = bias[c]
-        let s = slope?[c]
+        let e = channel(c, offset: offset, as: SIMD8<Float>.self)
         var i = 0
-        let bv = SIMD8<Float>(repeating: b)
-        let sv = SIMD8<Float>(repeating: s ?? 1)
         while i + 8 <= count {
-            var v = UnsafeRawPointer(acc + i).loadUnaligned(as: SIMD8<Float>.self) + bv
-            if s != nil { v = v.replacing(with: v * sv, where: v .< 0) }
-            if let r = residual { v += UnsafeRawPointer(r + offset + i).loadUnaligned(as: SIMD8<Float>.self) }
+            let v = e(UnsafeRawPointer(acc + i).loadUnaligned(as: SIMD8<Float>.self), at: i)
             UnsafeMutableRawPointer(out + offset + i).storeBytes(of: v, as: SIMD8<Float>.self)
             i += 8
         }
-        while i < count {
-            var v = acc[i] + b
-            if let s, v < 0 { v *= s }
-            if let r = residual { v += r[offset + i] }
-            out[offset + i] = v
-            i += 1
+        if i < count {
+            var a = SIMD8<Float>()
+            for l in 0..<(count - i) { a[l] = acc[i + l] }
+            e.store(a, at: i, count: count - i, to: out + offset)
         }
+    }
+}
+
+/// One output channel's epilogue with its bias and slope broadcast to the lanes of `V`, for values of that channel
+/// at consecutive flat indices (from the `residual` pointer's origin).
+struct ChannelEpilogue<V: SIMD> where V.Scalar == Float {
+    let bias: V
+    let slope: V?
+    let residual: UnsafePointer<Float>?
+
+    /// The output values for accumulators `acc` at index `i`: bias, PReLU, then residual[i ..< i + lanes].
+    @inline(__always)
+    func callAsFunction(_ acc: V, at i: Int) -> V {
+        finish(acc, residual: residual.map { UnsafeRawPointer($0 + i).loadUnaligned(as: V.self) })
+    }
+
+    /// Stores the first `n` lanes of the output values for `acc` at `out + i`, reading only those `n` residual
+    /// values (the end of a channel, where a whole vector would run past it).
+    @inline(__always)
+    func store(_ acc: V, at i: Int, count n: Int, to out: UnsafeMutablePointer<Float>) {
+        let r = residual.map { p -> V in
+            var r = V()
+            for l in 0..<n { r[l] = p[i + l] }
+            return r
+        }
+        let v = finish(acc, residual: r)
+        for l in 0..<n { out[i + l] = v[l] }
+    }
+
+    @inline(__always)
+    private func finish(_ acc: V, residual r: V?) -> V {
+        var v = acc + bias
+        if let slope { v = v.replacing(with: v * slope, where: v .< 0) }
+        if let r { v += r }
+        return v
     }
 }

@@ -16,7 +16,8 @@
 //                                             prefetches the next block's weights; panels of at most 8 tiles (7×7
 //                                             maps, tails) `gemmKernel16x4`
 //   D  out = Aᵀ M A, then the epilogue (bias, PReLU, residual) over each of the block's 16 output planes.
-// The direct implicit-GEMM `convolution` stays for every other shape and as the check (Tests/WinogradTests.swift).
+// `ConvolutionKernel` chooses it for these layers (`winogradApplies`); the direct GEMM (`.im2colGEMM`, `.packedGEMM`)
+// runs every other shape and is the check (Tests/WinogradTests.swift).
 
 /// Tile geometry of a Winograd F(4,3) convolution.
 struct WinogradPlan {
@@ -66,15 +67,13 @@ func winogradScratch(_ g: ConvGeometry) -> Int {
     return (max(p.paddedH * p.paddedW + winogradPlaneSlack + winogradStageFloats(p), u + m + d) + 15) / 16 * 16
 }
 
-/// Winograd F(4,3) convolution (see the top of this file). `scratch` holds `threads` blocks of
-/// `winogradScratch(g)` floats; `shared` holds `winogradSharedScratch(g)` floats.
-func winogradConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights: UnsafePointer<Float>,
-                         inputAffine: InputAffine?, epilogue: Epilogue, output: UnsafeMutablePointer<Float>,
-                         scratch: UnsafeMutablePointer<Float>, shared: UnsafeMutablePointer<Float>, threads: Int) {
+/// Winograd F(4,3) convolution (see the top of this file). `o.scratch` holds `threads` blocks of
+/// `winogradScratch(g)` floats; `o.shared` holds `winogradSharedScratch(g)` floats.
+func winogradConvolution(_ g: ConvGeometry, _ o: ConvolutionOperands, threads: Int) {
     let p = WinogradPlan(g)
     let ic = g.inC, oc = g.outC, tp = p.panels * gemmNR, L = weightLanes
     let vXi = p.vXiStride(inC: ic), mXi = p.mXiStride
-    let v = shared
+    let v = o.shared, scratch = o.scratch, weights = o.weights
     let perThread = winogradScratch(g)
 
     // B: input tiles.
@@ -84,8 +83,8 @@ func winogradConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights
         // Zeroed once: every channel then writes the same interior positions, so the border and slack stay zero.
         plane.initialize(repeating: 0, count: p.paddedH * p.paddedW + winogradPlaneSlack)
         for c in chunk(ic, parts: partsB, index: part) {
-            winogradTransformInput(g, p, input: input + c * g.inH * g.inW,
-                                   mul: inputAffine?.scale[c] ?? 1, add: inputAffine?.shift[c] ?? 0,
+            winogradTransformInput(g, p, input: o.input + c * g.inH * g.inW,
+                                   mul: o.inputAffine?.scale[c] ?? 1, add: o.inputAffine?.shift[c] ?? 0,
                                    plane: plane, stage: stage, into: v + c * gemmNR, panelStride: ic * gemmNR,
                                    xiStride: vXi)
         }
@@ -133,8 +132,8 @@ func winogradConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights
             for r in 0..<rowsBlk {
                 winogradTransformOutput(p, m + r * tp, xiStride: mXi, plane: plane)
                 // The plane is laid out as the channel's output, so one pass applies the epilogue to all of it.
-                epilogue.apply(channel: m0 + r, acc: plane, out: output, offset: (m0 + r) * planeCount,
-                               count: planeCount)
+                o.epilogue.apply(channel: m0 + r, acc: plane, out: o.output, offset: (m0 + r) * planeCount,
+                                 count: planeCount)
             }
         }
     }
