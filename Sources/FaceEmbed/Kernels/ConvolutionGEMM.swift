@@ -132,11 +132,8 @@ func gemmBlockPanel(a: UnsafePointer<Float>, b: UnsafePointer<Float>, ldb: Int, 
                     epilogue: Epilogue, output: UnsafeMutablePointer<Float>, ldo: Int, n0: Int,
                     tile: UnsafeMutablePointer<Float>) {
     if cols == gemmNR {
-        gemmKernel16x16(a: a, aStride: weightLanes, b: b, ldb: ldb, k: k, rows: rows) { r, x in
-            let o = (m0 + r) * ldo + n0
-            let v = epilogue.channel(m0 + r, offset: o, as: SIMD16<Float>.self)(x, at: 0)
-            UnsafeMutableRawPointer(output + o).storeBytes(of: v, as: SIMD16<Float>.self)
-        }
+        gemmFullPanel(a: a, b: b, ldb: ldb, k: k, m0: m0, rows: rows, epilogue: epilogue, output: output, ldo: ldo,
+                      n0: n0)
         return
     }
     for j0 in stride(from: 0, to: cols, by: 4) {
@@ -144,5 +141,16 @@ func gemmBlockPanel(a: UnsafePointer<Float>, b: UnsafePointer<Float>, ldb: Int, 
     }
     for r in 0..<rows {
         epilogue.apply(channel: m0 + r, acc: tile + r * gemmNR, out: output, offset: (m0 + r) * ldo + n0, count: cols)
+    }
+}
+
+/// The full-panel case of `gemmBlockPanel`, not inlined into the panel loops (as the kernel was before it shared
+/// its k-loop), which keeps them small enough for the optimiser to inline everything inside.
+@inline(never)
+func gemmFullPanel(a: UnsafePointer<Float>, b: UnsafePointer<Float>, ldb: Int, k: Int, m0: Int, rows: Int,
+                   epilogue: Epilogue, output: UnsafeMutablePointer<Float>, ldo: Int, n0: Int) {
+    gemmKernel16x16(a: a, aStride: weightLanes, b: b, ldb: ldb, k: k, rows: rows) { r, x in
+        let o = (m0 + r) * ldo + n0
+        storeVector(epilogue.channel(m0 + r, offset: o, as: SIMD16<Float>.self)(x, at: 0), to: output + o)
     }
 }

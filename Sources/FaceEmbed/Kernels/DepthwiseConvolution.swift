@@ -134,7 +134,7 @@ struct DepthwiseSink {
     @inline(__always)
     func store(_ acc: SIMD8<Float>, at i: Int) {
         if i + 8 <= count {
-            UnsafeMutableRawPointer(out + i).storeBytes(of: epilogue(acc, at: i), as: SIMD8<Float>.self)
+            storeVector(epilogue(acc, at: i), to: out + i)
         } else {
             epilogue.store(acc, at: i, count: count - i, to: out)
         }

@@ -2,11 +2,14 @@
 //
 //   out[c][i] = prelu_c(acc[c][i] + bias[c]) + residual[c][i]      prelu_c(v) = v > 0 ? v : slope[c] · v
 //
-// Defined once, in `ChannelEpilogue.callAsFunction`, on a vector of one channel's consecutive values: the GEMM
-// micro-kernel (16 lanes) and the depthwise kernel (8 lanes) call it on their accumulators in registers; the other
-// kernels call `Epilogue.apply` on accumulators they stored, which runs the same function 8 values at a time.
+// Defined once, in `ChannelEpilogue`, on a vector of one channel's consecutive values: the GEMM micro-kernel
+// (16 lanes) and the depthwise kernel (8 lanes) call it on their accumulators in registers; the other kernels call
+// `Epilogue.apply` on accumulators they stored, which runs the same code 8 values at a time.
 // Batch norm after a convolution is folded into its weights and bias when the model is converted, so the
 // epilogue is the only pass over the output.
+#if hasFeature(BuiltinModule)
+import Builtin
+#endif
 
 /// A convolution's epilogue: add `bias[c]`; if `slope` is set, PReLU `v > 0 ? v : slope[c] * v`; if `residual` is
 /// set, add `residual[i]`.
@@ -21,8 +24,10 @@ struct Epilogue {
     /// Channel `c`'s epilogue on vectors of `V`, its residual indexed from flat index `offset` of the tensor.
     @inline(__always)
     func channel<V: EpilogueVector>(_ c: Int, offset: Int, as _: V.Type = V.self) -> ChannelEpilogue<V> {
-        ChannelEpilogue(bias: V(repeating: bias[c]), slope: slope.map { V(repeating: $0[c]) },
-                        residual: residual.map { $0 + offset })
+        var slopes: V?, from: UnsafePointer<Float>?
+        if let slope { slopes = V(repeating: slope[c]) }
+        if let residual { from = residual + offset }
+        return ChannelEpilogue(bias: V(repeating: bias[c]), slope: slopes, residual: from)
     }
 
     /// The epilogue of the output channels from `c0` on, channels being `plane` values apart: one group's slice of a
@@ -38,8 +43,8 @@ struct Epilogue {
         let e = channel(c, offset: offset, as: SIMD8<Float>.self)
         var i = 0
         while i + 8 <= count {
-            let v = e(UnsafeRawPointer(acc + i).loadUnaligned(as: SIMD8<Float>.self), at: i)
-            UnsafeMutableRawPointer(out + offset + i).storeBytes(of: v, as: SIMD8<Float>.self)
+            let a = UnsafeRawPointer(acc + i).loadUnaligned(as: SIMD8<Float>.self)
+            storeVector(e(a, at: i), to: out + offset + i)
             i += 8
         }
         if i < count {
@@ -74,27 +79,52 @@ struct ChannelEpilogue<V: EpilogueVector> {
     /// The output values for accumulators `acc` at index `i`: bias, PReLU, then residual[i ..< i + lanes].
     @inline(__always)
     func callAsFunction(_ acc: V, at i: Int) -> V {
-        finish(acc, residual: residual.map { UnsafeRawPointer($0 + i).loadUnaligned(as: V.self) })
+        let v = activated(acc)
+        guard let residual else { return v }
+        return v + UnsafeRawPointer(residual + i).loadUnaligned(as: V.self)
     }
 
     /// Stores the first `n` lanes of the output values for `acc` at `out + i`, reading only those `n` residual
-    /// values (the end of a channel, where a whole vector would run past it).
-    @inline(__always)
+    /// values (the end of a channel, where a whole vector would run past it). Not inlined: a rare path, which
+    /// inlined made the depthwise kernels too large for the optimiser to inline their vector stores.
+    @inline(never)
     func store(_ acc: V, at i: Int, count n: Int, to out: UnsafeMutablePointer<Float>) {
-        let r = residual.map { p -> V in
+        var v = activated(acc)
+        if let residual {
             var r = V()
-            for l in 0..<n { r[l] = p[i + l] }
-            return r
+            for l in 0..<n { r[l] = residual[i + l] }
+            v = v + r
         }
-        let v = finish(acc, residual: r)
         for l in 0..<n { out[i + l] = v[l] }
     }
 
+    /// Bias, then PReLU.
     @inline(__always)
-    private func finish(_ acc: V, residual r: V?) -> V {
+    private func activated(_ acc: V) -> V {
         var v = acc + bias
         if let slope { v = v.replacing(with: v * slope, where: v .< V()) }
-        if let r { v = v + r }
         return v
     }
+}
+
+/// `v` stored at `p` (unaligned), one instruction wherever it is inlined: `storeBytes` is a generic function that
+/// the optimiser may leave as a call once a kernel is large (all 16 stores of `gemmFullPanel` were calls), so the
+/// store is LLVM's own where the Builtin module is available (as for `prefetch`).
+@inline(__always)
+func storeVector(_ v: SIMD16<Float>, to p: UnsafeMutablePointer<Float>) {
+    #if hasFeature(BuiltinModule)
+    Builtin.storeRaw(v, UnsafeMutableRawPointer(p)._rawValue)
+    #else
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
+    #endif
+}
+
+/// `v` stored at `p` (unaligned), as the 16-lane `storeVector`.
+@inline(__always)
+func storeVector(_ v: SIMD8<Float>, to p: UnsafeMutablePointer<Float>) {
+    #if hasFeature(BuiltinModule)
+    Builtin.storeRaw(v, UnsafeMutableRawPointer(p)._rawValue)
+    #else
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
+    #endif
 }

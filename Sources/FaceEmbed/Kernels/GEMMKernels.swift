@@ -31,7 +31,7 @@ func gemmTile(a: UnsafePointer<Float>, aStride: Int, b: UnsafePointer<Float>, ld
               c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, spread: PrefetchSpread = .none) {
     #if FACEEMBED_AVX512
     gemmKernel16x16(a: a, aStride: aStride, b: b, ldb: ldb, k: k, rows: rows, spread: spread) { r, x in
-        UnsafeMutableRawPointer(c + r * ldc).storeBytes(of: x, as: SIMD16<Float>.self)
+        storeVector(x, to: c + r * ldc)
     }
     #else
     gemmKernel6x16(a: a, aStride: aStride, b: b, ldb: ldb, k: k, c: c, ldc: ldc, rows: rows, spread: spread)
