@@ -91,6 +91,17 @@ public enum Reference {
         return y
     }
 
+    /// A per-channel affine map `x · scale[c] + shift[c]` (a batch norm given as its scale and shift).
+    public static func channelAffine(_ x: Tensor, scale: [Float], shift: [Float]) -> Tensor {
+        var y = x
+        let plane = x.h * x.w
+        for i in 0..<x.data.count {
+            let c = i / plane % x.c
+            y.data[i] = x.data[i] * scale[c] + shift[c]
+        }
+        return y
+    }
+
     /// Element-wise sum of two tensors of one shape (the residual add).
     public static func add(_ a: Tensor, _ b: Tensor) -> Tensor {
         precondition(a.data.count == b.data.count, "add shape mismatch")

@@ -4,125 +4,164 @@
 import FaceEmbedTestSupport
 import Testing
 
-// Fast kernels against the plain reference implementations, on random shapes (odd sizes included).
+// Fast kernels against the plain reference implementations, on random shapes (odd sizes included). Convolutions run
+// through `ConvolutionKernel`, which chooses the kernel as the network does (here with Winograd off, so that 3×3
+// stride-1 shapes exercise the direct GEMM; WinogradTests.swift turns it on).
 // Tolerances: inputs and weights are uniform in ±1 with weights scaled by 1/sqrt(fan-in), so outputs are O(1);
 // float32 accumulation against the reference's float64 stays within 1e-4 absolute, cosine ≥ 0.999999.
 
-/// Runs the fast convolution path the network uses on one batch of one image.
-private func fastConvolution(_ x: Tensor, weight: [Float], bias: [Float], slope: [Float]?, residual: Tensor?,
-                             inputAffine: (scale: [Float], shift: [Float])?, g: ConvGeometry, threads: Int) -> Tensor {
-    var y = Tensor(n: 1, c: g.outC, h: g.outH, w: g.outW)
-    let depthwise = g.groups == g.inC && g.groups == g.outC && g.groups > 1
-    let scratchCount = (depthwise ? depthwiseScratch(g) : convolutionScratch(ConvGeometry(
-        inC: g.inC / g.groups, inH: g.inH, inW: g.inW, outC: g.outC / g.groups, kH: g.kH, kW: g.kW,
-        strideH: g.strideH, strideW: g.strideW, padH: g.padH, padW: g.padW, groups: 1))) * threads
-    var scratch = [Float](repeating: 0, count: scratchCount)
-    let slopeArr = slope ?? [], res = residual?.data ?? []
-    let sc = inputAffine?.scale ?? [], sh = inputAffine?.shift ?? []
-    let stored = depthwise ? weight : lanePackedWeights(weight, g)  // as a flat file holds them
-    x.data.withUnsafeBufferPointer { xp in stored.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
-        slopeArr.withUnsafeBufferPointer { sp in res.withUnsafeBufferPointer { rp in
-            sc.withUnsafeBufferPointer { scp in sh.withUnsafeBufferPointer { shp in
-                y.data.withUnsafeMutableBufferPointer { yp in scratch.withUnsafeMutableBufferPointer { tp in
-                    let ep = Epilogue(bias: bp.baseAddress!, slope: slope == nil ? nil : sp.baseAddress!,
-                                      residual: residual == nil ? nil : rp.baseAddress!)
-                    if depthwise {
-                        depthwiseConvolution(g, input: xp.baseAddress!, weights: wp.baseAddress!, epilogue: ep,
-                                             output: yp.baseAddress!, scratch: tp.baseAddress!, threads: threads)
-                    } else {
-                        precondition(g.groups == 1)
-                        let affine = inputAffine == nil ? nil : InputAffine(scale: scp.baseAddress!, shift: shp.baseAddress!)
-                        convolution(g, input: xp.baseAddress!, weights: wp.baseAddress!, inputAffine: affine, epilogue: ep,
-                                    output: yp.baseAddress!, scratch: tp.baseAddress!, threads: threads)
-                    }
-                }}
-            }}
-        }}
-    }}}
-    return y
+/// Runs a convolution on one image as the network does: the kernel `ConvolutionKernel` chooses for `g` (with
+/// `winograd` as given), weights stored as a flat file holds them, scratch sized by the kernel and filled with NaN
+/// (a kernel must not read scratch it has not written). Returns the output and the kernel that ran.
+func fastConvolution(_ x: Tensor, weight: [Float], bias: [Float], slope: [Float]?, residual: Tensor?,
+                     inputAffine: (scale: [Float], shift: [Float])?, g: ConvGeometry, winograd: Bool,
+                     threads: Int) -> (Tensor, ConvolutionKernel) {
+    let kernel = ConvolutionKernel(g, inputAffine: inputAffine != nil, winograd: winograd)
+    var held: [UnsafeMutablePointer<Float>] = []
+    defer { for p in held { p.deallocate() } }
+    func copy(_ a: [Float]) -> UnsafeMutablePointer<Float> {
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: max(1, a.count))
+        p.initialize(from: a, count: a.count)
+        held.append(p)
+        return p
+    }
+    let count = g.outC * g.pixels
+    let operands = ConvolutionOperands(
+        input: copy(x.data), weights: copy(g.isDepthwise ? weight : lanePackedWeights(weight, g)),
+        inputAffine: inputAffine.map { InputAffine(scale: copy($0.scale), shift: copy($0.shift)) },
+        epilogue: Epilogue(bias: copy(bias), slope: slope.map(copy), residual: residual.map { copy($0.data) }),
+        output: copy([Float](repeating: .nan, count: count)),
+        scratch: copy([Float](repeating: .nan, count: kernel.scratchPerThread(g) * threads)),
+        shared: copy([Float](repeating: .nan, count: kernel.sharedScratch(g))))
+    kernel.run(g, operands, threads: threads)
+    let y = Array(UnsafeBufferPointer(start: operands.output, count: count))
+    return (Tensor(n: 1, c: g.outC, h: g.outH, w: g.outW, data: y), kernel)
+}
+
+/// Checks `fastConvolution` on random data against `Reference.convolution`: plain; with PReLU and a residual in
+/// the epilogue; and, for groups = 1, with a batch norm before the (zero-padded) convolution, applied to in-bounds
+/// taps only. Inputs uniform in ±1, weights scaled by 1/sqrt(fan-in). Returns the kernel that ran.
+@discardableResult
+func expectConvolutionMatchesReference(_ g: ConvGeometry, seed: UInt64, winograd: Bool, threads: Int,
+                                       maxAbs: Float) -> ConvolutionKernel {
+    var rng = SeededRandom(seed: seed)
+    let x = Tensor(n: 1, c: g.inC, h: g.inH, w: g.inW, data: rng.floats(g.inC * g.inH * g.inW))
+    let fanIn = g.inC / g.groups * g.kH * g.kW
+    let weight = rng.floats(g.outC * fanIn).map { $0 / Float(fanIn).squareRoot() }
+    let bias = rng.floats(g.outC), slope = rng.floats(g.outC, 0...0.5)
+    let residual = Tensor(n: 1, c: g.outC, h: g.outH, w: g.outW, data: rng.floats(g.outC * g.pixels))
+    func reference(_ x: Tensor) -> Tensor {
+        Reference.convolution(x, weight: weight, bias: bias, outC: g.outC, kernel: (g.kH, g.kW),
+                              stride: (g.strideH, g.strideW), pad: (g.padH, g.padW), groups: g.groups)
+    }
+    func fast(slope: [Float]?, residual: Tensor?,
+              affine: (scale: [Float], shift: [Float])?) -> (Tensor, ConvolutionKernel) {
+        fastConvolution(x, weight: weight, bias: bias, slope: slope, residual: residual, inputAffine: affine, g: g,
+                        winograd: winograd, threads: threads)
+    }
+    let expected = reference(x)
+    let (plain, kernel) = fast(slope: nil, residual: nil, affine: nil)
+    expectClose(plain.data, expected.data, maxAbs: maxAbs, cosine: 0.999999, "plain")
+    let fused = fast(slope: slope, residual: residual, affine: nil).0
+    expectClose(fused.data, Reference.add(Reference.prelu(expected, slope: slope), residual).data, maxAbs: maxAbs,
+                cosine: 0.999999, "PReLU + residual epilogue")
+    if g.groups == 1 {
+        let scale = rng.floats(g.inC, 0.5...1.5), shift = rng.floats(g.inC)
+        let got = fast(slope: nil, residual: nil, affine: (scale, shift)).0
+        expectClose(got.data, reference(Reference.channelAffine(x, scale: scale, shift: shift)).data, maxAbs: maxAbs,
+                    cosine: 0.999999, "input affine")
+    }
+    return kernel
 }
 
 struct KernelTests {
     struct Case: CustomTestStringConvertible, Sendable {
-        var c: Int, h: Int, w: Int, oc: Int, k: (Int, Int), s: Int, p: Int, depthwise: Bool
-        var testDescription: String { "\(depthwise ? "dw" : "conv") \(c)x\(h)x\(w)->\(oc) k\(k) s\(s) p\(p)" }
+        var geometry: ConvGeometry
+        var testDescription: String {
+            let g = geometry
+            let kind = g.isDepthwise ? "dw" : g.groups > 1 ? "g\(g.groups)" : "conv"
+            return "\(kind) \(g.inC)x\(g.inH)x\(g.inW)->\(g.outC) k\(g.kH)x\(g.kW) s\(g.strideH) p\(g.padH)"
+        }
+
+        init(c: Int, h: Int, w: Int, oc: Int, k: (Int, Int), s: Int, p: Int, groups: Int = 1) {
+            geometry = ConvGeometry(inC: c, inH: h, inW: w, outC: oc, kH: k.0, kW: k.1, strideH: s, strideW: s,
+                                    padH: p, padW: p, groups: groups)
+        }
+
+        /// A depthwise convolution of `c` channels.
+        static func depthwise(c: Int, h: Int, w: Int, k: (Int, Int), s: Int, p: Int) -> Case {
+            Case(c: c, h: h, w: w, oc: c, k: k, s: s, p: p, groups: c)
+        }
     }
 
     static let cases: [Case] = [
-        Case(c: 3, h: 112, w: 112, oc: 8, k: (3, 3), s: 2, p: 1, depthwise: false),
-        Case(c: 7, h: 13, w: 11, oc: 13, k: (3, 3), s: 1, p: 1, depthwise: false),
-        Case(c: 16, h: 9, w: 9, oc: 6, k: (3, 3), s: 2, p: 1, depthwise: false),
-        Case(c: 24, h: 14, w: 14, oc: 17, k: (1, 1), s: 1, p: 0, depthwise: false),
-        Case(c: 5, h: 7, w: 3, oc: 11, k: (1, 1), s: 1, p: 0, depthwise: false),
-        Case(c: 9, h: 15, w: 15, oc: 4, k: (1, 1), s: 2, p: 0, depthwise: false),
-        Case(c: 4, h: 10, w: 12, oc: 5, k: (5, 3), s: 1, p: 2, depthwise: false),
-        Case(c: 64, h: 28, w: 28, oc: 64, k: (3, 3), s: 1, p: 1, depthwise: false),
+        Case(c: 3, h: 112, w: 112, oc: 8, k: (3, 3), s: 2, p: 1),
+        Case(c: 7, h: 13, w: 11, oc: 13, k: (3, 3), s: 1, p: 1),
+        Case(c: 16, h: 9, w: 9, oc: 6, k: (3, 3), s: 2, p: 1),
+        Case(c: 24, h: 14, w: 14, oc: 17, k: (1, 1), s: 1, p: 0),
+        Case(c: 5, h: 7, w: 3, oc: 11, k: (1, 1), s: 1, p: 0),
+        Case(c: 9, h: 15, w: 15, oc: 4, k: (1, 1), s: 2, p: 0),
+        Case(c: 4, h: 10, w: 12, oc: 5, k: (5, 3), s: 1, p: 2),
+        Case(c: 64, h: 28, w: 28, oc: 64, k: (3, 3), s: 1, p: 1),
         // Whole-image im2col (K ≤ 64) at stride 1 and 2 with vector-wide rows and pixel tails; a 1×1 convolution
         // with more than one group of 16 panels, a 3-pixel tail and a 1-channel last block.
-        Case(c: 3, h: 40, w: 37, oc: 20, k: (3, 3), s: 1, p: 1, depthwise: false),
-        Case(c: 2, h: 33, w: 71, oc: 16, k: (3, 3), s: 2, p: 0, depthwise: false),
-        Case(c: 20, h: 19, w: 17, oc: 33, k: (1, 1), s: 1, p: 0, depthwise: false),
+        Case(c: 3, h: 40, w: 37, oc: 20, k: (3, 3), s: 1, p: 1),
+        Case(c: 2, h: 33, w: 71, oc: 16, k: (3, 3), s: 2, p: 0),
+        Case(c: 20, h: 19, w: 17, oc: 33, k: (1, 1), s: 1, p: 0),
         // im2col in bands (AVX-512 builds: more than 4 MB as one), band edges inside output rows, at stride 1 and
         // at stride 2 on an odd-width input, ending in a partial panel.
-        Case(c: 72, h: 41, w: 43, oc: 20, k: (3, 3), s: 1, p: 1, depthwise: false),
-        Case(c: 64, h: 91, w: 89, oc: 17, k: (3, 3), s: 2, p: 1, depthwise: false),
+        Case(c: 72, h: 41, w: 43, oc: 20, k: (3, 3), s: 1, p: 1),
+        Case(c: 64, h: 91, w: 89, oc: 17, k: (3, 3), s: 2, p: 1),
         // Stride-2 im2col rows 8–15 outputs wide: an 8-lane step, then one overlapping it.
-        Case(c: 24, h: 27, w: 27, oc: 19, k: (3, 3), s: 2, p: 1, depthwise: false),
-        Case(c: 6, h: 12, w: 23, oc: 16, k: (3, 3), s: 2, p: 0, depthwise: false),
-        Case(c: 12, h: 17, w: 13, oc: 12, k: (3, 3), s: 1, p: 1, depthwise: true),
-        Case(c: 8, h: 14, w: 15, oc: 8, k: (3, 3), s: 2, p: 1, depthwise: true),
-        Case(c: 32, h: 7, w: 7, oc: 32, k: (7, 7), s: 1, p: 0, depthwise: true),
+        Case(c: 24, h: 27, w: 27, oc: 19, k: (3, 3), s: 2, p: 1),
+        Case(c: 6, h: 12, w: 23, oc: 16, k: (3, 3), s: 2, p: 0),
+        .depthwise(c: 12, h: 17, w: 13, k: (3, 3), s: 1, p: 1),
+        .depthwise(c: 8, h: 14, w: 15, k: (3, 3), s: 2, p: 1),
+        .depthwise(c: 32, h: 7, w: 7, k: (7, 7), s: 1, p: 0),
         // Depthwise edge geometries: rows narrower than a vector, odd widths, tiny planes, even and odd padding
         // at stride 2, a padded 1×1 output, and the general path (other kernels and strides).
-        Case(c: 16, h: 7, w: 7, oc: 16, k: (3, 3), s: 1, p: 1, depthwise: true),
-        Case(c: 9, h: 3, w: 2, oc: 9, k: (3, 3), s: 1, p: 1, depthwise: true),
-        Case(c: 10, h: 5, w: 1, oc: 10, k: (3, 3), s: 1, p: 1, depthwise: true),
-        Case(c: 16, h: 56, w: 56, oc: 16, k: (3, 3), s: 2, p: 1, depthwise: true),
-        Case(c: 8, h: 28, w: 29, oc: 8, k: (3, 3), s: 2, p: 1, depthwise: true),
-        Case(c: 10, h: 13, w: 13, oc: 10, k: (3, 3), s: 2, p: 1, depthwise: true),
-        Case(c: 16, h: 7, w: 7, oc: 16, k: (3, 3), s: 2, p: 1, depthwise: true),
-        Case(c: 8, h: 2, w: 3, oc: 8, k: (3, 3), s: 2, p: 1, depthwise: true),
-        Case(c: 8, h: 9, w: 20, oc: 8, k: (3, 3), s: 2, p: 2, depthwise: true),
-        Case(c: 8, h: 6, w: 11, oc: 8, k: (3, 3), s: 2, p: 0, depthwise: true),
-        Case(c: 8, h: 1, w: 1, oc: 8, k: (3, 3), s: 1, p: 1, depthwise: true),
-        Case(c: 16, h: 5, w: 5, oc: 16, k: (7, 7), s: 1, p: 1, depthwise: true),
-        Case(c: 12, h: 9, w: 9, oc: 12, k: (5, 5), s: 1, p: 2, depthwise: true),
-        Case(c: 8, h: 10, w: 11, oc: 8, k: (3, 3), s: 3, p: 1, depthwise: true),
+        .depthwise(c: 16, h: 7, w: 7, k: (3, 3), s: 1, p: 1),
+        .depthwise(c: 9, h: 3, w: 2, k: (3, 3), s: 1, p: 1),
+        .depthwise(c: 10, h: 5, w: 1, k: (3, 3), s: 1, p: 1),
+        .depthwise(c: 16, h: 56, w: 56, k: (3, 3), s: 2, p: 1),
+        .depthwise(c: 8, h: 28, w: 29, k: (3, 3), s: 2, p: 1),
+        .depthwise(c: 10, h: 13, w: 13, k: (3, 3), s: 2, p: 1),
+        .depthwise(c: 16, h: 7, w: 7, k: (3, 3), s: 2, p: 1),
+        .depthwise(c: 8, h: 2, w: 3, k: (3, 3), s: 2, p: 1),
+        .depthwise(c: 8, h: 9, w: 20, k: (3, 3), s: 2, p: 2),
+        .depthwise(c: 8, h: 6, w: 11, k: (3, 3), s: 2, p: 0),
+        .depthwise(c: 8, h: 1, w: 1, k: (3, 3), s: 1, p: 1),
+        .depthwise(c: 16, h: 5, w: 5, k: (7, 7), s: 1, p: 1),
+        .depthwise(c: 12, h: 9, w: 9, k: (5, 5), s: 1, p: 2),
+        .depthwise(c: 8, h: 10, w: 11, k: (3, 3), s: 3, p: 1),
+        // Grouped, not depthwise: the GEMM on each group's slice of channels, 3×3 and 1×1.
+        Case(c: 8, h: 9, w: 10, oc: 12, k: (3, 3), s: 1, p: 1, groups: 2),
+        Case(c: 12, h: 7, w: 7, oc: 6, k: (1, 1), s: 1, p: 0, groups: 3),
     ]
 
     @Test("fast convolution matches the reference", arguments: cases, [1, 2])
     func convolutionMatchesReference(_ t: Case, threads: Int) {
-        var rng = SeededRandom(seed: UInt64(t.c * 1000 + t.h * 10 + t.oc + threads))
-        let groups = t.depthwise ? t.c : 1
-        let g = ConvGeometry(inC: t.c, inH: t.h, inW: t.w, outC: t.oc, kH: t.k.0, kW: t.k.1, strideH: t.s, strideW: t.s,
-                             padH: t.p, padW: t.p, groups: groups)
-        let x = Tensor(n: 1, c: t.c, h: t.h, w: t.w, data: rng.floats(t.c * t.h * t.w))
-        let fanIn = Float(t.c / groups * t.k.0 * t.k.1)
-        let weight = rng.floats(t.oc * t.c / groups * t.k.0 * t.k.1).map { $0 / fanIn.squareRoot() }
-        let bias = rng.floats(t.oc)
-        let slope = rng.floats(t.oc, 0...0.5)
-        let expected0 = Reference.convolution(x, weight: weight, bias: bias, outC: t.oc, kernel: t.k, stride: (t.s, t.s),
-                                              pad: (t.p, t.p), groups: groups)
-        let residual = Tensor(n: 1, c: t.oc, h: g.outH, w: g.outW, data: rng.floats(t.oc * g.outH * g.outW))
+        let g = t.geometry
+        let seed = UInt64(g.inC * 1000 + g.inH * 10 + g.outC + threads)
+        let kernel = expectConvolutionMatchesReference(g, seed: seed, winograd: false, threads: threads, maxAbs: 1e-4)
+        #expect(kernel != .winograd)
+    }
 
-        // Plain, then with PReLU and a residual in the epilogue.
-        let plain = fastConvolution(x, weight: weight, bias: bias, slope: nil, residual: nil, inputAffine: nil, g: g, threads: threads)
-        expectClose(plain.data, expected0.data, maxAbs: 1e-4, cosine: 0.999999, "plain")
-        let fused = fastConvolution(x, weight: weight, bias: bias, slope: slope, residual: residual, inputAffine: nil, g: g, threads: threads)
-        let expectedFused = Reference.add(Reference.prelu(expected0, slope: slope), residual)
-        expectClose(fused.data, expectedFused.data, maxAbs: 1e-4, cosine: 0.999999, "PReLU + residual epilogue")
-
-        // A batch norm before the (zero-padded) convolution, applied to in-bounds taps only.
-        if !t.depthwise {
-            let scale = rng.floats(t.c, 0.5...1.5), shift = rng.floats(t.c)
-            var bn = x
-            for c in 0..<t.c { for i in 0..<(t.h * t.w) { bn.data[c * t.h * t.w + i] = x.data[c * t.h * t.w + i] * scale[c] + shift[c] } }
-            let expected = Reference.convolution(bn, weight: weight, bias: bias, outC: t.oc, kernel: t.k, stride: (t.s, t.s),
-                                                 pad: (t.p, t.p), groups: 1)
-            let got = fastConvolution(x, weight: weight, bias: bias, slope: nil, residual: nil,
-                                      inputAffine: (scale, shift), g: g, threads: threads)
-            expectClose(got.data, expected.data, maxAbs: 1e-4, cosine: 0.999999, "input affine")
+    @Test func eachConvolutionKernelIsChosenForItsGeometry() {
+        func g(_ c: Int, _ oc: Int, k: Int, s: Int = 1, p: Int = 0, groups: Int = 1) -> ConvGeometry {
+            ConvGeometry(inC: c, inH: 14, inW: 14, outC: oc, kH: k, kW: k, strideH: s, strideW: s, padH: p, padW: p,
+                         groups: groups)
         }
+        let gemm: ConvolutionKernel = gemmWideKernels ? .im2colGEMM : .packedGEMM
+        #expect(ConvolutionKernel(g(64, 64, k: 3, p: 1), inputAffine: true) == .winograd)
+        #expect(ConvolutionKernel(g(64, 64, k: 3, p: 1), inputAffine: false, winograd: false) == gemm)
+        #expect(ConvolutionKernel(g(8, 64, k: 3, p: 1), inputAffine: false) == gemm)
+        #expect(ConvolutionKernel(g(64, 64, k: 3, s: 2, p: 1), inputAffine: false) == gemm)
+        let pointwise: ConvolutionKernel = gemmWideKernels ? .pointwiseGEMM : .packedGEMM
+        #expect(ConvolutionKernel(g(64, 128, k: 1), inputAffine: false) == pointwise)
+        #expect(ConvolutionKernel(g(64, 128, k: 1), inputAffine: true) == .packedGEMM)
+        #expect(ConvolutionKernel(g(64, 64, k: 3, p: 1, groups: 64), inputAffine: false) == .depthwise)
+        #expect(ConvolutionKernel(g(64, 64, k: 3, p: 1, groups: 2), inputAffine: false) == .grouped(gemm))
     }
 
     @Test("fully connected matches the reference", arguments: [(60, 7), (25088, 33), (513, 128), (3, 1)], [1, 2])
@@ -145,7 +184,7 @@ struct KernelTests {
         let slope = rng.floats(c, 0...0.5)
         let (scale, shift) = batchNormScaleShift(gamma: gamma, beta: beta, mean: mean, variance: variance, eps: 1e-3, fixGamma: false)
         var y = [Float](repeating: 0, count: c * plane)
-        batchNormAffine(input: x.data, scale: scale, shift: shift, slope: slope, output: &y, channels: c, plane: plane)
+        channelAffine(input: x.data, scale: scale, shift: shift, slope: slope, output: &y, channels: c, plane: plane)
         let expected = Reference.prelu(Reference.batchNorm(x, gamma: gamma, beta: beta, mean: mean, variance: variance,
                                                            eps: 1e-3, fixGamma: false), slope: slope)
         expectClose(y, expected.data, maxAbs: 1e-5, cosine: 0.999999, "affine")

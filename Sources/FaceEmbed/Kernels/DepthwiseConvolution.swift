@@ -54,56 +54,55 @@ struct DepthwiseLayout {
 /// Scratch floats one thread needs for `depthwiseConvolution` on `g`: the plane(s) and the general path's row.
 func depthwiseScratch(_ g: ConvGeometry) -> Int { DepthwiseLayout(g).floats }
 
-/// Fast depthwise convolution on one image; `scratch` holds `threads` blocks of `depthwiseScratch(g)` floats.
-func depthwiseConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights: UnsafePointer<Float>,
-                          epilogue: Epilogue, output: UnsafeMutablePointer<Float>,
-                          scratch: UnsafeMutablePointer<Float>, threads: Int) {
+/// Fast depthwise convolution on one image (`.depthwise`); `o.scratch` holds `threads` blocks of
+/// `depthwiseScratch(g)` floats.
+func depthwiseConvolution(_ g: ConvGeometry, _ o: ConvolutionOperands, threads: Int) {
     let parts = max(1, min(threads, g.inC / 8))
     let layout = DepthwiseLayout(g)
-    let pw = layout.planeWidth
     parallelFor(parts, threads: threads) { part in
         let channels = chunk(g.inC, parts: parts, index: part)
         if layout.path == .global {
-            for c in channels { depthwiseGlobalChannel(g, input: input, weights: weights, epilogue: epilogue, channel: c,
-                                                       output: output) }
+            for c in channels { depthwiseGlobalChannel(g, o, channel: c) }
             return
         }
-        let plane = scratch + part * layout.floats
+        let plane = o.scratch + part * layout.floats
         plane.initialize(repeating: 0, count: layout.planes * layout.planeFloats)
-        for c in channels {
-            let src = input + c * g.inH * g.inW
-            let w = weights + c * g.kH * g.kW
-            let sink = DepthwiseSink(epilogue, channel: c, output: output, count: g.outH * g.outW)
-            switch layout.path {
-            case .threeByThree where g.strideW == 1:
-                for y in 0..<g.inH {
-                    depthwiseCopyRow(src + y * g.inW, to: plane + (y + g.padH) * pw + g.padW, count: g.inW)
-                }
-                depthwise3x3Stride1Channel(g, taps: DepthwiseTapRows(first: plane, second: plane + 1, shift: 2, width: pw),
-                                           weights: w, sink: sink)
-            case .threeByThree:
-                // Input column x is padded column x + padW: padded column j goes to plane j & 1, index j >> 1.
-                let even = plane, odd = plane + layout.planeFloats
-                let evenColumns = g.padW & 1 == 0 ? even : odd, oddColumns = g.padW & 1 == 0 ? odd : even
-                for y in 0..<g.inH {
-                    let row = (y + g.padH) * pw
-                    depthwiseSplitRow(src + y * g.inW, count: g.inW, evens: evenColumns + row + g.padW / 2,
-                                      odds: oddColumns + row + (g.padW + 1) / 2)
-                }
-                depthwise3x3Stride2Channel(g, taps: DepthwiseTapRows(first: even, second: odd, shift: 1, width: pw),
-                                           weights: w, sink: sink)
-            default:
-                for y in 0..<g.inH {
-                    depthwiseCopyRow(src + y * g.inW, to: plane + (y + g.padH) * pw + g.padW, count: g.inW)
-                }
-                let row = plane + layout.planeFloats
-                for oy in 0..<g.outH {
-                    depthwiseRow(g, plane: plane, planeWidth: pw, weights: w, oy: oy, vectorWidth: layout.rowWidth,
-                                 row: row)
-                    epilogue.apply(channel: c, acc: row, out: output, offset: (c * g.outH + oy) * g.outW, count: g.outW)
-                }
-            }
+        for c in channels { depthwisePlaneChannel(g, layout, o, channel: c, plane: plane) }
+    }
+}
+
+/// One channel on the 3×3 or general path: its input copied into the zero-bordered plane(s) at `plane`, then
+/// convolved from there.
+@inline(__always)
+func depthwisePlaneChannel(_ g: ConvGeometry, _ layout: DepthwiseLayout, _ o: ConvolutionOperands, channel c: Int,
+                           plane: UnsafeMutablePointer<Float>) {
+    let src = o.input + c * g.inH * g.inW, w = o.weights + c * g.kH * g.kW, pw = layout.planeWidth
+    let sink = DepthwiseSink(o.epilogue, channel: c, output: o.output, count: g.pixels)
+    if layout.path == .threeByThree && g.strideW == 2 {
+        // Input column x is padded column x + padW: padded column j goes to plane j & 1, index j >> 1.
+        let even = plane, odd = plane + layout.planeFloats
+        let evenColumns = g.padW & 1 == 0 ? even : odd, oddColumns = g.padW & 1 == 0 ? odd : even
+        for y in 0..<g.inH {
+            let row = (y + g.padH) * pw
+            depthwiseSplitRow(src + y * g.inW, count: g.inW, evens: evenColumns + row + g.padW / 2,
+                              odds: oddColumns + row + (g.padW + 1) / 2)
         }
+        depthwise3x3Stride2Channel(g, taps: DepthwiseTapRows(first: even, second: odd, shift: 1, width: pw),
+                                   weights: w, sink: sink)
+        return
+    }
+    for y in 0..<g.inH {
+        depthwiseCopyRow(src + y * g.inW, to: plane + (y + g.padH) * pw + g.padW, count: g.inW)
+    }
+    if layout.path == .threeByThree {
+        depthwise3x3Stride1Channel(g, taps: DepthwiseTapRows(first: plane, second: plane + 1, shift: 2, width: pw),
+                                   weights: w, sink: sink)
+        return
+    }
+    let row = plane + layout.planeFloats
+    for oy in 0..<g.outH {
+        depthwiseRow(g, plane: plane, planeWidth: pw, weights: w, oy: oy, vectorWidth: layout.rowWidth, row: row)
+        o.epilogue.apply(channel: c, acc: row, out: o.output, offset: (c * g.outH + oy) * g.outW, count: g.outW)
     }
 }
 
@@ -118,18 +117,14 @@ struct DepthwiseTapRows {
 /// One channel's output and its epilogue, applied in registers.
 struct DepthwiseSink {
     let out: UnsafeMutablePointer<Float>
-    let residual: UnsafePointer<Float>?
-    let bias: SIMD8<Float>
-    let slope: SIMD8<Float>?
+    let epilogue: ChannelEpilogue<SIMD8<Float>>
     /// Output values of the channel (outH · outW).
     let count: Int
 
     @inline(__always)
     init(_ e: Epilogue, channel c: Int, output: UnsafeMutablePointer<Float>, count: Int) {
         out = output + c * count
-        residual = e.residual.map { $0 + c * count }
-        bias = SIMD8(repeating: e.bias[c])
-        slope = e.slope.map { SIMD8(repeating: $0[c]) }
+        epilogue = e.channel(c, offset: c * count)
         self.count = count
     }
 
@@ -138,13 +133,10 @@ struct DepthwiseSink {
     /// stored one by one, so nothing outside the channel is touched.
     @inline(__always)
     func store(_ acc: SIMD8<Float>, at i: Int) {
-        var v = acc + bias
-        if let slope { v = v.replacing(with: v * slope, where: v .< 0) }
         if i + 8 <= count {
-            if let residual { v += UnsafeRawPointer(residual + i).loadUnaligned(as: SIMD8<Float>.self) }
-            UnsafeMutableRawPointer(out + i).storeBytes(of: v, as: SIMD8<Float>.self)
+            storeVector(epilogue(acc, at: i), to: out + i)
         } else {
-            for l in 0..<(count - i) { out[i + l] = v[l] + (residual?[i + l] ?? 0) }
+            epilogue.store(acc, at: i, count: count - i, to: out)
         }
     }
 }
@@ -277,9 +269,8 @@ func depthwiseSplitRow(_ src: UnsafePointer<Float>, count n: Int, evens: UnsafeM
 /// One channel of a depthwise convolution whose output is a single pixel: the weights under the input (the taps
 /// in the padding contribute nothing), as one dot product when kernel rows and input rows have the same length.
 @inline(__always)
-func depthwiseGlobalChannel(_ g: ConvGeometry, input: UnsafePointer<Float>, weights: UnsafePointer<Float>,
-                            epilogue: Epilogue, channel c: Int, output: UnsafeMutablePointer<Float>) {
-    let src = input + c * g.inH * g.inW, w = weights + c * g.kH * g.kW
+func depthwiseGlobalChannel(_ g: ConvGeometry, _ o: ConvolutionOperands, channel c: Int) {
+    let src = o.input + c * g.inH * g.inW, w = o.weights + c * g.kH * g.kW
     // Kernel row ky covers input row ky − padH; kernel column kx covers input column kx − padW.
     let rows = min(g.padH, g.kH)..<min(g.kH, g.inH + g.padH)
     let columns = min(g.inW, g.kW - g.padW)
@@ -289,10 +280,7 @@ func depthwiseGlobalChannel(_ g: ConvGeometry, input: UnsafePointer<Float>, weig
     } else if columns > 0 {
         for ky in rows { acc += dot(src + (ky - g.padH) * g.inW, w + ky * g.kW + g.padW, count: columns) }
     }
-    var v = acc + epilogue.bias[c]
-    if let slope = epilogue.slope, v < 0 { v *= slope[c] }
-    if let residual = epilogue.residual { v += residual[c] }
-    output[c] = v
+    withUnsafePointer(to: acc) { o.epilogue.apply(channel: c, acc: $0, out: o.output, offset: c, count: 1) }
 }
 
 /// One output row of one channel: row[x] = Σ w[ky][kx] · plane[oy·sh + ky][x·sw + kx]. Stride 1 computes

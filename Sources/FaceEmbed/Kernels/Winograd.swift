@@ -16,7 +16,8 @@
 //                                             prefetches the next block's weights; panels of at most 8 tiles (7×7
 //                                             maps, tails) `gemmKernel16x4`
 //   D  out = Aᵀ M A, then the epilogue (bias, PReLU, residual) over each of the block's 16 output planes.
-// The direct implicit-GEMM `convolution` stays for every other shape and as the check (Tests/WinogradTests.swift).
+// `ConvolutionKernel` chooses it for these layers (`winogradApplies`); the direct GEMM (`.im2colGEMM`, `.packedGEMM`)
+// runs every other shape and is the check (Tests/WinogradTests.swift).
 
 /// Tile geometry of a Winograd F(4,3) convolution.
 struct WinogradPlan {
@@ -66,75 +67,88 @@ func winogradScratch(_ g: ConvGeometry) -> Int {
     return (max(p.paddedH * p.paddedW + winogradPlaneSlack + winogradStageFloats(p), u + m + d) + 15) / 16 * 16
 }
 
-/// Winograd F(4,3) convolution (see the top of this file). `scratch` holds `threads` blocks of
-/// `winogradScratch(g)` floats; `shared` holds `winogradSharedScratch(g)` floats.
-func winogradConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights: UnsafePointer<Float>,
-                         inputAffine: InputAffine?, epilogue: Epilogue, output: UnsafeMutablePointer<Float>,
-                         scratch: UnsafeMutablePointer<Float>, shared: UnsafeMutablePointer<Float>, threads: Int) {
+/// Winograd F(4,3) convolution (see the top of this file). `o.scratch` holds `threads` blocks of
+/// `winogradScratch(g)` floats; `o.shared` holds `winogradSharedScratch(g)` floats.
+func winogradConvolution(_ g: ConvGeometry, _ o: ConvolutionOperands, threads: Int) {
     let p = WinogradPlan(g)
-    let ic = g.inC, oc = g.outC, tp = p.panels * gemmNR, L = weightLanes
-    let vXi = p.vXiStride(inC: ic), mXi = p.mXiStride
-    let v = shared
-    let perThread = winogradScratch(g)
+    winogradInputPhase(g, p, o, threads: threads)
+    let blocks = g.weightBlocks, perThread = winogradScratch(g)
+    let parts = max(1, min(threads, blocks))
+    parallelFor(parts, threads: threads) { part in
+        let mine = chunk(blocks, parts: parts, index: part)
+        for blk in mine {
+            winogradBlock(g, p, o, block: blk, prefetchNext: blk + 1 < mine.upperBound,
+                          scratch: o.scratch + part * perThread)
+        }
+    }
+}
 
-    // B: input tiles.
-    let partsB = max(1, min(threads, ic))
-    parallelFor(partsB, threads: threads) { part in
-        let plane = scratch + part * perThread, stage = plane + p.paddedH * p.paddedW + winogradPlaneSlack
+/// Phase B: V = Bᵀ d B of every input channel into `o.shared`, channels split across threads.
+func winogradInputPhase(_ g: ConvGeometry, _ p: WinogradPlan, _ o: ConvolutionOperands, threads: Int) {
+    let ic = g.inC, vXi = p.vXiStride(inC: ic), perThread = winogradScratch(g)
+    let parts = max(1, min(threads, ic))
+    parallelFor(parts, threads: threads) { part in
+        let plane = o.scratch + part * perThread, stage = plane + p.paddedH * p.paddedW + winogradPlaneSlack
         // Zeroed once: every channel then writes the same interior positions, so the border and slack stay zero.
         plane.initialize(repeating: 0, count: p.paddedH * p.paddedW + winogradPlaneSlack)
-        for c in chunk(ic, parts: partsB, index: part) {
-            winogradTransformInput(g, p, input: input + c * g.inH * g.inW,
-                                   mul: inputAffine?.scale[c] ?? 1, add: inputAffine?.shift[c] ?? 0,
-                                   plane: plane, stage: stage, into: v + c * gemmNR, panelStride: ic * gemmNR,
+        for c in chunk(ic, parts: parts, index: part) {
+            winogradTransformInput(g, p, input: o.input + c * g.inH * g.inW,
+                                   mul: o.inputAffine?.scale[c] ?? 1, add: o.inputAffine?.shift[c] ?? 0,
+                                   plane: plane, stage: stage, into: o.shared + c * gemmNR, panelStride: ic * gemmNR,
                                    xiStride: vXi)
         }
     }
-    // A, C, D per block of 16 output channels.
-    let blocks = g.weightBlocks
-    let parts = max(1, min(threads, blocks))
-    parallelFor(parts, threads: threads) { part in
-        let u = scratch + part * perThread
-        let m = u + 36 * ic * L, plane = m + 36 * mXi
-        let mine = chunk(blocks, parts: parts, index: part)
-        for blk in mine {
-            let m0 = blk * L, rowsBlk = min(L, oc - m0)
-            winogradTransformWeightBlock(weights + blk * ic * 9 * L, inC: ic, into: u)
-            // The next block's weights (9·ic lines) stream in under this block's GEMMs: ⌈ic/4⌉ lines per ξ, spread
-            // through the first 16-tile kernel call of each ξ (r100, 1 thread: weight transform −5 ms, GEMMs
-            // +1.7 ms). Maps with under 9 tiles (7×7) do without: there it cost the narrow kernel more than it saved.
-            let next = blk + 1 < mine.upperBound ? UnsafeRawPointer(weights + (blk + 1) * ic * 9 * L) : nil
-            let linesPerXi = (ic + 3) / 4
-            for xi in 0..<36 {
-                var spread = PrefetchSpread(base: next.map { $0 + xi * linesPerXi * 64 },
-                                            lines: min(linesPerXi, ic * 9 - xi * linesPerXi))
-                for panel in 0..<p.panels {
-                    let a = u + xi * L, b = v + xi * vXi + panel * ic * gemmNR
-                    let c = m + xi * mXi + panel * gemmNR
-                    let n = min(gemmNR, p.tiles - panel * gemmNR)
-                    if n <= 8 {
-                        // Few tiles (7×7 maps, a panel's tail): channels in lanes, no work on absent tiles.
-                        for j in stride(from: 0, to: n, by: 4) {
-                            gemmKernel16x4(a: a, aStride: 36 * L, b: b + j, ldb: gemmNR, k: ic, cols: min(4, n - j),
-                                           c: c + j, ldc: tp, rows: rowsBlk)
-                        }
-                    } else {
-                        var r0 = 0
-                        while r0 < rowsBlk {
-                            gemmTile(a: a + r0, aStride: 36 * L, b: b, ldb: gemmNR, k: ic, c: c + r0 * tp, ldc: tp,
-                                     rows: min(gemmMR, rowsBlk - r0), spread: spread)
-                            spread = .none
-                            r0 += gemmMR
-                        }
-                    }
+}
+
+/// Phases A, C and D for block `blk` of 16 output channels, in one thread's `scratch` (U, then M, then phase D's
+/// plane). With `prefetchNext`, the next block's weights are requested during the GEMMs.
+@inline(__always)
+func winogradBlock(_ g: ConvGeometry, _ p: WinogradPlan, _ o: ConvolutionOperands, block blk: Int, prefetchNext: Bool,
+                   scratch u: UnsafeMutablePointer<Float>) {
+    let ic = g.inC, L = weightLanes, tp = p.panels * gemmNR, mXi = p.mXiStride
+    let m = u + 36 * ic * L, plane = m + 36 * mXi
+    let m0 = blk * L, rows = min(L, g.outC - m0)
+    winogradTransformWeightBlock(o.weights + blk * ic * 9 * L, inC: ic, into: u)
+    let next = prefetchNext ? UnsafeRawPointer(o.weights + (blk + 1) * ic * 9 * L) : nil
+    winogradProducts(p, u: u, v: o.shared, inC: ic, rows: rows, into: m, prefetching: next)
+    let planeCount = g.outH * g.outW
+    for r in 0..<rows {
+        winogradTransformOutput(p, m + r * tp, xiStride: mXi, plane: plane)
+        // The plane is laid out as the channel's output, so one pass applies the epilogue to all of it.
+        o.epilogue.apply(channel: m0 + r, acc: plane, out: o.output, offset: (m0 + r) * planeCount, count: planeCount)
+    }
+}
+
+/// Phase C: M[ξ] = U[ξ] · V[ξ] for the block's `rows` output channels, every ξ and panel of tiles.
+/// The next block's weights (9·inC lines, from `next`) stream in under these GEMMs: ⌈inC/4⌉ lines per ξ, spread
+/// through the first 16-tile kernel call of each ξ (r100, 1 thread: weight transform −5 ms, GEMMs +1.7 ms). Maps
+/// with under 9 tiles (7×7) do without: there it cost the narrow kernel more than it saved.
+@inline(__always)
+func winogradProducts(_ p: WinogradPlan, u: UnsafePointer<Float>, v: UnsafePointer<Float>, inC ic: Int, rows: Int,
+                      into m: UnsafeMutablePointer<Float>, prefetching next: UnsafeRawPointer?) {
+    let L = weightLanes, tp = p.panels * gemmNR, vXi = p.vXiStride(inC: ic), mXi = p.mXiStride
+    let linesPerXi = (ic + 3) / 4
+    for xi in 0..<36 {
+        var spread = PrefetchSpread(base: next.map { $0 + xi * linesPerXi * 64 },
+                                    lines: min(linesPerXi, ic * 9 - xi * linesPerXi))
+        for panel in 0..<p.panels {
+            let a = u + xi * L, b = v + xi * vXi + panel * ic * gemmNR
+            let c = m + xi * mXi + panel * gemmNR
+            let n = min(gemmNR, p.tiles - panel * gemmNR)
+            if n <= 8 {
+                // Few tiles (7×7 maps, a panel's tail): channels in lanes, no work on absent tiles.
+                for j in stride(from: 0, to: n, by: 4) {
+                    gemmKernel16x4(a: a, aStride: 36 * L, b: b + j, ldb: gemmNR, k: ic, cols: min(4, n - j),
+                                   c: c + j, ldc: tp, rows: rows)
                 }
-            }
-            let planeCount = g.outH * g.outW
-            for r in 0..<rowsBlk {
-                winogradTransformOutput(p, m + r * tp, xiStride: mXi, plane: plane)
-                // The plane is laid out as the channel's output, so one pass applies the epilogue to all of it.
-                epilogue.apply(channel: m0 + r, acc: plane, out: output, offset: (m0 + r) * planeCount,
-                               count: planeCount)
+            } else {
+                var r0 = 0
+                while r0 < rows {
+                    gemmTile(a: a + r0, aStride: 36 * L, b: b, ldb: gemmNR, k: ic, c: c + r0 * tp, ldc: tp,
+                             rows: min(gemmMR, rows - r0), spread: spread)
+                    spread = .none
+                    r0 += gemmMR
+                }
             }
         }
     }

@@ -1,13 +1,8 @@
 import Synchronization
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
-// Executes a `ModelPlan` on weights that stay in the mapped flat file.
+// Executes a `ModelPlan` on weights that stay in the mapped flat file. Each layer's kernel is chosen once, when the
+// network is built (`LayerKernel`, `ConvolutionKernel` in Kernels/Convolution.swift), and the workspaces are sized
+// from those choices; `run` only dispatches on them.
 //
 // Activations live in one preplanned arena per workspace: each value gets a fixed offset, reused once the value is
 // dead (a layer's output never shares space with its inputs). A workspace also holds per-thread kernel scratch.
@@ -39,12 +34,14 @@ final class Workspace: @unchecked Sendable {
     deinit { arena.deallocate(); scratch.deallocate(); shared.deallocate() }
 }
 
-/// A plan bound to its weights, with the activation layout planned once.
+/// A plan bound to its weights, with the activation layout and every layer's kernel planned once.
 final class Network: @unchecked Sendable {
     let plan: ModelPlan
     /// Keeps the mapped weights alive.
     private let storage: MappedFile
     private let tensors: [UnsafePointer<Float>]
+    /// Each layer of the plan as it runs.
+    let kernels: [LayerKernel]
     /// Arena offset (in floats) of each value.
     let valueOffset: [Int]
     let arenaCount: Int
@@ -54,35 +51,19 @@ final class Network: @unchecked Sendable {
     let sharedScratch: Int
     /// Threads a single image may use inside a layer.
     let threads: Int
-    /// Whether 3x3 stride-1 convolutions use Winograd F(4,3) (set FACEEMBED_NO_WINOGRAD=1 to check against the
-    /// direct implicit GEMM).
-    let winograd: Bool
     private let pool = Mutex<[Workspace]>([])
 
-    init(plan: ModelPlan, storage: MappedFile, tensorOffsets: [Int], threads: Int) {
+    /// `winograd: false` runs 3×3 stride-1 convolutions on the direct GEMM instead (to check one against the other).
+    init(plan: ModelPlan, storage: MappedFile, tensorOffsets: [Int], threads: Int, winograd: Bool = true) {
         self.plan = plan
         self.storage = storage
         self.threads = max(1, threads)
         let base = storage.bytes.baseAddress!
         tensors = tensorOffsets.map { (base + $0).assumingMemoryBound(to: Float.self) }
         (valueOffset, arenaCount) = Network.planArena(plan)
-        winograd = getenv("FACEEMBED_NO_WINOGRAD").map { String(cString: $0) != "1" } ?? true
-        var scratch = 0, shared = 0
-        for case let .convolution(c) in plan.layers {
-            if winograd && winogradApplies(c.geometry) {
-                scratch = max(scratch, winogradScratch(c.geometry))
-                shared = max(shared, winogradSharedScratch(c.geometry))
-            }
-            let g = c.geometry
-            let need = g.groups == 1 || g.groups != g.inC || g.groups != g.outC
-                ? convolutionScratch(ConvGeometry(inC: g.inC / g.groups, inH: g.inH, inW: g.inW, outC: g.outC / g.groups,
-                                                  kH: g.kH, kW: g.kW, strideH: g.strideH, strideW: g.strideW,
-                                                  padH: g.padH, padW: g.padW, groups: 1))
-                : depthwiseScratch(g)
-            scratch = max(scratch, need)
-        }
-        scratchPerThread = (scratch + 15) / 16 * 16
-        sharedScratch = shared
+        kernels = plan.layers.map { LayerKernel($0, winograd: winograd) }
+        scratchPerThread = ((kernels.map(\.scratchPerThread).max() ?? 0) + 15) / 16 * 16
+        sharedScratch = kernels.map(\.sharedScratch).max() ?? 0
     }
 
     /// Assigns each value an arena offset: values are placed first-fit into space freed by dead values.
@@ -145,54 +126,75 @@ final class Network: @unchecked Sendable {
     func run(_ w: Workspace, threads: Int, timing: ((Int, Duration) -> Void)? = nil) {
         let clock = ContinuousClock()
         Denormals.flushed {
-            for (i, layer) in plan.layers.enumerated() {
+            for (i, kernel) in kernels.enumerated() {
                 let start = timing == nil ? nil : clock.now
-                execute(layer, w, threads: threads)
+                execute(kernel, w, threads: threads)
                 if let start, let timing { timing(i, clock.now - start) }
             }
         }
     }
 
-    private func execute(_ layer: Layer, _ w: Workspace, threads: Int) {
-        func value(_ v: Int) -> UnsafeMutablePointer<Float> { w.arena + valueOffset[v] }
+    private func execute(_ kernel: LayerKernel, _ w: Workspace, threads: Int) {
+        switch kernel {
+        case let .convolution(c, k): convolve(c, k, w, threads: threads)
+        case let .affine(a): affine(a, w)
+        case let .fullyConnected(f): fullyConnect(f, w, threads: threads)
+        case let .add(a, b, o): add(value(a, w), value(b, w), output: value(o, w), count: plan.values[o].count)
+        }
+    }
+
+    private func value(_ v: Int, _ w: Workspace) -> UnsafeMutablePointer<Float> { w.arena + valueOffset[v] }
+
+    private func convolve(_ c: ConvLayer, _ kernel: ConvolutionKernel, _ w: Workspace, threads: Int) {
+        let epilogue = Epilogue(bias: tensors[c.bias], slope: c.slope.map { tensors[$0] },
+                                residual: c.residual.map { UnsafePointer(value($0, w)) })
+        let affine = c.inputScale.flatMap { s in
+            c.inputShift.map { InputAffine(scale: tensors[s], shift: tensors[$0]) }
+        }
+        kernel.run(c.geometry, ConvolutionOperands(input: value(c.input, w), weights: tensors[c.weight],
+                                                   inputAffine: affine, epilogue: epilogue, output: value(c.output, w),
+                                                   scratch: w.scratch, shared: w.shared), threads: threads)
+    }
+
+    private func affine(_ a: AffineLayer, _ w: Workspace) {
+        let s = plan.values[a.output]
+        channelAffine(input: value(a.input, w), scale: a.scale.map { tensors[$0] }, shift: a.shift.map { tensors[$0] },
+                      slope: a.slope.map { tensors[$0] }, output: value(a.output, w), channels: s.c, plane: s.h * s.w)
+    }
+
+    private func fullyConnect(_ f: FullyConnectedLayer, _ w: Workspace, threads: Int) {
+        fullyConnected(input: value(f.input, w), weights: tensors[f.weight], bias: tensors[f.bias],
+                       output: value(f.output, w), inFeatures: f.inFeatures, outFeatures: f.outFeatures,
+                       threads: threads)
+    }
+}
+
+/// A layer of the plan with its kernel, chosen once when the network is built.
+enum LayerKernel {
+    case convolution(ConvLayer, ConvolutionKernel)
+    case affine(AffineLayer)
+    case fullyConnected(FullyConnectedLayer)
+    case add(a: Int, b: Int, output: Int)
+
+    init(_ layer: Layer, winograd: Bool) {
         switch layer {
         case let .convolution(c):
-            let g = c.geometry
-            let ep = Epilogue(bias: tensors[c.bias], slope: c.slope.map { tensors[$0] },
-                              residual: c.residual.map { UnsafePointer(value($0)) })
-            if g.groups == 1 && winograd && winogradApplies(g) {
-                let affine = c.inputScale.flatMap { s in c.inputShift.map { InputAffine(scale: tensors[s], shift: tensors[$0]) } }
-                winogradConvolution(g, input: value(c.input), weights: tensors[c.weight], inputAffine: affine, epilogue: ep,
-                                    output: value(c.output), scratch: w.scratch, shared: w.shared, threads: threads)
-            } else if g.groups == 1 {
-                let affine = c.inputScale.flatMap { s in c.inputShift.map { InputAffine(scale: tensors[s], shift: tensors[$0]) } }
-                convolution(g, input: value(c.input), weights: tensors[c.weight], inputAffine: affine, epilogue: ep,
-                            output: value(c.output), scratch: w.scratch, threads: threads)
-            } else if g.groups == g.inC && g.groups == g.outC {
-                depthwiseConvolution(g, input: value(c.input), weights: tensors[c.weight], epilogue: ep,
-                                     output: value(c.output), scratch: w.scratch, threads: threads)
-            } else {
-                // Grouped: one GEMM per group on its slice of channels.
-                let icg = g.inC / g.groups, ocg = g.outC / g.groups
-                let sub = ConvGeometry(inC: icg, inH: g.inH, inW: g.inW, outC: ocg, kH: g.kH, kW: g.kW, strideH: g.strideH,
-                                       strideW: g.strideW, padH: g.padH, padW: g.padW, groups: 1)
-                for grp in 0..<g.groups {
-                    let e = Epilogue(bias: ep.bias + grp * ocg, slope: ep.slope.map { $0 + grp * ocg },
-                                     residual: ep.residual.map { $0 + grp * ocg * sub.pixels })
-                    convolution(sub, input: value(c.input) + grp * icg * g.inH * g.inW,
-                                weights: tensors[c.weight] + grp * sub.weightBlocks * sub.k * weightLanes, inputAffine: nil, epilogue: e,
-                                output: value(c.output) + grp * ocg * sub.pixels, scratch: w.scratch, threads: threads)
-                }
-            }
-        case let .affine(a):
-            let s = plan.values[a.output]
-            batchNormAffine(input: value(a.input), scale: a.scale.map { tensors[$0] }, shift: a.shift.map { tensors[$0] },
-                            slope: a.slope.map { tensors[$0] }, output: value(a.output), channels: s.c, plane: s.h * s.w)
-        case let .fullyConnected(f):
-            fullyConnected(input: value(f.input), weights: tensors[f.weight], bias: tensors[f.bias], output: value(f.output),
-                           inFeatures: f.inFeatures, outFeatures: f.outFeatures, threads: threads)
-        case let .add(a, b, o):
-            add(value(a), value(b), output: value(o), count: plan.values[o].count)
+            self = .convolution(c, ConvolutionKernel(c.geometry, inputAffine: c.inputScale != nil, winograd: winograd))
+        case let .affine(a): self = .affine(a)
+        case let .fullyConnected(f): self = .fullyConnected(f)
+        case let .add(a, b, o): self = .add(a: a, b: b, output: o)
         }
+    }
+
+    /// Scratch floats one thread needs for this layer.
+    var scratchPerThread: Int {
+        if case let .convolution(c, k) = self { return k.scratchPerThread(c.geometry) }
+        return 0
+    }
+
+    /// Floats of `Workspace.shared` this layer needs.
+    var sharedScratch: Int {
+        if case let .convolution(c, k) = self { return k.sharedScratch(c.geometry) }
+        return 0
     }
 }

@@ -1,4 +1,5 @@
-// Batch norm at inference, as a per-channel affine map, optionally followed by PReLU.
+// The plan's `.affine` layer: a per-channel affine map (a batch norm at inference that could not be folded into a
+// convolution), optionally followed by PReLU, or a standalone PReLU.
 //
 //   x, y: [C][H·W];  y = x · scale[c] + shift[c], then PReLU y > 0 ? y : slope[c] · y when `slope` is set
 //   (without scale and shift this is a standalone PReLU).
@@ -7,8 +8,8 @@
 
 /// y = x · scale[c] + shift[c] (then PReLU) over `channels` planes of `plane` values each; in place is allowed.
 /// A missing scale is 1 and a missing shift 0.
-func batchNormAffine(input: UnsafePointer<Float>, scale: UnsafePointer<Float>?, shift: UnsafePointer<Float>?,
-                     slope: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, channels: Int, plane: Int) {
+func channelAffine(input: UnsafePointer<Float>, scale: UnsafePointer<Float>?, shift: UnsafePointer<Float>?,
+                   slope: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, channels: Int, plane: Int) {
     typealias V = SIMD8<Float>
     for c in 0..<channels {
         let sc = scale?[c] ?? 1, sh = shift?[c] ?? 0
