@@ -249,3 +249,90 @@ struct QuantizedKernelTests {
         #expect(abs(got.output[0] - Float(k)) <= Float(k) * 1e-3)
     }
 }
+
+/// Single-thread speed of the quantized convolution against the float32 kernels on the models' typical shapes. Off by
+/// default (it only prints): `FACEEMBED_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter
+/// QuantizedSpeed`. GOPS counts 2 operations per multiply-add, as GFLOP/s does.
+struct QuantizedSpeed {
+    /// The best of repeated runs, in seconds.
+    private func best(_ body: () -> Void) -> Double {
+        body()
+        var best = Double.infinity, total = 0.0, runs = 0
+        while runs < 5 || (total < 0.3 && runs < 200) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            body()
+            let t = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+            best = min(best, t); total += t; runs += 1
+        }
+        return best
+    }
+
+    @Test("Quantized convolution speed against float32 (prints a table)",
+          .enabled(if: ProcessInfo.processInfo.environment["FACEEMBED_BENCH"] != nil))
+    func speed() {
+        let shapes: [(String, ConvGeometry)] = [
+            ("1x1 128->512 7x7", ConvGeometry(inC: 128, inH: 7, inW: 7, outC: 512, kH: 1, kW: 1, strideH: 1, strideW: 1,
+                                              padH: 0, padW: 0, groups: 1)),
+            ("1x1 64->128 28x28", ConvGeometry(inC: 64, inH: 28, inW: 28, outC: 128, kH: 1, kW: 1, strideH: 1,
+                                               strideW: 1, padH: 0, padW: 0, groups: 1)),
+            ("1x1 256->128 14x14", ConvGeometry(inC: 256, inH: 14, inW: 14, outC: 128, kH: 1, kW: 1, strideH: 1,
+                                                strideW: 1, padH: 0, padW: 0, groups: 1)),
+            ("3x3 256->256 14x14", ConvGeometry(inC: 256, inH: 14, inW: 14, outC: 256, kH: 3, kW: 3, strideH: 1,
+                                                strideW: 1, padH: 1, padW: 1, groups: 1)),
+            ("3x3 64->64 56x56", ConvGeometry(inC: 64, inH: 56, inW: 56, outC: 64, kH: 3, kW: 3, strideH: 1, strideW: 1,
+                                              padH: 1, padW: 1, groups: 1)),
+        ]
+        print("shape                 MMAC   f32 direct  f32 Winograd   int8 GEMM   int8 all  int16 GEMM  int16 all")
+        for (name, g) in shapes {
+            var rng = SeededRandom(seed: 5)
+            let x = rng.floats(g.inC * g.inH * g.inW), weight = rng.floats(g.outC * g.k).map { $0 * 0.05 }
+            let bias = [Float](repeating: 0.01, count: g.outC)
+            var y = [Float](repeating: 0, count: g.outC * g.pixels)
+            let ops = 2 * Double(g.macs)
+            @inline(__always) func rate(_ t: Double) -> String { String(format: "%11.1f", ops / t * 1e-9) }
+            var line = name.padding(toLength: 20, withPad: " ", startingAt: 0) + String(format: "%6.1f", Double(g.macs) * 1e-6)
+            let packed = lanePackedWeights(weight, g)
+            var scratch = [Float](repeating: 0, count: convolutionScratch(g))
+            var wScratch = [Float](repeating: 0, count: winogradApplies(g) ? winogradScratch(g) : 0)
+            var wShared = [Float](repeating: 0, count: winogradApplies(g) ? winogradSharedScratch(g) : 0)
+            x.withUnsafeBufferPointer { xp in packed.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
+                y.withUnsafeMutableBufferPointer { yp in scratch.withUnsafeMutableBufferPointer { sp in
+                    wScratch.withUnsafeMutableBufferPointer { wsp in wShared.withUnsafeMutableBufferPointer { whp in
+                        let epilogue = Epilogue(bias: bp.baseAddress!, slope: nil, residual: nil)
+                        line += rate(best {
+                            convolution(g, input: xp.baseAddress!, weights: wp.baseAddress!, inputAffine: nil,
+                                        epilogue: epilogue, output: yp.baseAddress!, scratch: sp.baseAddress!, threads: 1)
+                        })
+                        guard winogradApplies(g) else { line += String(repeating: " ", count: 14); return }
+                        line += "   " + rate(best {
+                            winogradConvolution(g, input: xp.baseAddress!, weights: wp.baseAddress!, inputAffine: nil,
+                                                epilogue: epilogue, output: yp.baseAddress!, scratch: wsp.baseAddress!,
+                                                shared: whp.baseAddress!, threads: 1)
+                        })
+                    }}
+                }}
+            }}}
+            for precision in QuantizedPrecision.allCases {
+                let w = QuantizedWeights(weight, outC: g.outC, k: g.k, precision: precision)
+                var qScratch = [UInt8](repeating: 0, count: quantizedConvolutionScratch(g, precision: precision))
+                w.withPointers { wp in x.withUnsafeBufferPointer { xp in bias.withUnsafeBufferPointer { bp in
+                    y.withUnsafeMutableBufferPointer { yp in qScratch.withUnsafeMutableBytes { sp in
+                        let output = QuantizedOutput.float(yp.baseAddress!, Epilogue(bias: bp.baseAddress!, slope: nil,
+                                                                                     residual: nil))
+                        let q = quantizedConvolution(g, input: xp.baseAddress!, weights: wp, range: nil, output: output,
+                                                     scratch: sp.baseAddress!, threads: 1)
+                        line += " " + rate(best {
+                            quantizedGEMM(wp, b: sp.baseAddress!, ld: quantizedLeadingDimension(g.pixels),
+                                          pixels: g.pixels, quantization: q, output: output, threads: 1)
+                        })
+                        line += rate(best {
+                            quantizedConvolution(g, input: xp.baseAddress!, weights: wp, range: nil, output: output,
+                                                 scratch: sp.baseAddress!, threads: 1)
+                        })
+                    }}
+                }}}
+            }
+            print(line)
+        }
+    }
+}

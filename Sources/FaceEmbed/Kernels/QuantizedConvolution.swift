@@ -17,6 +17,9 @@
 //      runs `quantizedKernel16x1` per pixel. A fully connected layer is the 1×1 convolution of a 1×1 map.
 //   Threads split the quantization by input channel, B by k-group, the GEMM by panels or by blocks of channels.
 // Scratch (bytes): B, then (not for the 1×1 fast path) the padded planes and slack for the last row's vector reads.
+#if hasFeature(BuiltinModule)
+import Builtin
+#endif
 
 /// Where the quantized GEMM's results go: row c (output channel) at stride N (pixels).
 enum QuantizedOutput {
@@ -247,7 +250,7 @@ func quantizedGEMM(_ w: QuantizedWeightPointers, b: UnsafeRawPointer, ld: Int, p
                         for j in 0..<count { out[c * n + n0 + j] = v[j] }
                     }
                 case .float(let out, let epilogue):
-                    let f = SIMD16<Float>(v) * (q.scale * w.scales[c])
+                    let f = floats(v) * (q.scale * w.scales[c])
                     UnsafeMutableRawPointer(tile + 16).storeBytes(of: f, as: SIMD16<Float>.self)
                     epilogue.apply(channel: c, acc: UnsafeRawPointer(tile + 16).assumingMemoryBound(to: Float.self),
                                    out: out, offset: c * n + n0, count: count)
@@ -278,4 +281,16 @@ func quantizedGEMM(_ w: QuantizedWeightPointers, b: UnsafeRawPointer, ld: Int, p
             }
         }
     }
+}
+
+/// The 16 lanes of `v` as floats, in one instruction (the generic conversion is a call, lane by lane).
+@inline(__always)
+private func floats(_ v: SIMD16<Int32>) -> SIMD16<Float> {
+    #if hasFeature(BuiltinModule)
+    var f = SIMD16<Float>()
+    f._storage._value = Builtin.sitofp_Vec16xInt32_Vec16xFPIEEE32(v._storage._value)
+    return f
+    #else
+    return SIMD16<Float>(v)
+    #endif
 }

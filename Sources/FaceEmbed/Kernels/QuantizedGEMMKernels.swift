@@ -31,20 +31,35 @@ func dotAccumulate(_ acc: inout SIMD16<Int32>, _ u: SIMD16<Int32>, _ s: SIMD16<I
 @inline(__always)
 func quantizedKernel16x16(wide: Bool, a: UnsafeRawPointer, b: UnsafeRawPointer, ldb: Int, kGroups: Int,
                           compensation: UnsafePointer<Int32>, rows: Int, _ store: (Int, SIMD16<Int32>) -> Void) {
+    // One copy per instruction: a `wide` tested inside the loop kept the broadcasts out of the instructions.
+    if wide {
+        vnniKernel16x16(wide: true, a: a, b: b, ldb: ldb, kGroups: kGroups, compensation: compensation, rows: rows, store)
+    } else {
+        vnniKernel16x16(wide: false, a: a, b: b, ldb: ldb, kGroups: kGroups, compensation: compensation, rows: rows, store)
+    }
+}
+
+/// `quantizedKernel16x16` for one instruction: 16 accumulators and one panel register, each channel's broadcast a
+/// memory operand.
+@inline(__always)
+private func vnniKernel16x16(wide: Bool, a: UnsafeRawPointer, b: UnsafeRawPointer, ldb: Int, kGroups: Int,
+                             compensation: UnsafePointer<Int32>, rows: Int, _ store: (Int, SIMD16<Int32>) -> Void) {
     typealias V = SIMD16<Int32>
     var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V(), c6 = V(), c7 = V()
     var c8 = V(), c9 = V(), c10 = V(), c11 = V(), c12 = V(), c13 = V(), c14 = V(), c15 = V()
-    for kg in 0..<kGroups {
-        let x = b.loadUnaligned(fromByteOffset: kg * ldb, as: V.self), ak = a + kg * 64
+    var x = b, ak = a
+    for _ in 0..<kGroups {
+        let xv = x.loadUnaligned(as: V.self)
         @inline(__always) func w(_ r: Int) -> V { V(repeating: ak.loadUnaligned(fromByteOffset: 4 * r, as: Int32.self)) }
-        dotAccumulate(&c0, x, w(0), wide: wide); dotAccumulate(&c1, x, w(1), wide: wide)
-        dotAccumulate(&c2, x, w(2), wide: wide); dotAccumulate(&c3, x, w(3), wide: wide)
-        dotAccumulate(&c4, x, w(4), wide: wide); dotAccumulate(&c5, x, w(5), wide: wide)
-        dotAccumulate(&c6, x, w(6), wide: wide); dotAccumulate(&c7, x, w(7), wide: wide)
-        dotAccumulate(&c8, x, w(8), wide: wide); dotAccumulate(&c9, x, w(9), wide: wide)
-        dotAccumulate(&c10, x, w(10), wide: wide); dotAccumulate(&c11, x, w(11), wide: wide)
-        dotAccumulate(&c12, x, w(12), wide: wide); dotAccumulate(&c13, x, w(13), wide: wide)
-        dotAccumulate(&c14, x, w(14), wide: wide); dotAccumulate(&c15, x, w(15), wide: wide)
+        dotAccumulate(&c0, xv, w(0), wide: wide); dotAccumulate(&c1, xv, w(1), wide: wide)
+        dotAccumulate(&c2, xv, w(2), wide: wide); dotAccumulate(&c3, xv, w(3), wide: wide)
+        dotAccumulate(&c4, xv, w(4), wide: wide); dotAccumulate(&c5, xv, w(5), wide: wide)
+        dotAccumulate(&c6, xv, w(6), wide: wide); dotAccumulate(&c7, xv, w(7), wide: wide)
+        dotAccumulate(&c8, xv, w(8), wide: wide); dotAccumulate(&c9, xv, w(9), wide: wide)
+        dotAccumulate(&c10, xv, w(10), wide: wide); dotAccumulate(&c11, xv, w(11), wide: wide)
+        dotAccumulate(&c12, xv, w(12), wide: wide); dotAccumulate(&c13, xv, w(13), wide: wide)
+        dotAccumulate(&c14, xv, w(14), wide: wide); dotAccumulate(&c15, xv, w(15), wide: wide)
+        x += ldb; ak += 64
     }
     @inline(__always) func put(_ r: Int, _ v: V) { if r < rows { store(r, v &- V(repeating: compensation[r])) } }
     put(0, c0); put(1, c1); put(2, c2); put(3, c3); put(4, c4); put(5, c5); put(6, c6); put(7, c7)
@@ -56,18 +71,26 @@ func quantizedKernel16x16(wide: Bool, a: UnsafeRawPointer, b: UnsafeRawPointer, 
 @inline(__always)
 func quantizedKernel16x1(wide: Bool, a: UnsafeRawPointer, x: UnsafeRawPointer, ldx: Int, kGroups: Int,
                          compensation: UnsafePointer<Int32>) -> SIMD16<Int32> {
+    wide ? vnniKernel16x1(wide: true, a: a, x: x, ldx: ldx, kGroups: kGroups, compensation: compensation)
+         : vnniKernel16x1(wide: false, a: a, x: x, ldx: ldx, kGroups: kGroups, compensation: compensation)
+}
+
+/// `quantizedKernel16x1` for one instruction.
+@inline(__always)
+private func vnniKernel16x1(wide: Bool, a: UnsafeRawPointer, x: UnsafeRawPointer, ldx: Int, kGroups: Int,
+                            compensation: UnsafePointer<Int32>) -> SIMD16<Int32> {
     typealias V = SIMD16<Int32>
     var s0 = V(), s1 = V(), s2 = V(), s3 = V()
-    @inline(__always) func step(_ s: inout V, _ kg: Int) {
-        let xv = V(repeating: x.loadUnaligned(fromByteOffset: kg * ldx, as: Int32.self))
-        dotAccumulate(&s, xv, a.loadUnaligned(fromByteOffset: kg * 64, as: V.self), wide: wide)
+    var xp = x, ap = a
+    @inline(__always) func step(_ s: inout V, _ i: Int) {
+        let xv = V(repeating: xp.loadUnaligned(fromByteOffset: i &* ldx, as: Int32.self))
+        dotAccumulate(&s, xv, ap.loadUnaligned(fromByteOffset: i * 64, as: V.self), wide: wide)
     }
-    var kg = 0
-    while kg + 4 <= kGroups {
-        step(&s0, kg); step(&s1, kg + 1); step(&s2, kg + 2); step(&s3, kg + 3)
-        kg += 4
+    for _ in 0..<(kGroups / 4) {
+        step(&s0, 0); step(&s1, 1); step(&s2, 2); step(&s3, 3)
+        xp += 4 &* ldx; ap += 256
     }
-    while kg < kGroups { step(&s0, kg); kg += 1 }
+    for i in 0..<(kGroups % 4) { step(&s0, i) }
     return (s0 &+ s1) &+ (s2 &+ s3) &- UnsafeRawPointer(compensation).loadUnaligned(as: V.self)
 }
 #else

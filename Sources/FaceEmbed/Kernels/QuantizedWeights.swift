@@ -155,25 +155,31 @@ package struct ActivationQuantization: Sendable, Equatable {
     }
 
     /// The stored integers for 16 floats: round half to even by adding 1.5·2²³ (exact for |v| < 2²²; v is clamped
-    /// to at most 32767 first), then the low mantissa bits less the magic's, plus the zero point.
+    /// to at most 32767 first), then the low mantissa bits less the magic's, plus the zero point. NaN becomes the
+    /// zero point. Comparisons and blends, not `clamped` or `pointwiseMin`, which compile lane by lane.
     @inline(__always)
     func quantize16(_ x: SIMD16<Float>) -> SIMD16<Int32> {
-        let v = (x * inverse).clamped(lowerBound: SIMD16(repeating: Float(low)), upperBound: SIMD16(repeating: Float(high)))
-        let bits = unsafeBitCast(v + SIMD16(repeating: 12_582_912), to: SIMD16<Int32>.self)
+        typealias V = SIMD16<Float>
+        var v = x * inverse
+        let lo = V(repeating: Float(low)), hi = V(repeating: Float(high))
+        v = v.replacing(with: lo, where: v .< lo).replacing(with: hi, where: v .> hi).replacing(with: 0, where: v .!= v)
+        let bits = unsafeBitCast(v + V(repeating: 12_582_912), to: SIMD16<Int32>.self)
         return bits &- SIMD16(repeating: 0x4B40_0000 - precision.zeroPoint)
     }
 }
 
-/// max |x[i]| over `count` floats.
+/// max |x[i]| over `count` floats (NaN ignored). |x| by clearing the sign bit, the maximum by compare and blend:
+/// `pointwiseMax` compiles lane by lane.
 func maxAbs(_ x: UnsafePointer<Float>, count: Int) -> Float {
-    typealias V = SIMD16<Float>
-    var m = V(), i = 0
+    var m = SIMD16<Float>(), i = 0
     while i + 16 <= count {
-        let v = UnsafeRawPointer(x + i).loadUnaligned(as: V.self)
-        m = pointwiseMax(m, pointwiseMax(v, -v))
+        let bits = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<UInt32>.self) & 0x7FFF_FFFF
+        let v = unsafeBitCast(bits, to: SIMD16<Float>.self)
+        m = m.replacing(with: v, where: v .> m)
         i += 16
     }
-    var r = m.max()
-    while i < count { r = max(r, abs(x[i])); i += 1 }
+    var r: Float = 0
+    for j in 0..<16 where m[j] > r { r = m[j] }
+    while i < count { if abs(x[i]) > r { r = abs(x[i]) }; i += 1 }
     return r
 }
