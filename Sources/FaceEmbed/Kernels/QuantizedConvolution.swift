@@ -13,8 +13,9 @@
 //        p[ic][oy·strideH + ky][ox·strideW + kx] for all ox, read 16 pixels at a time (a row narrower than 16 writes
 //        past its end into the next row, which is written after it, or into the spill).
 //   GEMM: per group of 16 panels, per block of 16 output channels, per panel: `quantizedKernel16x16`, then either
-//      the exact sums (tests) or y = Float(acc) · s_x · s_w[c] through the layer's `Epilogue`; a partial last panel
-//      runs `quantizedKernel16x1` per pixel. A fully connected layer is the 1×1 convolution of a 1×1 map.
+//      the exact sums (tests) or y = Float(acc) · s_x · s_w[c] and the layer's `Epilogue` (its steps in registers for
+//      a full panel, `Epilogue.apply` for a partial one); a partial last panel runs `quantizedKernel16x1` per pixel.
+//      A fully connected layer is the 1×1 convolution of a 1×1 map.
 //   Threads split the quantization by input channel, B by k-group, the GEMM by panels or by blocks of channels.
 // Scratch (bytes): B, then (not for the 1×1 fast path) the padded planes and slack for the last row's vector reads.
 #if hasFeature(BuiltinModule)
@@ -250,7 +251,17 @@ func quantizedGEMM(_ w: QuantizedWeightPointers, b: UnsafeRawPointer, ld: Int, p
                         for j in 0..<count { out[c * n + n0 + j] = v[j] }
                     }
                 case .float(let out, let epilogue):
-                    let f = floats(v) * (q.scale * w.scales[c])
+                    var f = floats(v) * (q.scale * w.scales[c])
+                    if count == 16 {
+                        // `Epilogue.apply`'s steps in registers: through a tile they cost as much as the whole GEMM
+                        // loop when K is short (64 → 128 at 28×28: 16 k-groups).
+                        let o = c * n + n0
+                        f += SIMD16(repeating: epilogue.bias[c])
+                        if let s = epilogue.slope { f = f.replacing(with: f * s[c], where: f .< 0) }
+                        if let r = epilogue.residual { f += UnsafeRawPointer(r + o).loadUnaligned(as: SIMD16<Float>.self) }
+                        UnsafeMutableRawPointer(out + o).storeBytes(of: f, as: SIMD16<Float>.self)
+                        return
+                    }
                     UnsafeMutableRawPointer(tile + 16).storeBytes(of: f, as: SIMD16<Float>.self)
                     epilogue.apply(channel: c, acc: UnsafeRawPointer(tile + 16).assumingMemoryBound(to: Float.self),
                                    out: out, offset: c * n + n0, count: count)
