@@ -200,9 +200,25 @@ private func load16(_ p: UnsafeRawPointer, stride: Int, elementBytes eb: Int) ->
 /// Builds k-groups `kGroups` of B from the padded planes (see the top of the file).
 func gatherQuantized(_ g: ConvGeometry, planes: UnsafeRawPointer, precision: QuantizedPrecision, kGroups: Range<Int>,
                      into b: UnsafeMutableRawPointer, ld: Int) {
-    let group = precision.group, eb = precision.elementBytes, bits = UInt32(32 / group)
-    let hp = g.inH + 2 * g.padH, wp = g.inW + 2 * g.padW, taps = g.kH * g.kW, sW = g.strideW
-    let zero = SIMD16<UInt32>(repeating: UInt32(bitPattern: precision.zeroPoint) & (group == 4 ? 0xFF : 0xFFFF))
+    // One copy per common precision and stride, so that the loop over a k-group's rows unrolls and `load16` picks its
+    // load at compile time (a generic copy spent about as long as the GEMM on a 3×3 layer's B).
+    switch (precision, g.strideW) {
+    case (.int8, 1): gatherRows(g, planes, kGroups, b, ld, group: 4, elementBytes: 1, stride: 1)
+    case (.int8, 2): gatherRows(g, planes, kGroups, b, ld, group: 4, elementBytes: 1, stride: 2)
+    case (.int16, 1): gatherRows(g, planes, kGroups, b, ld, group: 2, elementBytes: 2, stride: 1)
+    case (.int16, 2): gatherRows(g, planes, kGroups, b, ld, group: 2, elementBytes: 2, stride: 2)
+    default:
+        gatherRows(g, planes, kGroups, b, ld, group: precision.group, elementBytes: precision.elementBytes,
+                   stride: g.strideW)
+    }
+}
+
+/// `gatherQuantized` for G = `group` rows per k-group of `eb`-byte elements read at column stride `sW`.
+@inline(__always)
+private func gatherRows(_ g: ConvGeometry, _ planes: UnsafeRawPointer, _ kGroups: Range<Int>,
+                        _ b: UnsafeMutableRawPointer, _ ld: Int, group: Int, elementBytes eb: Int, stride sW: Int) {
+    let bits = UInt32(32 / group), hp = g.inH + 2 * g.padH, wp = g.inW + 2 * g.padW, taps = g.kH * g.kW
+    let zero = SIMD16<UInt32>(repeating: group == 4 ? 128 : 0)
     withUnsafeTemporaryAllocation(of: Int.self, capacity: 4) { tap in
         for kg in kGroups {
             // Element offset in the planes of row j's tap for output pixel (0, 0); −1 past K.
@@ -211,17 +227,17 @@ func gatherQuantized(_ g: ConvGeometry, planes: UnsafeRawPointer, precision: Qua
                 tap[j] = k < g.k ? (ic * hp + ky) * wp + kx : -1
             }
             for oy in 0..<g.outH {
-                let rowOffset = oy * g.strideH * wp, dst = b + (kg * ld + oy * g.outW) * 4
+                let rowOffset = oy &* g.strideH &* wp, dst = b + (kg &* ld &+ oy &* g.outW) &* 4
                 var ox = 0
                 while ox < g.outW {
                     ox = max(0, min(ox, g.outW - 16))
                     var word = SIMD16<UInt32>()
                     for j in 0..<group {
                         let v = tap[j] < 0 ? zero
-                            : load16(planes + (tap[j] + rowOffset + ox * sW) * eb, stride: sW, elementBytes: eb)
-                        word |= v &<< (bits * UInt32(j))
+                            : load16(planes + (tap[j] &+ rowOffset &+ ox &* sW) &* eb, stride: sW, elementBytes: eb)
+                        word |= v &<< (bits &* UInt32(j))
                     }
-                    dst.storeBytes(of: word, toByteOffset: 4 * ox, as: SIMD16<UInt32>.self)
+                    dst.storeBytes(of: word, toByteOffset: 4 &* ox, as: SIMD16<UInt32>.self)
                     ox += 16
                 }
             }
