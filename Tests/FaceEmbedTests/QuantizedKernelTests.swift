@@ -292,26 +292,24 @@ struct QuantizedSpeed {
             @inline(__always) func rate(_ t: Double) -> String { String(format: "%11.1f", ops / t * 1e-9) }
             var line = name.padding(toLength: 20, withPad: " ", startingAt: 0) + String(format: "%6.1f", Double(g.macs) * 1e-6)
             let packed = lanePackedWeights(weight, g)
-            var scratch = [Float](repeating: 0, count: convolutionScratch(g))
-            var wScratch = [Float](repeating: 0, count: winogradApplies(g) ? winogradScratch(g) : 0)
-            var wShared = [Float](repeating: 0, count: winogradApplies(g) ? winogradSharedScratch(g) : 0)
-            x.withUnsafeBufferPointer { xp in packed.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
-                y.withUnsafeMutableBufferPointer { yp in scratch.withUnsafeMutableBufferPointer { sp in
-                    wScratch.withUnsafeMutableBufferPointer { wsp in wShared.withUnsafeMutableBufferPointer { whp in
-                        let epilogue = Epilogue(bias: bp.baseAddress!, slope: nil, residual: nil)
-                        line += rate(best {
-                            convolution(g, input: xp.baseAddress!, weights: wp.baseAddress!, inputAffine: nil,
-                                        epilogue: epilogue, output: yp.baseAddress!, scratch: sp.baseAddress!, threads: 1)
-                        })
-                        guard winogradApplies(g) else { line += String(repeating: " ", count: 14); return }
-                        line += "   " + rate(best {
-                            winogradConvolution(g, input: xp.baseAddress!, weights: wp.baseAddress!, inputAffine: nil,
-                                                epilogue: epilogue, output: yp.baseAddress!, scratch: wsp.baseAddress!,
-                                                shared: whp.baseAddress!, threads: 1)
-                        })
+            func seconds(_ kernel: ConvolutionKernel) -> Double {
+                var scratch = [Float](repeating: 0, count: max(1, kernel.scratchPerThread(g)))
+                var shared = [Float](repeating: 0, count: max(1, kernel.sharedScratch(g)))
+                return x.withUnsafeBufferPointer { xp in packed.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
+                    y.withUnsafeMutableBufferPointer { yp in scratch.withUnsafeMutableBufferPointer { sp in
+                        shared.withUnsafeMutableBufferPointer { hp in
+                            let o = ConvolutionOperands(input: xp.baseAddress!, weights: wp.baseAddress!, inputAffine: nil,
+                                                        epilogue: Epilogue(bias: bp.baseAddress!, slope: nil, residual: nil),
+                                                        output: yp.baseAddress!, scratch: sp.baseAddress!,
+                                                        shared: hp.baseAddress!)
+                            return best { kernel.run(g, o, threads: 1) }
+                        }
                     }}
-                }}
-            }}}
+                }}}
+            }
+            line += rate(seconds(ConvolutionKernel(g, inputAffine: false, winograd: false)))
+            let fast = ConvolutionKernel(g, inputAffine: false)
+            line += fast == .winograd ? "   " + rate(seconds(fast)) : String(repeating: " ", count: 14)
             for precision in QuantizedPrecision.allCases {
                 let w = QuantizedWeights(weight, outC: g.outC, k: g.k, precision: precision)
                 var qScratch = [UInt8](repeating: 0, count: quantizedConvolutionScratch(g, precision: precision))
