@@ -266,7 +266,7 @@ class Simulator:
             return layer_call(self.g, i, v, *self.g.weights[i])
         s, wq, b, clip = self.prepare(i, cfg)
         if s is not None:
-            v = nd.broadcast_div(v, s if v.ndim == 4 else s.reshape(1, -1, 1, 1))
+            v = nd.broadcast_div(v, s.reshape((1, -1) + (1,) * (v.ndim - 2)))
         return layer_call(self.g, i, quant_act(v, width, clip), wq, b)
 
     def embed(self, x, cfg=None, batch=50):
