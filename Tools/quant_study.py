@@ -189,7 +189,9 @@ def run_node(g, i, vals, x, hook):
         gamma = nd.array(g.params[g.inp(i, 1)].reshape(1, -1, 1, 1))
         v = arg(0)
         return nd.maximum(v, 0) + nd.broadcast_mul(nd.minimum(v, 0), gamma)
-    return hook(i, arg(0))
+    if op in ("Convolution", "FullyConnected"):
+        return hook(i, arg(0))
+    raise SystemExit("quant_study does not run %s (%s)" % (op, n["name"]))
 
 
 def layer_call(g, i, v, w, b):
