@@ -283,7 +283,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (each runtime once per round)")
     ap.add_argument("--only", choices=sorted(MODELS), help="only this model")
-    ap.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of " + ",".join(PEERS) + " (openvino and ncnn include their -f32 columns)")
+    ap.add_argument("--peers", default=",".join(PEERS),
+                    help="comma-separated subset of " + ",".join(PEERS) + " (openvino and ncnn include their -f32 columns)")
     ap.add_argument("--no-default-build", action="store_true", help="skip the native-flags and portable FaceEmbed rows")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--source", default=ROOT, help="package to build (default: this checkout)")
