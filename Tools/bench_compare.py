@@ -16,7 +16,11 @@ What it does:
   4. runs every runtime in its own process (so each gets its own thread settings and peak-RSS figure), interleaved
      round by round: per round, one process per runtime, each timing `--iterations` calls after `--warmup`;
   5. prints median ms per call (median over rounds of each round's median), ms per image, peak RSS, and
-     FaceEmbed's time as a ratio to each peer (< 1 means FaceEmbed is faster).
+     FaceEmbed's time as a ratio to each peer (< 1 means FaceEmbed is faster);
+  6. prints the precision each column ran in, read back from the runtime in its worker: OpenVINO's CPU plugin
+     computes in bfloat16 by default on CPUs with AVX512_BF16/AMX (its INFERENCE_PRECISION_HINT after
+     compile_model), and ncnn's options allow fp16/bf16 storage and arithmetic by default; the "openvino" and
+     "ncnn" columns run the defaults, "openvino-f32" and "ncnn-f32" force float32 like FaceEmbed.
 
 A peer that cannot be installed, exported or converted is listed with the reason instead of a time.
 """
@@ -38,7 +42,8 @@ MODELS = {
     "r100": {"dir": os.path.join(ROOT, "Fixtures-local", "r100"), "label": "ResNet100-IR (seeded random weights)"},
 }
 CONFIGS = [("y1", 1, 1), ("y1", 1, 2), ("y1", 8, 2), ("r100", 1, 1), ("r100", 1, 2)]
-PEERS = ["openvino", "ncnn", "onnxruntime", "mxnet"]
+PEERS = ["openvino", "openvino-f32", "ncnn", "ncnn-f32", "onnxruntime", "mxnet"]
+# A "-f32" peer is its runtime forced to float32 arithmetic; the plain name is the runtime at its defaults.
 
 
 def log(*a):
@@ -79,56 +84,82 @@ def time_calls(call, iterations, warmup):
     return out
 
 
+def onnxruntime_call(a, x):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = a.threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(a.model, so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    # The CPU provider computes float tensors in f32; its only reduced-precision switch (bf16 GEMM fast math) is an
+    # opt-in session entry for arm64, read back here to show it is off.
+    try:
+        fastmath = so.get_session_config_entry("mlas.enable_gemm_fastmath_arm64_bfloat16")
+    except RuntimeError:  # raised for an entry never set
+        fastmath = "unset"
+    precision = "f32 (%s %s, bf16 fast math %s)" % (sess.get_providers()[0], sess.get_inputs()[0].type, fastmath)
+    return (lambda: sess.run(None, {name: x})), precision
+
+
+def openvino_call(a, x):
+    import openvino as ov
+    core = ov.Core()
+    config = {"INFERENCE_NUM_THREADS": a.threads, "PERFORMANCE_HINT": "LATENCY"}
+    if a.precision == "f32":
+        # On CPUs with AVX512_BF16/AMX the plugin otherwise computes in bfloat16 (about 3 significant digits).
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    compiled = core.compile_model(core.read_model(a.model), "CPU", config)
+    req = compiled.create_infer_request()
+    return (lambda: req.infer([x])), compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+
+
+def ncnn_call(a, x):
+    import numpy as np
+    import ncnn
+    net = ncnn.Net()
+    net.opt.num_threads = a.threads
+    net.opt.use_vulkan_compute = False
+    if a.precision == "f32":
+        for flag in NCNN_REDUCED:
+            setattr(net.opt, flag, False)
+    param, binf = a.model.split(",")
+    if net.load_param(param) != 0 or net.load_model(binf) != 0:
+        raise SystemExit("ncnn could not load " + a.model)
+    # clone: a Mat that wraps numpy memory crashed in extract (ncnn 1.0.20261020 wheel)
+    mats = [ncnn.Mat(np.ascontiguousarray(x[i])).clone() for i in range(a.batch)]
+
+    def call():
+        for m in mats:  # ncnn has no batch dimension: one extractor per image
+            ex = net.create_extractor()
+            ex.input("in0", m)
+            ex.extract("out0")
+    # The options only allow fp16/bf16; a layer uses them where it has a kernel for this CPU.
+    on = [f for f in NCNN_REDUCED if getattr(net.opt, f)]
+    return call, "f32" if not on else "f32 or reduced where a layer can (" + ", ".join(on) + ")"
+
+
+def mxnet_call(a, x):
+    import mxnet as mx
+    sym, args, auxs = mx.model.load_checkpoint(a.model, 0)
+    sym = sym.get_internals()["fc1_output"]
+    ex = sym.bind(mx.cpu(), dict(args, data=mx.nd.array(x)), aux_states=auxs, grad_req="null")
+    return (lambda: ex.forward(is_train=False)[0].asnumpy()), "f32"
+
+
+NCNN_REDUCED = ["use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic", "use_bf16_packed", "use_bf16_storage"]
+WORKERS = {"onnxruntime": onnxruntime_call, "openvino": openvino_call, "ncnn": ncnn_call, "mxnet": mxnet_call}
+
+
 def worker(a):
     import numpy as np
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, size=(a.batch, 3, SIDE, SIDE)).astype(np.float32)
-    if a.worker == "onnxruntime":
-        import onnxruntime as ort
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = a.threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        sess = ort.InferenceSession(a.model, so, providers=["CPUExecutionProvider"])
-        name = sess.get_inputs()[0].name
-        call = lambda: sess.run(None, {name: x})
-    elif a.worker == "openvino":
-        import openvino as ov
-        core = ov.Core()
-        compiled = core.compile_model(core.read_model(a.model), "CPU",
-                                      {"INFERENCE_NUM_THREADS": a.threads, "PERFORMANCE_HINT": "LATENCY",
-                                       "NUM_STREAMS": 1,
-                                       # float32 like everyone else: on CPUs with AVX512_BF16 OpenVINO would
-                                       # otherwise default to bfloat16 arithmetic (about 3 significant digits).
-                                       "INFERENCE_PRECISION_HINT": "f32"})
-        req = compiled.create_infer_request()
-        call = lambda: req.infer([x])
-    elif a.worker == "ncnn":
-        import ncnn
-        net = ncnn.Net()
-        net.opt.num_threads = a.threads
-        net.opt.use_vulkan_compute = False
-        param, binf = a.model.split(",")
-        if net.load_param(param) != 0 or net.load_model(binf) != 0:
-            raise SystemExit("ncnn could not load " + a.model)
-        # clone: a Mat that wraps numpy memory crashed in extract (ncnn 1.0.20261020 wheel)
-        mats = [ncnn.Mat(np.ascontiguousarray(x[i])).clone() for i in range(a.batch)]
-
-        def call():
-            for m in mats:  # ncnn has no batch dimension: one extractor per image
-                ex = net.create_extractor()
-                ex.input("in0", m)
-                ex.extract("out0")
-    elif a.worker == "mxnet":
-        import mxnet as mx
-        sym, args, auxs = mx.model.load_checkpoint(a.model, 0)
-        sym = sym.get_internals()["fc1_output"]
-        ex = sym.bind(mx.cpu(), dict(args, data=mx.nd.array(x)), aux_states=auxs, grad_req="null")
-        call = lambda: ex.forward(is_train=False)[0].asnumpy()
-    else:
+    if a.worker not in WORKERS:
         raise SystemExit("unknown worker " + a.worker)
-    print(json.dumps(summarize(time_calls(call, a.iterations, a.warmup), a.batch)))
+    call, precision = WORKERS[a.worker](a, x)
+    print(json.dumps(dict(summarize(time_calls(call, a.iterations, a.warmup), a.batch), precision=precision)))
 
 
 # ---------------------------------------------------------------------------------------------------- setup
@@ -231,17 +262,29 @@ def measure(cmd, env=None):
     return json.loads(r.stdout[r.stdout.index("{"):]), None
 
 
+def print_precisions(results, runners):
+    """The arithmetic each column ran in, as its runtime reported it (FaceEmbed computes in float32)."""
+    print()
+    print("Precision per column (as the runtime reports it after loading the model):")
+    for runner in runners:
+        seen = sorted({r.get("precision", "f32") for (_, rn), rs in results.items() if rn == runner for r in rs})
+        print("  %s: %s" % (runner, "; ".join(seen) if seen else "not run"))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--worker")
     ap.add_argument("--model")
+    ap.add_argument("--precision", choices=["default", "f32"], default="default",
+                    help="worker: the runtime's default arithmetic, or forced to float32")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--iterations", type=int, default=0, help="timed calls per process (default: 40 y1, 8 r100)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (each runtime once per round)")
     ap.add_argument("--only", choices=sorted(MODELS), help="only this model")
-    ap.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of " + ",".join(PEERS))
+    ap.add_argument("--peers", default=",".join(PEERS),
+                    help="comma-separated subset of " + ",".join(PEERS) + " (openvino and ncnn include their -f32 columns)")
     ap.add_argument("--no-default-build", action="store_true", help="skip the native-flags and portable FaceEmbed rows")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--source", default=ROOT, help="package to build (default: this checkout)")
@@ -249,7 +292,8 @@ def main():
     if a.worker:
         return worker(a)
 
-    peers = [p for p in a.peers.split(",") if p]
+    asked = set(a.peers.split(","))  # a runtime's name also asks for its "-f32" column
+    peers = [p for p in PEERS if p in asked or p.split("-")[0] in asked]
     work = tempfile.mkdtemp(prefix="faceembed-bench-")
     builds = {"faceembed": build(a.source, ".build-bench-default", "traits")}
     if not a.no_default_build:
@@ -291,18 +335,19 @@ def main():
                            "--threads", str(threads), "--iterations", str(iters), "--warmup", str(a.warmup)]
                     env = None
                 else:
-                    if runner == "onnxruntime" or runner == "openvino":
+                    runtime = runner.split("-")[0]
+                    if runtime == "onnxruntime" or runtime == "openvino":
                         path, err = files[name][("onnx", batch)]
-                    elif runner == "ncnn":
+                    elif runtime == "ncnn":
                         path, err = files[name]["ncnn"]
                     else:
                         path, err = files[name]["mxnet"], None
                     if err:
                         errors[(cfg, runner)] = err
                         continue
-                    cmd = [sys.executable, os.path.abspath(__file__), "--worker", runner, "--model", path,
+                    cmd = [sys.executable, os.path.abspath(__file__), "--worker", runtime, "--model", path,
                            "--batch", str(batch), "--threads", str(threads), "--iterations", str(iters),
-                           "--warmup", str(a.warmup)]
+                           "--warmup", str(a.warmup), "--precision", "f32" if runner.endswith("-f32") else "default"]
                     # MXNET_SUBGRAPH_BACKEND=NONE: with its MKLDNN subgraph fusions, reading fc1_output fails
                     # ("We can't generate TBlob for MKLDNN data"); plain MKLDNN operators are still used.
                     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MXNET_CPU_WORKER_NTHREADS="1",
@@ -348,6 +393,7 @@ def main():
         print("| " + " | ".join(row) + " |")
         out.append({"model": name, "batch": batch, "threads": threads,
                     "results": {r: c for r, c in cells.items() if c}})
+    print_precisions(results, cols)
     print()
     print("Peak RSS (MiB, batch 1, threads 1):")
     for name in files:
