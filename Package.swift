@@ -23,7 +23,8 @@ import Foundation
 /// The best kernel trait the build machine's CPU runs, from /proc/cpuinfo.
 let hostTraits: Set<String> = {
     guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-          let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return [] }
+        let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+    else { return [] }
     let flags = Set(line.split(separator: " ").map(String.init))
     if ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni", "fma"].allSatisfy(flags.contains) {
         return ["AVX512"]

@@ -2,6 +2,7 @@
 // checksum repaired so mutations reach the tables, layer decoding and plan validation. A file that loads is
 // mapped as a FaceModel and run on one face (when its cost is small enough for a fuzzer), and the embedding must
 // be finite.
+/// libFuzzer's entry point: one input of `size` bytes at `data`; returns 0.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     _ = try? FlatFile.read(UnsafeRawBufferPointer(start: data, count: size), file: nil)
@@ -13,7 +14,8 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     withUnsafeBytes(of: h.littleEndian) { for i in 0..<8 { bytes[96 + i] = $0[i] } }
     guard let (plan, _) = try? bytes.withUnsafeBytes({ try FlatFile.read($0, file: nil) }) else { return 0 }
     guard plan.macs <= 200_000_000, plan.values.reduce(0, { $0 + $1.count }) <= 1 << 24,
-          FuzzSupport.writeScratch(bytes) else { return 0 }
+        FuzzSupport.writeScratch(bytes)
+    else { return 0 }
     do {
         let model = try FaceModel(contentsOf: FuzzSupport.scratchPath, threads: 1)
         let e = try model.embedding(for: FuzzSupport.face)

@@ -38,7 +38,9 @@ enum FuzzSupport {
     /// A fixed aligned 112x112 face (a smooth gradient).
     static let face: RGBImage = {
         var p = [UInt8](repeating: 0, count: 112 * 112 * 3)
-        for y in 0..<112 { for x in 0..<112 { for c in 0..<3 { p[(y * 112 + x) * 3 + c] = UInt8((x * 2 + y + c * 40) & 0xFF) } } }
+        for y in 0..<112 {
+            for x in 0..<112 { for c in 0..<3 { p[(y * 112 + x) * 3 + c] = UInt8((x * 2 + y + c * 40) & 0xFF) } }
+        }
         return try! RGBImage(width: 112, height: 112, pixels: p)
     }()
 }

@@ -1,5 +1,6 @@
 // Fuzz target: JPEG (baseline and progressive scans, CMYK/YCCK colour, EXIF orientation) through JPEG.decode and
 // the sniffing in ImageDecoder.decode, which applies the orientation.
+/// libFuzzer's entry point: one input of `size` bytes at `data`; returns 0.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = FuzzSupport.bytes(data, size)

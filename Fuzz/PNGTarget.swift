@@ -5,6 +5,7 @@
 // checksums repaired (every chunk CRC recomputed, the IDAT stream's Adler-32 replaced by the one of what it
 // inflates to), so mutations reach the inflater's tail, the unfilters and the pixel emitters instead of dying at
 // the first CRC check.
+/// libFuzzer's entry point: one input of `size` bytes at `data`; returns 0.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = FuzzSupport.bytes(data, size)

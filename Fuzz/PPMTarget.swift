@@ -1,4 +1,5 @@
 // Fuzz target: Netpbm (P2, P3, P5, P6) through PPM.decode and ImageDecoder.decode's sniffing.
+/// libFuzzer's entry point: one input of `size` bytes at `data`; returns 0.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = FuzzSupport.bytes(data, size)

@@ -4,6 +4,7 @@ let symbols: [MXNetSymbol] = ["tiny-mobilefacenet/model-symbol.json", "tiny-ires
     try! MXNetSymbol(json: FuzzSupport.fixture($0), file: $0)
 }
 
+/// libFuzzer's entry point: one input of `size` bytes at `data`; returns 0.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let raw = UnsafeRawBufferPointer(start: data, count: size)

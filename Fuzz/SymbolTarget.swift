@@ -2,9 +2,12 @@
 // committed tiny MobileFaceNet and tiny LResNet-IR params. When a graph imports, its plan is validated, every
 // tensor is produced (batch-norm folding), written as a flat file and read back: what the converter writes, the
 // loader must accept.
-let paramsBytes: [[UInt8]] = [FuzzSupport.fixture("tiny-mobilefacenet/model-0000.ndarray"),
-                              FuzzSupport.fixture("tiny-iresnet/model-0000.ndarray")]
+let paramsBytes: [[UInt8]] = [
+    FuzzSupport.fixture("tiny-mobilefacenet/model-0000.ndarray"),
+    FuzzSupport.fixture("tiny-iresnet/model-0000.ndarray"),
+]
 
+/// libFuzzer's entry point: one input of `size` bytes at `data`; returns 0.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = FuzzSupport.bytes(data, size)
@@ -16,9 +19,14 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     for p in paramsBytes {
         p.withUnsafeBytes { raw in
             guard let params = try? MXNetParams(bytes: raw, file: "fuzz.params"),
-                  let model = try? MXNetImporter.importModel(symbol: symbol, params: params, symbolFile: "fuzz-symbol.json").lanePacked()
+                let model = try? MXNetImporter.importModel(
+                    symbol: symbol, params: params, symbolFile: "fuzz-symbol.json"
+                ).lanePacked()
             else { return }
-            guard (try? FlatFile.validate(model.plan, embeddingSize: model.plan.embeddingSize, fail: { .unsupportedModel(file: nil, reason: $0) })) != nil
+            guard
+                (try? FlatFile.validate(
+                    model.plan, embeddingSize: model.plan.embeddingSize,
+                    fail: { .unsupportedModel(file: nil, reason: $0) })) != nil
             else { return }
             guard model.plan.tensors.reduce(0, { $0 + $1.count }) <= 1 << 22 else { return }
             do {

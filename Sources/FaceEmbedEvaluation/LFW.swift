@@ -1,4 +1,5 @@
 import FaceEmbed
+
 // LFW verification accuracy with insightface's protocol (`recognition/.../eval/verification.py`):
 // the view2 pairs file, horizontal flips, and the 10-fold threshold selection.
 
@@ -9,6 +10,7 @@ public struct LFWImage: Sendable, Hashable, Comparable {
     /// The image number, from 1.
     public var number: Int
 
+    /// The image `number` (from 1) of the person `name`.
     public init(name: String, number: Int) {
         self.name = name
         self.number = number
@@ -20,6 +22,7 @@ public struct LFWImage: Sendable, Hashable, Comparable {
         return "\(name)/\(name)_\(String(repeating: "0", count: max(0, 4 - digits.count)))\(digits).\(ext)"
     }
 
+    /// Orders by name, then by number (the order of the image folder's listing).
     public static func < (a: LFWImage, b: LFWImage) -> Bool {
         a.name != b.name ? a.name < b.name : a.number < b.number
     }
@@ -27,11 +30,14 @@ public struct LFWImage: Sendable, Hashable, Comparable {
 
 /// One verification pair: two images and whether they show the same person.
 public struct LFWPair: Sendable, Hashable {
+    /// The first image of the pair.
     public var first: LFWImage
+    /// The second image of the pair.
     public var second: LFWImage
     /// True for a matched pair (same person).
     public var same: Bool
 
+    /// A pair of `first` and `second`, matched when `same`.
     public init(first: LFWImage, second: LFWImage, same: Bool) {
         self.first = first
         self.second = second
@@ -55,16 +61,25 @@ public struct LFWPairs: Sendable, Equatable {
             .invalidArgument("\(file.map { "\($0):" } ?? "line ")\(line): \(reason)")
         }
         func number(_ s: Substring, line: Int) throws(FaceEmbedError) -> Int {
-            guard let v = Int(s), v >= 1, v <= 9999 else { throw bad(line, "image number \"\(s)\" is not a whole number in 1...9999") }
+            guard let v = Int(s), v >= 1, v <= 9999 else {
+                throw bad(line, "image number \"\(s)\" is not a whole number in 1...9999")
+            }
             return v
         }
-        var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).map {  // "\r\n" is one Character
+        // "\r\n" is one Character, so it splits as one line break.
+        var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).map {
             $0.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
         }
         while let last = lines.last, last.isEmpty { lines.removeLast() }
-        guard let header = lines.first, !header.isEmpty else { throw bad(1, "empty pairs file (expected a header like \"10 300\")") }
-        guard header.count == 2, let f = Int(header[0]), let n = Int(header[1]), f >= 1, n >= 1, f <= 10_000, n <= 1_000_000 else {
-            throw bad(1, "expected a header \"FOLDS PAIRS_PER_FOLD\" like \"10 300\", got \"\(header.joined(separator: " "))\"")
+        guard let header = lines.first, !header.isEmpty else {
+            throw bad(1, "empty pairs file (expected a header like \"10 300\")")
+        }
+        guard header.count == 2, let f = Int(header[0]), let n = Int(header[1]), f >= 1, n >= 1, f <= 10_000,
+            n <= 1_000_000
+        else {
+            throw bad(
+                1,
+                "expected a header \"FOLDS PAIRS_PER_FOLD\" like \"10 300\", got \"\(header.joined(separator: " "))\"")
         }
         folds = f
         pairsPerFold = n
@@ -77,21 +92,35 @@ public struct LFWPairs: Sendable, Equatable {
             let matched = index % (2 * n) < n
             if matched {
                 guard fields.count == 3 else {
-                    throw bad(line, "expected a matched pair \"name i j\" (pair \(index % (2 * n) + 1) of fold \(index / (2 * n) + 1)), got \(fields.count) fields")
+                    throw bad(
+                        line,
+                        "expected a matched pair \"name i j\" (pair \(index % (2 * n) + 1) of fold \(index / (2 * n) + 1)), got \(fields.count) fields"
+                    )
                 }
                 let name = String(fields[0])
-                pairs.append(LFWPair(first: LFWImage(name: name, number: try number(fields[1], line: line)),
-                                     second: LFWImage(name: name, number: try number(fields[2], line: line)), same: true))
+                pairs.append(
+                    LFWPair(
+                        first: LFWImage(name: name, number: try number(fields[1], line: line)),
+                        second: LFWImage(name: name, number: try number(fields[2], line: line)), same: true))
             } else {
                 guard fields.count == 4 else {
-                    throw bad(line, "expected a mismatched pair \"name1 i name2 j\" (pair \(index % (2 * n) + 1) of fold \(index / (2 * n) + 1)), got \(fields.count) fields")
+                    throw bad(
+                        line,
+                        "expected a mismatched pair \"name1 i name2 j\" (pair \(index % (2 * n) + 1) of fold \(index / (2 * n) + 1)), got \(fields.count) fields"
+                    )
                 }
-                pairs.append(LFWPair(first: LFWImage(name: String(fields[0]), number: try number(fields[1], line: line)),
-                                     second: LFWImage(name: String(fields[2]), number: try number(fields[3], line: line)), same: false))
+                pairs.append(
+                    LFWPair(
+                        first: LFWImage(name: String(fields[0]), number: try number(fields[1], line: line)),
+                        second: LFWImage(name: String(fields[2]), number: try number(fields[3], line: line)),
+                        same: false))
             }
         }
         guard pairs.count == 2 * f * n else {
-            throw bad(lines.count, "the header promises \(2 * f * n) pairs (\(f) folds x \(n) matched + \(n) mismatched), the file has \(pairs.count)")
+            throw bad(
+                lines.count,
+                "the header promises \(2 * f * n) pairs (\(f) folds x \(n) matched + \(n) mismatched), the file has \(pairs.count)"
+            )
         }
     }
 
@@ -176,12 +205,15 @@ public enum LFWProtocol {
     }
 
     /// Runs the protocol on per-pair `distances` and ground truth `same` (pair order, fold after fold).
-    public static func evaluate(distances: [Double], same: [Bool], folds: Int = 10) throws(FaceEmbedError) -> LFWAccuracy {
+    public static func evaluate(distances: [Double], same: [Bool], folds: Int = 10) throws(FaceEmbedError)
+        -> LFWAccuracy
+    {
         guard distances.count == same.count else {
             throw .invalidArgument("\(distances.count) distances but \(same.count) labels")
         }
         guard folds >= 2, distances.count >= folds else {
-            throw .invalidArgument("need at least 2 folds and a pair per fold, got \(folds) folds of \(distances.count) pairs")
+            throw .invalidArgument(
+                "need at least 2 folds and a pair per fold, got \(folds) folds of \(distances.count) pairs")
         }
         if let bad = distances.firstIndex(where: { $0.isNaN }) { throw .invalidArgument("distance \(bad) is NaN") }
         let sizes = foldSizes(count: distances.count, folds: folds)

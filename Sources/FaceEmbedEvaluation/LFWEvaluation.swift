@@ -38,10 +38,13 @@ public struct LFWEvaluation: Sendable {
     ///   - batch: images per `embeddings(for:)` call (the model's threads share out each batch).
     ///   - progress: called after each batch with the images embedded so far and the seconds since the start.
     /// - Throws: the first image that cannot be read or decoded, or is not 112 × 112, named by its path.
-    public static func run(model: FaceModel, pairs: LFWPairs, imagesDirectory: String, extension ext: String = "jpg",
-                           flip: Bool = true, batch: Int = 32,
-                           progress: (_ embedded: Int, _ seconds: Double) -> Void = { _, _ in })
-        throws(FaceEmbedError) -> LFWEvaluation {
+    public static func run(
+        model: FaceModel, pairs: LFWPairs, imagesDirectory: String, extension ext: String = "jpg",
+        flip: Bool = true, batch: Int = 32,
+        progress: (_ embedded: Int, _ seconds: Double) -> Void = { _, _ in }
+    )
+        throws(FaceEmbedError) -> LFWEvaluation
+    {
         let images = pairs.uniqueImages
         let paths = images.map { imagesDirectory + "/" + $0.relativePath(extension: ext) }
         let clock = ContinuousClock(), start = clock.now
@@ -59,10 +62,11 @@ public struct LFWEvaluation: Sendable {
             progress(range.upperBound, (t2 - start).inSeconds)
         }
         let t = (total: (clock.now - start).inSeconds, decode: embedded.decodeSeconds, embed: embedded.embedSeconds)
-        return LFWEvaluation(pairs: pairs, imageCount: images.count, forwardPasses: (flip ? 2 : 1) * images.count,
-                             plain: try score(pairs, images, embedded.plain),
-                             flip: try embedded.flip.map { (e) throws(FaceEmbedError) in try score(pairs, images, e) },
-                             seconds: t.total, decodeSeconds: t.decode, embedSeconds: t.embed)
+        return LFWEvaluation(
+            pairs: pairs, imageCount: images.count, forwardPasses: (flip ? 2 : 1) * images.count,
+            plain: try score(pairs, images, embedded.plain),
+            flip: try embedded.flip.map { (e) throws(FaceEmbedError) in try score(pairs, images, e) },
+            seconds: t.total, decodeSeconds: t.decode, embedSeconds: t.embed)
     }
 
     /// The distances of every pair, given the embeddings of `images`, and the protocol on them.
@@ -94,8 +98,9 @@ public struct LFWEvaluation: Sendable {
     static func loadAlignedFace(_ path: String) throws(FaceEmbedError) -> RGBImage {
         let img = try ImageDecoder.load(path: path)
         guard img.width == FaceModel.inputSize, img.height == FaceModel.inputSize else {
-            throw .invalidImage(file: path,
-                                reason: "an aligned face must be 112x112, this is \(img.width)x\(img.height)")
+            throw .invalidImage(
+                file: path,
+                reason: "an aligned face must be 112x112, this is \(img.width)x\(img.height)")
         }
         return img
     }

@@ -6,8 +6,10 @@
 public enum Reference {
     /// Convolution (cross-correlation) with symmetric zero padding and groups.
     /// `weight` is OIHW: `[outC][inC / groups][kh][kw]`; `bias` has `outC` values or is empty.
-    public static func convolution(_ x: Tensor, weight: [Float], bias: [Float], outC: Int, kernel: (Int, Int),
-                                   stride: (Int, Int), pad: (Int, Int), groups: Int) -> Tensor {
+    public static func convolution(
+        _ x: Tensor, weight: [Float], bias: [Float], outC: Int, kernel: (Int, Int),
+        stride: (Int, Int), pad: (Int, Int), groups: Int
+    ) -> Tensor {
         let (kh, kw) = kernel
         let oh = (x.h + 2 * pad.0 - kh) / stride.0 + 1
         let ow = (x.w + 2 * pad.1 - kw) / stride.1 + 1
@@ -42,8 +44,10 @@ public enum Reference {
     }
 
     /// Inference batch norm: `(x - mean) / sqrt(var + eps) * gamma + beta`; with `fixGamma` gamma is 1.
-    public static func batchNorm(_ x: Tensor, gamma: [Float], beta: [Float], mean: [Float], variance: [Float],
-                                 eps: Float, fixGamma: Bool) -> Tensor {
+    public static func batchNorm(
+        _ x: Tensor, gamma: [Float], beta: [Float], mean: [Float], variance: [Float],
+        eps: Float, fixGamma: Bool
+    ) -> Tensor {
         var y = x
         for n in 0..<x.n {
             for c in 0..<x.c {

@@ -32,8 +32,10 @@ public enum ReferenceQuantized {
 
     /// Σ q · x_q over the taps of a zero-padded cross-correlation, groups = 1: `xq` is [inC][h][w], `weights`
     /// [outC][inC][kH][kW]; the result is [outC][outH][outW] (MXNet's floor rule for the output size).
-    public static func convolution(_ xq: [Int32], inC: Int, h: Int, w: Int, weights: [Int8], outC: Int,
-                                   kernel: (Int, Int), stride: (Int, Int), pad: (Int, Int)) -> [Int32] {
+    public static func convolution(
+        _ xq: [Int32], inC: Int, h: Int, w: Int, weights: [Int8], outC: Int,
+        kernel: (Int, Int), stride: (Int, Int), pad: (Int, Int)
+    ) -> [Int32] {
         let (kh, kw) = kernel
         let oh = (h + 2 * pad.0 - kh) / stride.0 + 1, ow = (w + 2 * pad.1 - kw) / stride.1 + 1
         precondition(xq.count == inC * h * w && weights.count == outC * inC * kh * kw, "quantized convolution shapes")
@@ -64,8 +66,9 @@ public enum ReferenceQuantized {
 
     /// Σ_i q[o][i] · x_q[i] for a fully connected layer (`weights` [out][in]).
     public static func fullyConnected(_ xq: [Int32], weights: [Int8], outFeatures: Int) -> [Int32] {
-        convolution(xq, inC: xq.count, h: 1, w: 1, weights: weights, outC: outFeatures, kernel: (1, 1), stride: (1, 1),
-                    pad: (0, 0))
+        convolution(
+            xq, inC: xq.count, h: 1, w: 1, weights: weights, outC: outFeatures, kernel: (1, 1), stride: (1, 1),
+            pad: (0, 0))
     }
 
     /// Float outputs from exact sums: acc · (s_x · s_w[c]), `pixels` values per channel.

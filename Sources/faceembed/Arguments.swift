@@ -38,7 +38,9 @@ struct Arguments {
     /// An integer option within `range`, or `def` when absent.
     func int(_ name: String, default def: Int, in range: ClosedRange<Int>) throws(UsageError) -> Int {
         guard let s = options[name] else { return def }
-        guard let v = Int(s), range.contains(v) else { throw UsageError("\(name) must be a whole number in \(range.lowerBound)...\(range.upperBound)") }
+        guard let v = Int(s), range.contains(v) else {
+            throw UsageError("\(name) must be a whole number in \(range.lowerBound)...\(range.upperBound)")
+        }
         return v
     }
 

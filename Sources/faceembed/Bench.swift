@@ -38,8 +38,9 @@ extension Commands {
         """
 
     static func bench(_ argv: [String]) throws -> Int32 {
-        let a = try Arguments(argv, valued: ["--model", "--threads", "--batch", "--iterations", "--warmup"],
-                              flags: ["--layers", "--json"])
+        let a = try Arguments(
+            argv, valued: ["--model", "--threads", "--batch", "--iterations", "--warmup"],
+            flags: ["--layers", "--json"])
         if a.flags.contains("--help") { print(benchUsage); return 0 }
         let batch = try a.int("--batch", default: 1, in: 1...4096)
         let iterations = try a.int("--iterations", default: 30, in: 1...1_000_000)
@@ -79,10 +80,11 @@ extension Commands {
             try call()
             times.append((clock.now - t0).inSeconds)
         }
-        return BenchResult(batch: batch, iterations: iterations, warmup: warmup, warmupSeconds: warmSeconds,
-                           times: times.sorted(),
-                           layers: layers ? m.profile(iterations: iterations, warmup: min(warmup, 3)) : [],
-                           peakResidentBytes: peakResidentBytes())
+        return BenchResult(
+            batch: batch, iterations: iterations, warmup: warmup, warmupSeconds: warmSeconds,
+            times: times.sorted(),
+            layers: layers ? m.profile(iterations: iterations, warmup: min(warmup, 3)) : [],
+            peakResidentBytes: peakResidentBytes())
     }
 
     static func gflops(_ r: BenchResult, _ m: FaceModel) -> Double { Double(m.multiplyAdds) * 2 / r.perImage / 1e9 }
@@ -92,15 +94,17 @@ extension Commands {
             "\"model\": \(jsonString(m.path))", "\"name\": \(jsonString(m.name))", "\"batch\": \(r.batch)",
             "\"threads\": \(m.threads)", "\"iterations\": \(r.iterations)", "\"warmup\": \(r.warmup)",
             "\"warmup_ms\": \(ms(r.warmupSeconds))", "\"median_ms\": \(ms(r.percentile(0.5)))",
-            "\"min_ms\": \(ms(r.times.first!))", "\"max_ms\": \(ms(r.times.last!))", "\"p10_ms\": \(ms(r.percentile(0.1)))",
+            "\"min_ms\": \(ms(r.times.first!))", "\"max_ms\": \(ms(r.times.last!))",
+            "\"p10_ms\": \(ms(r.percentile(0.1)))",
             "\"p90_ms\": \(ms(r.percentile(0.9)))", "\"ms_per_image\": \(ms(r.perImage))",
-            "\"images_per_s\": \(String(format: "%.2f", 1 / r.perImage))", "\"gflops\": \(String(format: "%.2f", gflops(r, m)))",
+            "\"images_per_s\": \(String(format: "%.2f", 1 / r.perImage))",
+            "\"gflops\": \(String(format: "%.2f", gflops(r, m)))",
             "\"multiply_adds\": \(m.multiplyAdds)", "\"peak_rss_bytes\": \(r.peakResidentBytes)",
         ]
         if !r.layers.isEmpty {
             let items = r.layers.map { l in
-                "{\"index\": \(l.index), \"kind\": \(jsonString(l.kind)), \"shape\": \(jsonString(l.shape)), " +
-                "\"ms\": \(ms(l.seconds)), \"multiply_adds\": \(l.multiplyAdds)}"
+                "{\"index\": \(l.index), \"kind\": \(jsonString(l.kind)), \"shape\": \(jsonString(l.shape)), "
+                    + "\"ms\": \(ms(l.seconds)), \"multiply_adds\": \(l.multiplyAdds)}"
             }
             fields.append("\"layers\": [\n    " + items.joined(separator: ",\n    ") + "\n  ]")
         }
@@ -109,13 +113,18 @@ extension Commands {
 
     static func printBenchText(_ r: BenchResult, _ m: FaceModel) {
         let median = r.percentile(0.5), perImage = r.perImage
-        print("model       \(m.path): \(m.name), \(String(format: "%.3f", Double(m.multiplyAdds) * 2e-9)) GFLOP per image")
-        print("setup       batch \(r.batch), threads \(m.threads), \(r.warmup) warm-up calls (\(ms(r.warmupSeconds)) ms), "
-              + "\(r.iterations) timed")
-        print("per call    median \(ms(median)) ms   p10 \(ms(r.percentile(0.1)))   p90 \(ms(r.percentile(0.9)))   "
-              + "min \(ms(r.times.first!))   max \(ms(r.times.last!))")
-        print("per image   \(ms(perImage)) ms, \(String(format: "%.1f", 1 / perImage)) images/s, "
-              + "\(String(format: "%.1f", gflops(r, m))) GFLOP/s effective")
+        print(
+            "model       \(m.path): \(m.name), \(String(format: "%.3f", Double(m.multiplyAdds) * 2e-9)) GFLOP per image"
+        )
+        print(
+            "setup       batch \(r.batch), threads \(m.threads), \(r.warmup) warm-up calls (\(ms(r.warmupSeconds)) ms), "
+                + "\(r.iterations) timed")
+        print(
+            "per call    median \(ms(median)) ms   p10 \(ms(r.percentile(0.1)))   p90 \(ms(r.percentile(0.9)))   "
+                + "min \(ms(r.times.first!))   max \(ms(r.times.last!))")
+        print(
+            "per image   \(ms(perImage)) ms, \(String(format: "%.1f", 1 / perImage)) images/s, "
+                + "\(String(format: "%.1f", gflops(r, m))) GFLOP/s effective")
         print("peak RSS    \(String(format: "%.1f", Double(r.peakResidentBytes) / 1_048_576)) MiB")
         if !r.layers.isEmpty { printLayers(r.layers, iterations: r.iterations) }
     }
@@ -125,12 +134,14 @@ extension Commands {
         print("\nlayers (batch 1, median of \(iterations) runs; sum \(ms(total)) ms):")
         print("  #    kind                    shape                          ms      %   GFLOP/s")
         for l in layers {
-            let gf = l.multiplyAdds > 0 && l.seconds > 0
+            let gf =
+                l.multiplyAdds > 0 && l.seconds > 0
                 ? String(format: "%7.1f", Double(l.multiplyAdds) * 2 / l.seconds / 1e9) : "      -"
-            print("  " + "\(l.index)".padding(toLength: 5, withPad: " ", startingAt: 0)
-                  + l.kind.padding(toLength: 24, withPad: " ", startingAt: 0)
-                  + l.shape.padding(toLength: 28, withPad: " ", startingAt: 0)
-                  + String(format: "%8.3f %6.1f ", l.seconds * 1e3, l.seconds / total * 100) + gf)
+            print(
+                "  " + "\(l.index)".padding(toLength: 5, withPad: " ", startingAt: 0)
+                    + l.kind.padding(toLength: 24, withPad: " ", startingAt: 0)
+                    + l.shape.padding(toLength: 28, withPad: " ", startingAt: 0)
+                    + String(format: "%8.3f %6.1f ", l.seconds * 1e3, l.seconds / total * 100) + gf)
         }
     }
 

@@ -1,6 +1,6 @@
 import FaceEmbed
-import FaceEmbedImport
 import FaceEmbedEvaluation
+import FaceEmbedImport
 import Foundation
 
 /// Where the CLI looks for a model when `--model` is not given.
@@ -11,7 +11,11 @@ enum ModelLookup {
         if let explicit { return explicit }
         if let env = ProcessInfo.processInfo.environment["FACEEMBED_MODEL"], !env.isEmpty { return env }
         for c in candidates where FileManager.default.fileExists(atPath: c) { return c }
-        throw FaceEmbedError.io(file: nil, reason: "no model: pass --model PATH, set FACEEMBED_MODEL, or put one at \(candidates.joined(separator: " or ")) (see README: faceembed convert)")
+        throw FaceEmbedError.io(
+            file: nil,
+            reason:
+                "no model: pass --model PATH, set FACEEMBED_MODEL, or put one at \(candidates.joined(separator: " or ")) (see README: faceembed convert)"
+        )
     }
 }
 
@@ -27,16 +31,22 @@ enum Commands {
     /// The image files (PPM, JPEG, PNG) decoded, with their landmarks parsed (one set per image, or none: then every
     /// image must already be an aligned 112x112 face).
     static func loadImages(_ paths: [String], landmarks: [String]) throws
-        -> (images: [RGBImage], landmarks: [FaceLandmarks]) {
+        -> (images: [RGBImage], landmarks: [FaceLandmarks])
+    {
         guard landmarks.isEmpty || landmarks.count == paths.count else {
-            throw UsageError("give --landmarks once per image (\(paths.count) images, \(landmarks.count) landmark sets)")
+            throw UsageError(
+                "give --landmarks once per image (\(paths.count) images, \(landmarks.count) landmark sets)")
         }
         var images: [RGBImage] = [], marks: [FaceLandmarks] = []
         for (i, path) in paths.enumerated() {
             let img = try ImageDecoder.load(path: path)
             if landmarks.isEmpty {
                 guard img.width == FaceModel.inputSize, img.height == FaceModel.inputSize else {
-                    throw FaceEmbedError.invalidImage(file: path, reason: "an aligned face must be 112x112, this is \(img.width)x\(img.height) (give --landmarks to align a photo)")
+                    throw FaceEmbedError.invalidImage(
+                        file: path,
+                        reason:
+                            "an aligned face must be 112x112, this is \(img.width)x\(img.height) (give --landmarks to align a photo)"
+                    )
                 }
             } else {
                 marks.append(try FaceLandmarks(parsing: landmarks[i]))
@@ -48,10 +58,12 @@ enum Commands {
 
     /// The embeddings of `images` (photos aligned first when there are landmarks), read as BGR with `bgr`.
     static func embeddings(_ m: FaceModel, _ images: [RGBImage], landmarks: [FaceLandmarks], bgr: Bool) throws
-        -> [Embedding] {
+        -> [Embedding]
+    {
         guard bgr else {
-            return landmarks.isEmpty ? try m.embeddings(for: images)
-                                     : try m.embeddings(for: images, landmarks: landmarks)
+            return landmarks.isEmpty
+                ? try m.embeddings(for: images)
+                : try m.embeddings(for: images, landmarks: landmarks)
         }
         // The files hold BGR bytes: they go to the model as BGR pixel buffers, views into one allocation so that all
         // of them are valid for the one batch call.
@@ -60,11 +72,13 @@ enum Commands {
             var start = 0
             let buffers = images.map { img in
                 defer { start += img.pixels.count }
-                return PixelBuffer(UnsafeBufferPointer(rebasing: p[start..<start + img.pixels.count]),
-                                   width: img.width, height: img.height, format: .bgr)
+                return PixelBuffer(
+                    UnsafeBufferPointer(rebasing: p[start..<start + img.pixels.count]),
+                    width: img.width, height: img.height, format: .bgr)
             }
-            return landmarks.isEmpty ? try m.embeddings(for: buffers)
-                                     : try m.embeddings(for: buffers, landmarks: landmarks)
+            return landmarks.isEmpty
+                ? try m.embeddings(for: buffers)
+                : try m.embeddings(for: buffers, landmarks: landmarks)
         }
     }
 
@@ -76,7 +90,8 @@ enum Commands {
 
     static func model(_ a: Arguments) throws -> FaceModel {
         let threads = try a.int("--threads", default: 0, in: 0...256)
-        return try FaceModel(contentsOf: try ModelLookup.path(a.options["--model"]), threads: threads == 0 ? nil : threads)
+        return try FaceModel(
+            contentsOf: try ModelLookup.path(a.options["--model"]), threads: threads == 0 ? nil : threads)
     }
 
     static func format(_ v: Float) -> String { String(format: "%.6f", v) }
@@ -95,7 +110,8 @@ enum Commands {
         """
 
     static func embed(_ argv: [String]) throws -> Int32 {
-        let a = try Arguments(argv, valued: ["--model", "--threads", "--landmarks"], flags: ["--bgr", "--json", "--normalize"])
+        let a = try Arguments(
+            argv, valued: ["--model", "--threads", "--landmarks"], flags: ["--bgr", "--json", "--normalize"])
         if a.flags.contains("--help") { print(embedUsage); return 0 }
         guard !a.positional.isEmpty else { throw UsageError("no image given") }
         var embeddings = try embedImages(a)
@@ -128,7 +144,8 @@ enum Commands {
         """
 
     static func compare(_ argv: [String]) throws -> Int32 {
-        let a = try Arguments(argv, valued: ["--model", "--threads", "--threshold", "--landmarks"], flags: ["--bgr", "--json"])
+        let a = try Arguments(
+            argv, valued: ["--model", "--threads", "--threshold", "--landmarks"], flags: ["--bgr", "--json"])
         if a.flags.contains("--help") { print(compareUsage); return 0 }
         guard a.positional.count == 2 else { throw UsageError("compare takes exactly two images") }
         let threshold = try a.float("--threshold", default: FaceModel.defaultThreshold)
@@ -171,8 +188,9 @@ enum Commands {
         default:
             throw UsageError("give a model folder, an .onnx file, or SYMBOL.json and PARAMS")
         }
-        print("\(out): \(s.name) (\(s.kind)), \(s.embeddingSize)-d embedding, \(s.layers) fused layers, " +
-              "\(s.parameters) weights, \(String(format: "%.3f", Double(s.multiplyAdds) * 2e-9)) GFLOP per image")
+        print(
+            "\(out): \(s.name) (\(s.kind)), \(s.embeddingSize)-d embedding, \(s.layers) fused layers, "
+                + "\(s.parameters) weights, \(String(format: "%.3f", Double(s.multiplyAdds) * 2e-9)) GFLOP per image")
         return 0
     }
 
@@ -214,7 +232,8 @@ enum Commands {
         let a = try Arguments(argv, valued: ["--model"], flags: [])
         if a.flags.contains("--help") { print(infoUsage); return 0 }
         let m = try FaceModel(contentsOf: try ModelLookup.path(a.positional.first ?? a.options["--model"]))
-        print("""
+        print(
+            """
             file:        \(m.path)
             model:       \(m.name) (\(m.kind))
             embedding:   \(m.embeddingSize) floats

@@ -54,8 +54,9 @@ extension Commands {
         """
 
     static func evalLFW(_ argv: [String]) throws -> Int32 {
-        let a = try Arguments(argv, valued: ["--model", "--pairs", "--images", "--ext", "--threads", "--batch", "--distances"],
-                              flags: ["--json"])
+        let a = try Arguments(
+            argv, valued: ["--model", "--pairs", "--images", "--ext", "--threads", "--batch", "--distances"],
+            flags: ["--json"])
         if a.flags.contains("--help") { print(evalLFWUsage); return 0 }
         guard a.positional.isEmpty else { throw UsageError("unexpected argument \(a.positional[0])") }
         let batch = try a.int("--batch", default: 32, in: 1...4096)
@@ -68,16 +69,18 @@ extension Commands {
             throw FaceEmbedError.io(file: imagesDir, reason: "no such image folder (pass --images DIR)")
         }
         let progress = Progress(total: pairs.uniqueImages.count, quiet: json)
-        let r = try LFWEvaluation.run(model: model, pairs: pairs, imagesDirectory: imagesDir, extension: ext,
-                                      batch: batch, progress: progress.update)
+        let r = try LFWEvaluation.run(
+            model: model, pairs: pairs, imagesDirectory: imagesDir, extension: ext,
+            batch: batch, progress: progress.update)
         progress.finish()
         let variants = lfwVariants(r)
         if let out = a.options["--distances"] { try writeLFWDistances(r.pairs, variants, to: out) }
         if json {
             printLFWJSON(r, variants, model: model)
         } else {
-            printLFWText(r, variants, model: model, images: "\(imagesDir)/*.\(ext)",
-                         distancesFile: a.options["--distances"])
+            printLFWText(
+                r, variants, model: model, images: "\(imagesDir)/*.\(ext)",
+                distancesFile: a.options["--distances"])
         }
         return 0
     }
@@ -91,10 +94,13 @@ extension Commands {
     }
 
     /// Every pair's distances and decisions as TSV, the format of `Tools/lfw_mxnet.py`'s distances.tsv.
-    private static func writeLFWDistances(_ pairs: LFWPairs, _ variants: LFWVariants,
-                                          to out: String) throws {
+    private static func writeLFWDistances(
+        _ pairs: LFWPairs, _ variants: LFWVariants,
+        to out: String
+    ) throws {
         let decisions = variants.map(\.scores.decisions), sizes = variants[0].scores.accuracy.foldSizes
-        var text = "pair\tfold\tfirst\tsecond\tsame"
+        var text =
+            "pair\tfold\tfirst\tsecond\tsame"
             + variants.map { "\t\($0.name)_distance\t\($0.name)_same" }.joined() + "\n"
         var fold = 0, foldEnd = sizes[0]
         for (i, p) in pairs.pairs.enumerated() {
@@ -115,8 +121,10 @@ extension Commands {
     }
 
     /// One JSON object: the run, then each variant's folds and thresholds.
-    private static func printLFWJSON(_ r: LFWEvaluation, _ variants: LFWVariants,
-                                     model: FaceModel) {
+    private static func printLFWJSON(
+        _ r: LFWEvaluation, _ variants: LFWVariants,
+        model: FaceModel
+    ) {
         func variant(_ a: LFWAccuracy) -> String {
             """
             {"accuracy_mean": \(a.mean), "accuracy_std": \(a.standardDeviation), \
@@ -137,24 +145,30 @@ extension Commands {
     }
 
     /// The human-readable report: a header, each variant's accuracy, folds and thresholds, and the speed.
-    private static func printLFWText(_ r: LFWEvaluation, _ variants: LFWVariants,
-                                     model: FaceModel, images: String, distancesFile: String?) {
+    private static func printLFWText(
+        _ r: LFWEvaluation, _ variants: LFWVariants,
+        model: FaceModel, images: String, distancesFile: String?
+    ) {
         func pct(_ v: Double) -> String { String(format: "%.2f%%", 100 * v) }
-        print("LFW \(r.pairs.pairs.count) pairs, \(r.pairs.folds) folds: \(model.name) (\(model.path)), "
-              + "images \(images)")
+        print(
+            "LFW \(r.pairs.pairs.count) pairs, \(r.pairs.folds) folds: \(model.name) (\(model.path)), "
+                + "images \(images)")
         for v in variants {
             let a = v.scores.accuracy
-            print("""
+            print(
+                """
                 \(v.label) \(pct(a.mean)) ± \(pct(a.standardDeviation))   threshold \(String(format: "%.3f", a.meanThreshold)) \
                 (cosine \(String(format: "%.4f", a.meanCosineThreshold)))
                     folds:      \(a.foldAccuracies.map { String(format: "%6.2f", 100 * $0) }.joined(separator: " "))
                     thresholds: \(a.foldThresholds.map { String(format: "%6.2f", $0) }.joined(separator: " "))
                 """)
         }
-        print(String(format: "%d images (%d forward passes with the flips) in %.1f s: %.1f images/s, %.1f passes/s "
-                        + "(decode %.1f s, embed %.1f s, %d threads)",
-                     r.imageCount, r.forwardPasses, r.seconds, Double(r.imageCount) / r.seconds,
-                     Double(r.forwardPasses) / r.embedSeconds, r.decodeSeconds, r.embedSeconds, model.threads))
+        print(
+            String(
+                format: "%d images (%d forward passes with the flips) in %.1f s: %.1f images/s, %.1f passes/s "
+                    + "(decode %.1f s, embed %.1f s, %d threads)",
+                r.imageCount, r.forwardPasses, r.seconds, Double(r.imageCount) / r.seconds,
+                Double(r.forwardPasses) / r.embedSeconds, r.decodeSeconds, r.embedSeconds, model.threads))
         if let distancesFile { print("distances and decisions written to \(distancesFile)") }
     }
 }
@@ -181,7 +195,8 @@ private final class Progress {
             lastDraw = elapsed
             let width = 30, filled = total > 0 ? width * done / total : width
             let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-            write("\r[\(bar)] \(done)/\(total) images  \(String(format: "%.1f", rate)) images/s  ETA \(clockTime(eta))  ")
+            write(
+                "\r[\(bar)] \(done)/\(total) images  \(String(format: "%.1f", rate)) images/s  ETA \(clockTime(eta))  ")
         } else if !quiet, done == total || done - lastReported >= max(1, total / 10) {
             lastReported = done
             write("eval-lfw: embedded \(done)/\(total) images (\(String(format: "%.1f", rate)) images/s)\n")

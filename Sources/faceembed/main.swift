@@ -1,6 +1,6 @@
 import FaceEmbed
-import FaceEmbedImport
 import FaceEmbedEvaluation
+import FaceEmbedImport
 import Foundation
 
 // faceembed: the command-line face of the FaceEmbed library. Exit status: 0 success (or "same person" for
@@ -38,7 +38,9 @@ var args = Array(CommandLine.arguments.dropFirst())
 guard let first = args.first else { print(mainUsage); exit(2) }
 if first == "--help" || first == "-h" || first == "help" { print(mainUsage); exit(0) }
 if first == "--version" { print("faceembed \(FaceEmbedVersion.string)"); exit(0) }
-guard let command = commands.first(where: { $0.name == first }) else { fail("unknown command \(first); see faceembed --help") }
+guard let command = commands.first(where: { $0.name == first }) else {
+    fail("unknown command \(first); see faceembed --help")
+}
 args.removeFirst()
 do {
     exit(try command.run(args))

@@ -1,7 +1,8 @@
-@testable import FaceEmbed
-@testable import FaceEmbedEvaluation
 import Foundation
 import Testing
+
+@testable import FaceEmbed
+@testable import FaceEmbedEvaluation
 
 // The public API a Swift caller uses, on the committed tiny models: align-and-embed in one call, batches of raw
 // pixel buffers, a model from bytes in memory, distances between embeddings, and the cancellable async batch.
@@ -58,8 +59,10 @@ struct APITests {
             for pad in [0, 7] {
                 let (bytes, stride) = relayout(image, format, pad: pad)
                 let e = try bytes.withUnsafeBufferPointer {
-                    try model.embedding(for: PixelBuffer($0, width: image.width, height: image.height, format: format,
-                                                         rowStride: stride), landmarks: landmarks)
+                    try model.embedding(
+                        for: PixelBuffer(
+                            $0, width: image.width, height: image.height, format: format,
+                            rowStride: stride), landmarks: landmarks)
                 }
                 #expect(e == expected, "\(format) pad \(pad)")
             }
@@ -69,11 +72,13 @@ struct APITests {
     @Test func alignAndEmbedRejectsMismatchedOrDegenerateLandmarks() throws {
         let model = try TestModels.tiny("tiny-mobilefacenet")
         let (image, landmarks) = try photo()
-        expectError(thrown { try model.embeddings(for: [image, image], landmarks: [landmarks]) }, "invalidArgument",
-                    "one set of landmarks per photo", "2 photos, 1 sets")
+        expectError(
+            thrown { try model.embeddings(for: [image, image], landmarks: [landmarks]) }, "invalidArgument",
+            "one set of landmarks per photo", "2 photos, 1 sets")
         let point = try FaceLandmarks(Array(repeating: SIMD2(5, 5), count: 5))
-        expectError(thrown { try model.embeddings(for: [image, image], landmarks: [landmarks, point]) }, "invalidArgument",
-                    "face 1: ", "coincide")
+        expectError(
+            thrown { try model.embeddings(for: [image, image], landmarks: [landmarks, point]) }, "invalidArgument",
+            "face 1: ", "coincide")
         expectError(thrown { try model.embedding(for: image, landmarks: point) }, "invalidArgument", "coincide")
     }
 
@@ -90,14 +95,16 @@ struct APITests {
             var start = 0
             let buffers = zip(layouts, formats).map { layout, format in
                 defer { start += layout.bytes.count }
-                return PixelBuffer(UnsafeBufferPointer(rebasing: p[start..<start + layout.bytes.count]), width: 112, height: 112,
-                                   format: format, rowStride: layout.rowStride)
+                return PixelBuffer(
+                    UnsafeBufferPointer(rebasing: p[start..<start + layout.bytes.count]), width: 112, height: 112,
+                    format: format, rowStride: layout.rowStride)
             }
             return try model.embeddings(for: buffers)
         }
         for (i, layout) in layouts.enumerated() {
             let one = try layout.bytes.withUnsafeBufferPointer {
-                try model.embedding(pixels: $0, width: 112, height: 112, format: formats[i], rowStride: layout.rowStride)
+                try model.embedding(
+                    pixels: $0, width: 112, height: 112, format: formats[i], rowStride: layout.rowStride)
             }
             #expect(one == reference[i] && batch[i] == one, "\(formats[i])")
         }
@@ -121,11 +128,14 @@ struct APITests {
     @Test func modelFromBytesEqualsModelFromFile() throws {
         let fromFile = try TestModels.tiny("tiny-iresnet", threads: 1)
         let bytes = try readFile(fromFile.path)
-        let face = try ImageDecoder.load(path: TestPaths.fixtures.appendingPathComponent("tiny-iresnet/input0.ppm").path)
+        let face = try ImageDecoder.load(
+            path: TestPaths.fixtures.appendingPathComponent("tiny-iresnet/input0.ppm").path)
         // An array, and a slice that starts one byte in: the weights are copied to aligned memory either way.
         let shifted = [0] + bytes
         for model in [try FaceModel(bytes: bytes, threads: 1), try FaceModel(bytes: shifted[1...], threads: 1)] {
-            #expect(model.path == "<memory>" && model.name == fromFile.name && model.embeddingSize == fromFile.embeddingSize)
+            #expect(
+                model.path == "<memory>" && model.name == fromFile.name && model.embeddingSize == fromFile.embeddingSize
+            )
             #expect(try model.embedding(for: face) == fromFile.embedding(for: face))
         }
     }

@@ -1,9 +1,10 @@
-@testable import FaceEmbed
-@testable import FaceEmbedImport
-@testable import FaceEmbedEvaluation
 import FaceEmbedTestSupport
 import Foundation
 import Testing
+
+@testable import FaceEmbed
+@testable import FaceEmbedEvaluation
+@testable import FaceEmbedImport
 
 // Five-point alignment against insightface's own (skimage SimilarityTransform + cv2.warpAffine, made by
 // Tools/make_alignment_fixtures.py), and real portraits from photo to verdict.
@@ -21,9 +22,12 @@ struct AlignmentTests {
     @Test func transformEqualsSkimageUmeyama() throws {
         for row in try Self.fixture() {
             let t = try SimilarityTransform(from: try Self.landmarks(row).points, to: FaceLandmarks.arcFaceTemplate)
-            let m = row["transform"] as! [Double]   // [a, -b, tx, b, a, ty]
+            let m = row["transform"] as! [Double]  // [a, -b, tx, b, a, ty]
             let ours = [t.a, -t.b, t.tx, t.b, t.a, t.ty]
-            for i in 0..<6 { #expect(abs(ours[i] - m[i]) <= 1e-4 * max(1, abs(m[i])), "\(row["image"]!) [\(i)]: \(ours[i]) vs \(m[i])") }
+            for i in 0..<6 {
+                #expect(
+                    abs(ours[i] - m[i]) <= 1e-4 * max(1, abs(m[i])), "\(row["image"]!) [\(i)]: \(ours[i]) vs \(m[i])")
+            }
             let back = t.inverse.apply(t.apply(SIMD2(10, 20)))
             #expect(abs(back.x - 10) < 1e-9 && abs(back.y - 20) < 1e-9)
         }
@@ -46,18 +50,24 @@ struct AlignmentTests {
             let name = row["image"] as! String
             guard let photo = TestPaths.shared("images/portraits/\(name)") else { return }
             let ours = try ImageDecoder.load(path: photo).alignedFace(landmarks: try Self.landmarks(row))
-            let theirs = try ImageDecoder.load(path: TestPaths.local.appendingPathComponent("aligned/\(name.dropLast(4)).ppm").path)
+            let theirs = try ImageDecoder.load(
+                path: TestPaths.local.appendingPathComponent("aligned/\(name.dropLast(4)).ppm").path)
             var sum = 0, worst = 0
-            for (a, b) in zip(ours.pixels, theirs.pixels) { let d = abs(Int(a) - Int(b)); sum += d; worst = max(worst, d) }
+            for (a, b) in zip(ours.pixels, theirs.pixels) {
+                let d = abs(Int(a) - Int(b)); sum += d; worst = max(worst, d)
+            }
             let mean = Double(sum) / Double(ours.pixels.count)
             #expect(mean <= 1, "\(name): mean absolute difference \(mean)")
-            print("align \(name): mean abs difference from insightface's crop \(String(format: "%.3f", mean)), max \(worst)")
+            print(
+                "align \(name): mean abs difference from insightface's crop \(String(format: "%.3f", mean)), max \(worst)"
+            )
         }
     }
 
     @Test func realPortraitsGetTheRightVerdicts() throws {
         guard let symbol = TestPaths.shared("models/mobilefacenet-arcface/model-symbol.json"),
-              let params = TestPaths.shared("models/mobilefacenet-arcface/model-0000.params") else { return }
+            let params = TestPaths.shared("models/mobilefacenet-arcface/model-0000.params")
+        else { return }
         let model = try TestModels.load("y1", symbol: symbol, params: params)
         var embeddings: [String: Embedding] = [:]
         for row in try Self.fixture() {

@@ -1,9 +1,10 @@
-@testable import FaceEmbed
-@testable import FaceEmbedImport
-@testable import FaceEmbedEvaluation
 import FaceEmbedTestSupport
 import Foundation
 import Testing
+
+@testable import FaceEmbed
+@testable import FaceEmbedEvaluation
+@testable import FaceEmbedImport
 
 // The faceembed executable as a user runs it: output, exit status (0 same / 1 different / 2 error), messages.
 
@@ -28,7 +29,9 @@ func faceembed(_ args: [String], environment: [String: String] = [:]) throws -> 
     try p.run()
     let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
-    return CLIResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    return CLIResult(
+        status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+        stderr: String(decoding: e, as: UTF8.self))
 }
 
 struct CLITests {
@@ -66,7 +69,9 @@ struct CLITests {
 
     @Test func convertAndInfo() throws {
         let out = TestModels.folder.appendingPathComponent("cli-convert.feb").path
-        let r = try faceembed(["convert", Self.tiny + "/model-symbol.json", Self.tiny + "/model-0000.ndarray", "-o", out])
+        let r = try faceembed([
+            "convert", Self.tiny + "/model-symbol.json", Self.tiny + "/model-0000.ndarray", "-o", out,
+        ])
         #expect(r.status == 0 && r.stdout.contains("MobileFaceNet"), "\(r.stderr)")
         let info = try faceembed(["info", out])
         #expect(info.status == 0 && info.stdout.contains("128 floats"))
@@ -83,35 +88,44 @@ struct CLITests {
             (["compare", "--model", model, Self.tiny + "/input0.ppm"], "exactly two"),
             (["embed", "--frobnicate"], "unknown option"),
             (["frobnicate"], "unknown command"),
-            (["convert", Self.tiny + "/expected.json", Self.tiny + "/model-0000.ndarray", "-o", "/tmp/x.feb"], "expected.json"),
+            (
+                ["convert", Self.tiny + "/expected.json", Self.tiny + "/model-0000.ndarray", "-o", "/tmp/x.feb"],
+                "expected.json"
+            ),
         ]
         for (args, mention) in cases {
             let r = try faceembed(args, environment: ["FACEEMBED_MODEL": ""])
             #expect(r.status == 2, "\(args)")
-            #expect(r.stderr.hasPrefix("faceembed: ") && r.stderr.contains(mention) && r.stderr.split(separator: "\n").count == 1,
-                    "\(args): \(r.stderr)")
+            #expect(
+                r.stderr.hasPrefix("faceembed: ") && r.stderr.contains(mention)
+                    && r.stderr.split(separator: "\n").count == 1,
+                "\(args): \(r.stderr)")
         }
     }
 
     @Test func compareOnRealLFWPairsMatchesMXNet() throws {
         guard let symbol = TestPaths.shared("models/mobilefacenet-arcface/model-symbol.json"),
-              let params = TestPaths.shared("models/mobilefacenet-arcface/model-0000.params"),
-              TestPaths.local("lfw-ppm") != nil else { return }
+            let params = TestPaths.shared("models/mobilefacenet-arcface/model-0000.params"),
+            TestPaths.local("lfw-ppm") != nil
+        else { return }
         _ = try TestModels.load("y1", symbol: symbol, params: params)
         let model = TestModels.folder.appendingPathComponent("y1.feb").path
-        let pairs = try loadJSON(TestPaths.fixtures.appendingPathComponent("y1-lfw.json").path)["pairs"] as! [[String: Any]]
+        let pairs =
+            try loadJSON(TestPaths.fixtures.appendingPathComponent("y1-lfw.json").path)["pairs"] as! [[String: Any]]
         for pair in pairs {
             func ppm(_ k: String, _ folder: String) -> String {
                 TestPaths.local.appendingPathComponent("\(folder)/\(String((pair[k] as! String).dropLast(4))).ppm").path
             }
             let mxnet = Float(pair["cosine"] as! Double), same = pair["same"] as! Bool
             for (folder, flags) in [("lfw-ppm", [String]()), ("lfw-ppm-bgr", ["--bgr"])] {
-                let r = try faceembed(["compare", "--json", "--model", model] + flags + [ppm("a", folder), ppm("b", folder)])
+                let r = try faceembed(
+                    ["compare", "--json", "--model", model] + flags + [ppm("a", folder), ppm("b", folder)])
                 let j = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
                 let sim = Float(j["similarity"] as! Double)
                 #expect(abs(sim - mxnet) <= 1e-4, "\(pair) \(folder): FaceEmbed \(sim), MXNet \(mxnet)")
                 #expect(r.status == (same ? 0 : 1) && (j["same"] as! Bool) == same)
-                print("compare \(pair["a"]!) \(pair["b"]!) \(folder): FaceEmbed \(sim), MXNet \(mxnet), exit \(r.status)")
+                print(
+                    "compare \(pair["a"]!) \(pair["b"]!) \(folder): FaceEmbed \(sim), MXNet \(mxnet), exit \(r.status)")
             }
         }
     }

@@ -1,9 +1,10 @@
-@testable import FaceEmbed
-@testable import FaceEmbedImport
-@testable import FaceEmbedEvaluation
 import FaceEmbedTestSupport
 import Foundation
 import Testing
+
+@testable import FaceEmbed
+@testable import FaceEmbedEvaluation
+@testable import FaceEmbedImport
 
 /// How far apart two float vectors are: the largest absolute difference and the cosine of their angle.
 struct Closeness: CustomStringConvertible {
@@ -26,11 +27,14 @@ struct Closeness: CustomStringConvertible {
 }
 
 /// Expects `a` within `maxAbs` of `b` everywhere and at cosine ≥ `cosine`.
-func expectClose(_ a: [Float], _ b: [Float], maxAbs: Float, cosine: Double = 0.99999, _ what: String,
-                 sourceLocation: SourceLocation = #_sourceLocation) {
+func expectClose(
+    _ a: [Float], _ b: [Float], maxAbs: Float, cosine: Double = 0.99999, _ what: String,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
     let c = Closeness(a, b)
-    #expect(c.maxAbs <= maxAbs && c.cosine >= cosine, "\(what): \(c) (limits \(maxAbs), \(cosine))",
-            sourceLocation: sourceLocation)
+    #expect(
+        c.maxAbs <= maxAbs && c.cosine >= cosine, "\(what): \(c) (limits \(maxAbs), \(cosine))",
+        sourceLocation: sourceLocation)
 }
 
 /// A seeded generator (SplitMix64), so random tests are reproducible and differ by seed.

@@ -1,10 +1,11 @@
-@testable import FaceEmbed
-@testable import FaceEmbedImport
-@testable import FaceEmbedEvaluation
-import FaceEmbedTestSupport
 import Dispatch
+import FaceEmbedTestSupport
 import Foundation
 import Testing
+
+@testable import FaceEmbed
+@testable import FaceEmbedEvaluation
+@testable import FaceEmbedImport
 
 // One loaded FaceModel shared by many callers at once: 8 tasks and 8 threads embed over the committed tiny models,
 // each result bit-identical to a serial run. Run under Thread Sanitizer with
@@ -94,7 +95,9 @@ struct ConcurrencyTests {
                 do {
                     var mine: [Embedding] = []
                     for round in 0..<Self.rounds {
-                        for j in 0..<input.count { mine.append(try model.embedding(for: input[(j + caller + round) % input.count])) }
+                        for j in 0..<input.count {
+                            mine.append(try model.embedding(for: input[(j + caller + round) % input.count]))
+                        }
                     }
                     out.set(caller, mine)
                 } catch let e as FaceEmbedError {
@@ -102,7 +105,9 @@ struct ConcurrencyTests {
                 } catch {}
             }
         }
-        threads.forEach { $0.stackSize = 8 << 20; $0.start() }
+        for thread in threads {
+            thread.stackSize = 8 << 20; thread.start()
+        }
         let deadline = Date().addingTimeInterval(300)
         while threads.contains(where: { !$0.isFinished }) && Date() < deadline { usleep(2000) }
         let finished = threads.filter { $0.isFinished }.count
@@ -121,7 +126,8 @@ struct ConcurrencyTests {
 
     @Test func twoModelsSharedAcrossThreadsAtOnce() throws {
         // Different models (different pools and arenas) used from the same threads, interleaved.
-        let a = try TestModels.tiny("tiny-mobilefacenet", threads: 2), b = try TestModels.tiny("tiny-iresnet", threads: 2)
+        let a = try TestModels.tiny("tiny-mobilefacenet", threads: 2),
+            b = try TestModels.tiny("tiny-iresnet", threads: 2)
         let fa = try faces("tiny-mobilefacenet"), fb = try faces("tiny-iresnet")
         let sa = try fa.map { try a.embedding(for: $0) }, sb = try fb.map { try b.embedding(for: $0) }
         let bad = Slots<String>(Self.callers)

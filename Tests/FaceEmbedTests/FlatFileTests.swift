@@ -1,9 +1,10 @@
-@testable import FaceEmbed
-@testable import FaceEmbedImport
-@testable import FaceEmbedEvaluation
 import FaceEmbedTestSupport
 import Foundation
 import Testing
+
+@testable import FaceEmbed
+@testable import FaceEmbedEvaluation
+@testable import FaceEmbedImport
 
 // The flat weight file: round trip, and refusal of every kind of damage before anything is mapped or used.
 
@@ -54,11 +55,18 @@ struct FlatFileTests {
 
     @Test func wrongFilesGetSpecificErrors() throws {
         let params = TestPaths.fixtures.appendingPathComponent("tiny-iresnet/model-0000.ndarray").path
-        #expect(throws: FaceEmbedError.invalidWeights(file: params, reason: "not a FaceEmbed weight file (bad magic); convert MXNet or ONNX models with `faceembed convert`")) {
+        #expect(
+            throws: FaceEmbedError.invalidWeights(
+                file: params,
+                reason: "not a FaceEmbed weight file (bad magic); convert MXNet or ONNX models with `faceembed convert`"
+            )
+        ) {
             try FaceModel(contentsOf: params)
         }
         #expect(throws: FaceEmbedError.self) { try FaceModel(contentsOf: "/nonexistent/model.feb") }
-        #expect(throws: FaceEmbedError.io(file: "/tmp", reason: "not a regular file")) { try FaceModel(contentsOf: "/tmp") }
+        #expect(throws: FaceEmbedError.io(file: "/tmp", reason: "not a regular file")) {
+            try FaceModel(contentsOf: "/tmp")
+        }
         #expect(loadError([], "empty.feb")?.description.contains("truncated") == true)
     }
 
@@ -78,8 +86,9 @@ struct FlatFileTests {
 }
 
 extension FlatFileTests {
-    @Test("a convolution beyond PlanLimits is refused by the reader as by the importers",
-          arguments: [(6, PlanLimits.maxKernel + 1), (8, PlanLimits.maxStride + 1), (10, PlanLimits.maxPad + 1)])
+    @Test(
+        "a convolution beyond PlanLimits is refused by the reader as by the importers",
+        arguments: [(6, PlanLimits.maxKernel + 1), (8, PlanLimits.maxStride + 1), (10, PlanLimits.maxPad + 1)])
     func convolutionBeyondThePlanLimitsIsRefused(field: Int, value: Int) throws {
         let (_, bytes) = try converted()
         let values = Int(bytes[48]) | Int(bytes[49]) << 8
@@ -88,16 +97,18 @@ extension FlatFileTests {
         var b = bytes
         let at = layer0 + 8 + 4 * field
         b.replaceSubrange(at..<(at + 4), with: Hostile.le32(UInt32(value)))
-        expectError(loadError(Hostile.rehashed(b), "limits.feb"), "invalidWeights", "layer 0",
-                    "convolution geometry out of range")
+        expectError(
+            loadError(Hostile.rehashed(b), "limits.feb"), "invalidWeights", "layer 0",
+            "convolution geometry out of range")
     }
 }
 
 struct WeightLayoutTests {
     @Test("lane-packed weights put output channel o of block b in lane o mod 16, zero past outC, per group")
     func lanePackingLayout() {
-        let g = ConvGeometry(inC: 4, inH: 5, inW: 5, outC: 38, kH: 3, kW: 3, strideH: 1, strideW: 1, padH: 1, padW: 1,
-                             groups: 2)
+        let g = ConvGeometry(
+            inC: 4, inH: 5, inW: 5, outC: 38, kH: 3, kW: 3, strideH: 1, strideW: 1, padH: 1, padW: 1,
+            groups: 2)
         let ocg = 19, k = g.k  // 2 · 9 = 18 taps per output channel, 2 blocks per group
         let w = (0..<(g.outC * k)).map { Float($0 + 1) }
         let p = lanePackedWeights(w, g)
@@ -113,8 +124,9 @@ struct WeightLayoutTests {
                 }
             }
         }
-        let dw = ConvGeometry(inC: 8, inH: 5, inW: 5, outC: 8, kH: 3, kW: 3, strideH: 1, strideW: 1, padH: 1, padW: 1,
-                              groups: 8)
+        let dw = ConvGeometry(
+            inC: 8, inH: 5, inW: 5, outC: 8, kH: 3, kW: 3, strideH: 1, strideW: 1, padH: 1, padW: 1,
+            groups: 8)
         #expect(dw.isDepthwise && dw.storedWeightShape == [8, 1, 3, 3])
     }
 }

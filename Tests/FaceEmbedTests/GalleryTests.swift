@@ -1,6 +1,7 @@
-@testable import FaceEmbed
 import Foundation
 import Testing
+
+@testable import FaceEmbed
 
 // 1:N search: the int8 first pass and the float32 scan against a plain reference (every similarity in Double,
 // sorted), the file round trip, hostile files, and threads. `GalleryBenchmark` at the end runs only for
@@ -8,8 +9,10 @@ import Testing
 
 /// Rows: `people` random directions, each enrolled `count / people` times with a little noise (near ties, as in a
 /// real gallery), in a seeded order.
-func galleryEntries(count: Int, dimension: Int, seed: UInt64,
-                    people: Int? = nil) -> [(id: String, embedding: Embedding)] {
+func galleryEntries(
+    count: Int, dimension: Int, seed: UInt64,
+    people: Int? = nil
+) -> [(id: String, embedding: Embedding)] {
     var rng = SeededRandom(seed: seed)
     let centres = (0..<max(1, people ?? count)).map { _ in rng.floats(dimension) }
     return (0..<count).map { i in
@@ -55,7 +58,8 @@ struct GalleryTests {
     func searchEqualsSortingEverySimilarity(_ shape: Shape, quantized: Bool) throws {
         let entries = galleryEntries(count: shape.count, dimension: shape.dimension, seed: 7, people: shape.people)
         let gallery = try Gallery(dimension: shape.dimension, entries: entries, quantized: quantized)
-        let probes = galleryEntries(count: 12, dimension: shape.dimension, seed: 99).map(\.embedding)
+        let probes =
+            galleryEntries(count: 12, dimension: shape.dimension, seed: 99).map(\.embedding)
             + entries.prefix(4).map(\.embedding)
         let batch = try gallery.search(probes, top: shape.k)
         for (q, probe) in probes.enumerated() {
@@ -293,8 +297,9 @@ struct GalleryBenchmark {
             let rows = try MappedFile(path: dir + "/rows.f32")
             let start = Date()
             let writer = try GalleryWriter(path: path, dimension: d)
-            let f = UnsafeBufferPointer(start: rows.bytes.baseAddress!.assumingMemoryBound(to: Float.self),
-                                        count: n * d)
+            let f = UnsafeBufferPointer(
+                start: rows.bytes.baseAddress!.assumingMemoryBound(to: Float.self),
+                count: n * d)
             for i in 0..<n {
                 try writer.append(id: "row \(i)", embedding: Embedding(Array(f[(i * d)..<((i + 1) * d)])))
             }

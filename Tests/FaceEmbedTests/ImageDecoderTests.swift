@@ -4,12 +4,13 @@
 // Fixtures: Tests/FaceEmbedTests/Fixtures/images (made by Tools/make_image_fixtures.py; `index.txt` lists
 // `file width height pillow-rgb expect`), and Fixtures-local/pillow (made by the same script with --local).
 
+import FaceEmbedTestSupport
 import Foundation
 import Testing
+
 @testable import FaceEmbed
-@testable import FaceEmbedImport
 @testable import FaceEmbedEvaluation
-import FaceEmbedTestSupport
+@testable import FaceEmbedImport
 
 @Suite struct ImageDecoderTests {
     struct Fixture {
@@ -19,7 +20,9 @@ import FaceEmbedTestSupport
     static let dir = TestPaths.fixtures.appendingPathComponent("images")
 
     static func fixtures() -> [Fixture] {
-        guard let text = try? String(contentsOf: dir.appendingPathComponent("index.txt"), encoding: .utf8) else { return [] }
+        guard let text = try? String(contentsOf: dir.appendingPathComponent("index.txt"), encoding: .utf8) else {
+            return []
+        }
         return text.split(separator: "\n").compactMap { line in
             let f = line.split(separator: " ").map(String.init)
             guard f.count == 5, !line.hasPrefix("#"), let w = Int(f[1]), let h = Int(f[2]) else { return nil }
@@ -132,7 +135,9 @@ import FaceEmbedTestSupport
         #expect(throws: FaceEmbedError.self) { try Inflate.zlib(zlib, limit: full.count - 1) }
         var badSum = zlib
         badSum[badSum.count - 1] ^= 1
-        #expect(throws: FaceEmbedError.invalidImage(file: nil, reason: "zlib Adler-32 checksum mismatch (data is corrupt)")) {
+        #expect(
+            throws: FaceEmbedError.invalidImage(file: nil, reason: "zlib Adler-32 checksum mismatch (data is corrupt)")
+        ) {
             try Inflate.zlib(badSum, limit: 1 << 20)
         }
         var rng = SeededRandom(seed: 7)
@@ -176,7 +181,11 @@ import FaceEmbedTestSupport
         do {
             _ = try ImageDecoder.load(path: dir)
         } catch {
-            if case .io(let file, _) = error { #expect(file == dir) } else { Issue.record("expected .io, got \(error)") }
+            if case .io(let file, _) = error {
+                #expect(file == dir)
+            } else {
+                Issue.record("expected .io, got \(error)")
+            }
         }
         let junk = FileManager.default.temporaryDirectory.appendingPathComponent("faceembed-junk-\(getpid()).jpg")
         try Data([0xFF, 0xD8, 0xFF, 0xC2, 0x00]).write(to: junk)
@@ -185,7 +194,11 @@ import FaceEmbedTestSupport
             _ = try ImageDecoder.load(path: junk.path)
             Issue.record("junk decoded")
         } catch {
-            if case .invalidImage(let file, _) = error { #expect(file == junk.path) } else { Issue.record("got \(error)") }
+            if case .invalidImage(let file, _) = error {
+                #expect(file == junk.path)
+            } else {
+                Issue.record("got \(error)")
+            }
         }
         let good = Self.dir.appendingPathComponent("j420.jpg").path
         let image = try ImageDecoder.load(path: good)
@@ -218,8 +231,12 @@ import FaceEmbedTestSupport
     }
 
     /// A PNG from IHDR fields and the raw (filter byte + row) image data.
-    static func png(width: Int, height: Int, depth: UInt8, colorType: UInt8, raw: [UInt8], before: [UInt8] = []) -> [UInt8] {
-        func be(_ v: Int) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 255), UInt8((v >> 8) & 255), UInt8(v & 255)] }
+    static func png(width: Int, height: Int, depth: UInt8, colorType: UInt8, raw: [UInt8], before: [UInt8] = [])
+        -> [UInt8]
+    {
+        func be(_ v: Int) -> [UInt8] {
+            [UInt8(v >> 24), UInt8((v >> 16) & 255), UInt8((v >> 8) & 255), UInt8(v & 255)]
+        }
         return PNG.signature + chunk("IHDR", be(width) + be(height) + [depth, colorType, 0, 0, 0]) + before
             + chunk("IDAT", storedZlib(raw)) + chunk("IEND", [])
     }
@@ -231,8 +248,9 @@ import FaceEmbedTestSupport
     }
 
     @Test func pngPaletteIndexBeyondPaletteIsBlack() throws {
-        let file = Self.png(width: 2, height: 1, depth: 8, colorType: 3, raw: [0, 0, 5],
-                            before: Self.chunk("PLTE", [10, 20, 30]))
+        let file = Self.png(
+            width: 2, height: 1, depth: 8, colorType: 3, raw: [0, 0, 5],
+            before: Self.chunk("PLTE", [10, 20, 30]))
         #expect(try ImageDecoder.decode(file).pixels == [10, 20, 30, 0, 0, 0])
     }
 
@@ -242,7 +260,8 @@ import FaceEmbedTestSupport
             try ImageDecoder.decode(Self.png(width: 1, height: 1, depth: 8, colorType: 0, raw: [5, 0]))
         }
         #expect(throws: FaceEmbedError.invalidImage(file: nil, reason: "unknown critical chunk ABCD")) {
-            try ImageDecoder.decode(Self.png(width: 1, height: 1, depth: 8, colorType: 0, raw: [0, 0], before: Self.chunk("ABCD", [])))
+            try ImageDecoder.decode(
+                Self.png(width: 1, height: 1, depth: 8, colorType: 0, raw: [0, 0], before: Self.chunk("ABCD", [])))
         }
         #expect(throws: FaceEmbedError.invalidImage(file: nil, reason: "palette image without PLTE chunk")) {
             try ImageDecoder.decode(Self.png(width: 1, height: 1, depth: 8, colorType: 3, raw: [0, 0]))
@@ -272,7 +291,10 @@ import FaceEmbedTestSupport
             #expect(throws: FaceEmbedError.self) { try ImageDecoder.decode(jpeg) }
         }
         jpeg[sof + 5] = 0; jpeg[sof + 6] = 0
-        #expect(throws: FaceEmbedError.invalidImage(file: nil, reason: "height 0 (defined by a DNL marker) is not supported")) {
+        #expect(
+            throws: FaceEmbedError.invalidImage(
+                file: nil, reason: "height 0 (defined by a DNL marker) is not supported")
+        ) {
             try ImageDecoder.decode(jpeg)
         }
     }
@@ -308,7 +330,10 @@ import FaceEmbedTestSupport
             worstMax = max(worstMax, mx)
         }
         #expect(count == 206)
-        print(String(format: "real images vs Pillow: %d images, average mean %.5f, worst mean %.5f (%@), max %d; decode %.1f ms total",
-                     count, sum / Double(max(count, 1)), worstMean, worstFile, worstMax, seconds * 1000))
+        print(
+            String(
+                format:
+                    "real images vs Pillow: %d images, average mean %.5f, worst mean %.5f (%@), max %d; decode %.1f ms total",
+                count, sum / Double(max(count, 1)), worstMean, worstFile, worstMax, seconds * 1000))
     }
 }

@@ -7,6 +7,7 @@
 
 import Foundation
 import Testing
+
 @testable import FaceEmbed
 
 @Suite struct JPEGExtraTests {
@@ -23,7 +24,9 @@ import Testing
         }
     }
 
-    static func bytes(_ path: String) -> [UInt8] { (try? Data(contentsOf: URL(fileURLWithPath: path))).map { [UInt8]($0) } ?? [] }
+    static func bytes(_ path: String) -> [UInt8] {
+        (try? Data(contentsOf: URL(fileURLWithPath: path))).map { [UInt8]($0) } ?? []
+    }
 
     /// Decodes every listed file and compares it with Pillow's pixels; returns how many were identical.
     static func compareAll(_ dir: String) -> Int {
@@ -37,7 +40,8 @@ import Testing
                     identical += 1
                 } else {
                     let d = zip(image.pixels, expected).map { abs(Int($0) - Int($1)) }
-                    Issue.record("\(e.file): differs from Pillow in \(d.filter { $0 > 0 }.count) values, max \(d.max() ?? -1)")
+                    Issue.record(
+                        "\(e.file): differs from Pillow in \(d.filter { $0 > 0 }.count) values, max \(d.max() ?? -1)")
                 }
             } catch {
                 Issue.record("\(e.file): \(error)")
@@ -56,7 +60,10 @@ import Testing
     }
 
     @Test func photoReencodesMatchPillowExactly() {
-        guard let dir = TestPaths.local("jpeg-extra/manifest.txt").map({ URL(fileURLWithPath: $0).deletingLastPathComponent().path })
+        guard
+            let dir = TestPaths.local("jpeg-extra/manifest.txt").map({
+                URL(fileURLWithPath: $0).deletingLastPathComponent().path
+            })
         else { return }
         let n = Self.manifest(dir).count
         let identical = Self.compareAll(dir)

@@ -4,6 +4,7 @@
 
 import Foundation
 import Testing
+
 @testable import FaceEmbed
 
 /// A tiny progressive JPEG writer: quantization steps of 1, a DC table whose only code is `0` (category 0) and an AC
@@ -15,7 +16,9 @@ enum TinyProgressive {
 
     /// SOI, DQT, SOF2 (`components` components, 1×1 sampling), DHT.
     static func header(width: Int, height: Int, components: Int = 1) -> [UInt8] {
-        var sof: [UInt8] = [8, UInt8(height >> 8), UInt8(height & 255), UInt8(width >> 8), UInt8(width & 255), UInt8(components)]
+        var sof: [UInt8] = [
+            8, UInt8(height >> 8), UInt8(height & 255), UInt8(width >> 8), UInt8(width & 255), UInt8(components),
+        ]
         for c in 0..<components { sof += [UInt8(c + 1), 0x11, 0] }
         let dc: [UInt8] = [0x00, 1] + [UInt8](repeating: 0, count: 15) + [0]
         let ac: [UInt8] = [0x10, 1, 2] + [UInt8](repeating: 0, count: 14) + [0x00, 0xE0, 0xF1]
@@ -40,8 +43,9 @@ enum TinyProgressive {
     typealias T = TinyProgressive
 
     @Test func wellFormedTinyProgressiveDecodes() throws {
-        let image = try ImageDecoder.decode(T.header(width: 16, height: 8) + T.dcScan(blocks: 2)
-                                            + T.scan(ss: 1, se: 63) + [0x00] + T.eoi)
+        let image = try ImageDecoder.decode(
+            T.header(width: 16, height: 8) + T.dcScan(blocks: 2)
+                + T.scan(ss: 1, se: 63) + [0x00] + T.eoi)
         #expect(image.width == 16 && image.pixels.allSatisfy { $0 == 128 })
     }
 
@@ -64,8 +68,9 @@ enum TinyProgressive {
     @Test func undefinedTablesAreRefused() {
         // The AC scan names table 1, which the header does not define.
         let scan = T.segment(0xDA, [1, 1, 0x01, 1, 63, 0])
-        expectError(thrown { try JPEG.decode(T.header(width: 8, height: 8) + T.dcScan(blocks: 1) + scan + T.eoi) },
-                    "invalidImage", "undefined AC Huffman table 1")
+        expectError(
+            thrown { try JPEG.decode(T.header(width: 8, height: 8) + T.dcScan(blocks: 1) + scan + T.eoi) },
+            "invalidImage", "undefined AC Huffman table 1")
     }
 
     @Test func truncatedProgressiveScansAreRefused() throws {
@@ -90,8 +95,9 @@ enum TinyProgressive {
     }
 
     @Test func hugeProgressiveFramesInSmallFilesAreRefusedBeforeAllocating() {
-        expectError(thrown { try JPEG.decode(T.header(width: 16000, height: 16000) + T.dcScan(blocks: 8) + T.eoi) },
-                    "invalidImage", "16000x16000", "cannot fit")
+        expectError(
+            thrown { try JPEG.decode(T.header(width: 16000, height: 16000) + T.dcScan(blocks: 8) + T.eoi) },
+            "invalidImage", "16000x16000", "cannot fit")
     }
 
     @Test func endlessScanScriptsAreCutShort() {
@@ -108,23 +114,30 @@ enum TinyProgressive {
 
     @Test func refinementWithoutAFirstScanDecodesAsLibjpegDoes() throws {
         // libjpeg only warns about a refinement of bits never sent; the coefficients stay as they are (zero).
-        let file = T.header(width: 8, height: 8) + T.dcScan(blocks: 1) + T.scan(ss: 1, se: 63, ah: 1, al: 0) + [0x00] + T.eoi
+        let file =
+            T.header(width: 8, height: 8) + T.dcScan(blocks: 1) + T.scan(ss: 1, se: 63, ah: 1, al: 0) + [0x00] + T.eoi
         #expect(try JPEG.decode(file).pixels.allSatisfy { $0 == 128 })
     }
 
     @Test func twoComponentJPEGsAreRefused() {
-        expectError(thrown { try JPEG.decode(T.header(width: 8, height: 8, components: 2) + T.eoi) }, "invalidImage",
-                    "2-component JPEG is not supported")
+        expectError(
+            thrown { try JPEG.decode(T.header(width: 8, height: 8, components: 2) + T.eoi) }, "invalidImage",
+            "2-component JPEG is not supported")
     }
 
     // MARK: EXIF
 
     /// A TIFF block: byte order, IFD0 at `ifd`, `count` entries as given (tag, type, count, value), then padding.
-    static func tiff(big: Bool = true, ifd: UInt32 = 8, count: UInt16? = nil,
-                     _ entries: [(UInt16, UInt16, UInt32, UInt32)]) -> [UInt8] {
+    static func tiff(
+        big: Bool = true, ifd: UInt32 = 8, count: UInt16? = nil,
+        _ entries: [(UInt16, UInt16, UInt32, UInt32)]
+    ) -> [UInt8] {
         func u16(_ v: UInt16) -> [UInt8] { big ? [UInt8(v >> 8), UInt8(v & 255)] : [UInt8(v & 255), UInt8(v >> 8)] }
-        func u32(_ v: UInt32) -> [UInt8] { big ? u16(UInt16(v >> 16)) + u16(UInt16(v & 0xFFFF)) : u16(UInt16(v & 0xFFFF)) + u16(UInt16(v >> 16)) }
-        var out: [UInt8] = (big ? [0x4D, 0x4D] : [0x49, 0x49]) + u16(42) + u32(ifd) + u16(count ?? UInt16(entries.count))
+        func u32(_ v: UInt32) -> [UInt8] {
+            big ? u16(UInt16(v >> 16)) + u16(UInt16(v & 0xFFFF)) : u16(UInt16(v & 0xFFFF)) + u16(UInt16(v >> 16))
+        }
+        var out: [UInt8] =
+            (big ? [0x4D, 0x4D] : [0x49, 0x49]) + u16(42) + u32(ifd) + u16(count ?? UInt16(entries.count))
         for (tag, type, n, value) in entries {
             // A SHORT value sits in the first two bytes of the 4-byte field.
             out += u16(tag) + u16(type) + u32(n) + (type == 3 ? u16(UInt16(value)) + [0, 0] : u32(value))
@@ -141,11 +154,11 @@ enum TinyProgressive {
     @Test func malformedExifMeansNoOrientation() {
         let cases: [[UInt8]] = [
             [], Array("MM\0*".utf8), Array("XX\0*\0\0\0\u{8}\0\0".utf8),
-            Self.tiff(ifd: 0xFFFF_FFF0, [(0x0112, 3, 1, 6)]),        // IFD0 beyond the data
-            Self.tiff(count: 0xFFFF, [(0x0112 + 1, 3, 1, 6)]),       // more entries claimed than present
+            Self.tiff(ifd: 0xFFFF_FFF0, [(0x0112, 3, 1, 6)]),  // IFD0 beyond the data
+            Self.tiff(count: 0xFFFF, [(0x0112 + 1, 3, 1, 6)]),  // more entries claimed than present
             Self.tiff([(0x0112, 3, 1, 9)]), Self.tiff([(0x0112, 3, 1, 0)]),  // values outside 1…8
-            Self.tiff([(0x0112, 3, 2, 6)]),                          // two values
-            Self.tiff([(0x0112, 2, 1, 6)]),                          // ASCII
+            Self.tiff([(0x0112, 3, 2, 6)]),  // two values
+            Self.tiff([(0x0112, 2, 1, 6)]),  // ASCII
         ]
         for c in cases { #expect(EXIF.orientation(tiff: c[...]) == 1, "\(c)") }
     }
@@ -158,14 +171,20 @@ enum TinyProgressive {
             let upright = try ImageDecoder.decode(b)
             #expect(upright.width == stored.height && upright == stored.oriented(6), "\(name)")
             // Point IFD0 far away ("MM\0*" is followed by its offset); a PNG chunk's CRC is then repaired.
-            guard let at = (0..<(b.count - 4)).first(where: { b[$0] == 0x4D && b[$0 + 1] == 0x4D && b[$0 + 2] == 0 && b[$0 + 3] == 42 })
+            guard
+                let at = (0..<(b.count - 4)).first(where: {
+                    b[$0] == 0x4D && b[$0 + 1] == 0x4D && b[$0 + 2] == 0 && b[$0 + 3] == 42
+                })
             else { Issue.record("\(name): no TIFF header"); continue }
             b.replaceSubrange((at + 4)..<(at + 8), with: [0x7F, 0xFF, 0xFF, 0xFF])
             if name.hasSuffix(".png") {
-                let start = at - 4, length = Int(b[start - 4]) << 24 | Int(b[start - 3]) << 16 | Int(b[start - 2]) << 8 | Int(b[start - 1])
+                let start = at - 4,
+                    length =
+                        Int(b[start - 4]) << 24 | Int(b[start - 3]) << 16 | Int(b[start - 2]) << 8 | Int(b[start - 1])
                 let crc = b.withUnsafeBufferPointer { PNG.crc32($0[start..<(start + 4 + length)]) }
-                b.replaceSubrange((start + 4 + length)..<(start + 8 + length),
-                                  with: [UInt8(crc >> 24), UInt8(crc >> 16 & 255), UInt8(crc >> 8 & 255), UInt8(crc & 255)])
+                b.replaceSubrange(
+                    (start + 4 + length)..<(start + 8 + length),
+                    with: [UInt8(crc >> 24), UInt8(crc >> 16 & 255), UInt8(crc >> 8 & 255), UInt8(crc & 255)])
             }
             #expect(try ImageDecoder.decode(b) == stored, "\(name)")
         }

@@ -1,8 +1,9 @@
-@testable import FaceEmbed
-@testable import FaceEmbedImport
-@testable import FaceEmbedEvaluation
 import FaceEmbedTestSupport
 import Testing
+
+@testable import FaceEmbed
+@testable import FaceEmbedEvaluation
+@testable import FaceEmbedImport
 
 // Fast kernels against the plain reference implementations, on random shapes (odd sizes included). Convolutions run
 // through `ConvolutionKernel`, which chooses the kernel as the network does (here with Winograd off, so that 3×3
@@ -13,9 +14,11 @@ import Testing
 /// Runs a convolution on one image as the network does: the kernel `ConvolutionKernel` chooses for `g` (with
 /// `winograd` as given), weights stored as a flat file holds them, scratch sized by the kernel and filled with NaN
 /// (a kernel must not read scratch it has not written). Returns the output and the kernel that ran.
-func fastConvolution(_ x: Tensor, weight: [Float], bias: [Float], slope: [Float]?, residual: Tensor?,
-                     inputAffine: (scale: [Float], shift: [Float])?, g: ConvGeometry, winograd: Bool,
-                     threads: Int) -> (Tensor, ConvolutionKernel) {
+func fastConvolution(
+    _ x: Tensor, weight: [Float], bias: [Float], slope: [Float]?, residual: Tensor?,
+    inputAffine: (scale: [Float], shift: [Float])?, g: ConvGeometry, winograd: Bool,
+    threads: Int
+) -> (Tensor, ConvolutionKernel) {
     let kernel = ConvolutionKernel(g, inputAffine: inputAffine != nil, winograd: winograd)
     var held: [UnsafeMutablePointer<Float>] = []
     defer { for p in held { p.deallocate() } }
@@ -42,8 +45,10 @@ func fastConvolution(_ x: Tensor, weight: [Float], bias: [Float], slope: [Float]
 /// the epilogue; and, for groups = 1, with a batch norm before the (zero-padded) convolution, applied to in-bounds
 /// taps only. Inputs uniform in ±1, weights scaled by 1/sqrt(fan-in). Returns the kernel that ran.
 @discardableResult
-func expectConvolutionMatchesReference(_ g: ConvGeometry, seed: UInt64, winograd: Bool, threads: Int,
-                                       maxAbs: Float) -> ConvolutionKernel {
+func expectConvolutionMatchesReference(
+    _ g: ConvGeometry, seed: UInt64, winograd: Bool, threads: Int,
+    maxAbs: Float
+) -> ConvolutionKernel {
     var rng = SeededRandom(seed: seed)
     let x = Tensor(n: 1, c: g.inC, h: g.inH, w: g.inW, data: rng.floats(g.inC * g.inH * g.inW))
     let fanIn = g.inC / g.groups * g.kH * g.kW
@@ -51,25 +56,31 @@ func expectConvolutionMatchesReference(_ g: ConvGeometry, seed: UInt64, winograd
     let bias = rng.floats(g.outC), slope = rng.floats(g.outC, 0...0.5)
     let residual = Tensor(n: 1, c: g.outC, h: g.outH, w: g.outW, data: rng.floats(g.outC * g.pixels))
     func reference(_ x: Tensor) -> Tensor {
-        Reference.convolution(x, weight: weight, bias: bias, outC: g.outC, kernel: (g.kH, g.kW),
-                              stride: (g.strideH, g.strideW), pad: (g.padH, g.padW), groups: g.groups)
+        Reference.convolution(
+            x, weight: weight, bias: bias, outC: g.outC, kernel: (g.kH, g.kW),
+            stride: (g.strideH, g.strideW), pad: (g.padH, g.padW), groups: g.groups)
     }
-    func fast(slope: [Float]?, residual: Tensor?,
-              affine: (scale: [Float], shift: [Float])?) -> (Tensor, ConvolutionKernel) {
-        fastConvolution(x, weight: weight, bias: bias, slope: slope, residual: residual, inputAffine: affine, g: g,
-                        winograd: winograd, threads: threads)
+    func fast(
+        slope: [Float]?, residual: Tensor?,
+        affine: (scale: [Float], shift: [Float])?
+    ) -> (Tensor, ConvolutionKernel) {
+        fastConvolution(
+            x, weight: weight, bias: bias, slope: slope, residual: residual, inputAffine: affine, g: g,
+            winograd: winograd, threads: threads)
     }
     let expected = reference(x)
     let (plain, kernel) = fast(slope: nil, residual: nil, affine: nil)
     expectClose(plain.data, expected.data, maxAbs: maxAbs, cosine: 0.999999, "plain")
     let fused = fast(slope: slope, residual: residual, affine: nil).0
-    expectClose(fused.data, Reference.add(Reference.prelu(expected, slope: slope), residual).data, maxAbs: maxAbs,
-                cosine: 0.999999, "PReLU + residual epilogue")
+    expectClose(
+        fused.data, Reference.add(Reference.prelu(expected, slope: slope), residual).data, maxAbs: maxAbs,
+        cosine: 0.999999, "PReLU + residual epilogue")
     if g.groups == 1 {
         let scale = rng.floats(g.inC, 0.5...1.5), shift = rng.floats(g.inC)
         let got = fast(slope: nil, residual: nil, affine: (scale, shift)).0
-        expectClose(got.data, reference(Reference.channelAffine(x, scale: scale, shift: shift)).data, maxAbs: maxAbs,
-                    cosine: 0.999999, "input affine")
+        expectClose(
+            got.data, reference(Reference.channelAffine(x, scale: scale, shift: shift)).data, maxAbs: maxAbs,
+            cosine: 0.999999, "input affine")
     }
     return kernel
 }
@@ -84,8 +95,9 @@ struct KernelTests {
         }
 
         init(c: Int, h: Int, w: Int, oc: Int, k: (Int, Int), s: Int, p: Int, groups: Int = 1) {
-            geometry = ConvGeometry(inC: c, inH: h, inW: w, outC: oc, kH: k.0, kW: k.1, strideH: s, strideW: s,
-                                    padH: p, padW: p, groups: groups)
+            geometry = ConvGeometry(
+                inC: c, inH: h, inW: w, outC: oc, kH: k.0, kW: k.1, strideH: s, strideW: s,
+                padH: p, padW: p, groups: groups)
         }
 
         /// A depthwise convolution of `c` channels.
@@ -149,8 +161,9 @@ struct KernelTests {
 
     @Test func eachConvolutionKernelIsChosenForItsGeometry() {
         func g(_ c: Int, _ oc: Int, k: Int, s: Int = 1, p: Int = 0, groups: Int = 1) -> ConvGeometry {
-            ConvGeometry(inC: c, inH: 14, inW: 14, outC: oc, kH: k, kW: k, strideH: s, strideW: s, padH: p, padW: p,
-                         groups: groups)
+            ConvGeometry(
+                inC: c, inH: 14, inW: 14, outC: oc, kH: k, kW: k, strideH: s, strideW: s, padH: p, padW: p,
+                groups: groups)
         }
         let gemm: ConvolutionKernel = gemmWideKernels ? .im2colGEMM : .packedGEMM
         #expect(ConvolutionKernel(g(64, 64, k: 3, p: 1), inputAffine: true) == .winograd)
@@ -171,8 +184,11 @@ struct KernelTests {
         let x = Tensor(n: 1, c: inF, h: 1, w: 1, data: rng.floats(inF))
         let w = rng.floats(inF * outF).map { $0 / Float(inF).squareRoot() }, b = rng.floats(outF)
         var y = [Float](repeating: 0, count: outF)
-        fullyConnected(input: x.data, weights: w, bias: b, output: &y, inFeatures: inF, outFeatures: outF, threads: threads)
-        expectClose(y, Reference.fullyConnected(x, weight: w, bias: b, outFeatures: outF).data, maxAbs: 1e-4, cosine: 0.999999, "fc")
+        fullyConnected(
+            input: x.data, weights: w, bias: b, output: &y, inFeatures: inF, outFeatures: outF, threads: threads)
+        expectClose(
+            y, Reference.fullyConnected(x, weight: w, bias: b, outFeatures: outF).data, maxAbs: 1e-4, cosine: 0.999999,
+            "fc")
     }
 
     @Test("batch norm affine with PReLU matches the reference", arguments: [(5, 13), (16, 49), (3, 8)])
@@ -180,13 +196,17 @@ struct KernelTests {
         let (c, plane) = shape
         var rng = SeededRandom(seed: UInt64(c * plane))
         let x = Tensor(n: 1, c: c, h: 1, w: plane, data: rng.floats(c * plane, -3...3))
-        let gamma = rng.floats(c, 0.5...2), beta = rng.floats(c), mean = rng.floats(c), variance = rng.floats(c, 0.1...2)
+        let gamma = rng.floats(c, 0.5...2), beta = rng.floats(c), mean = rng.floats(c),
+            variance = rng.floats(c, 0.1...2)
         let slope = rng.floats(c, 0...0.5)
-        let (scale, shift) = batchNormScaleShift(gamma: gamma, beta: beta, mean: mean, variance: variance, eps: 1e-3, fixGamma: false)
+        let (scale, shift) = batchNormScaleShift(
+            gamma: gamma, beta: beta, mean: mean, variance: variance, eps: 1e-3, fixGamma: false)
         var y = [Float](repeating: 0, count: c * plane)
         channelAffine(input: x.data, scale: scale, shift: shift, slope: slope, output: &y, channels: c, plane: plane)
-        let expected = Reference.prelu(Reference.batchNorm(x, gamma: gamma, beta: beta, mean: mean, variance: variance,
-                                                           eps: 1e-3, fixGamma: false), slope: slope)
+        let expected = Reference.prelu(
+            Reference.batchNorm(
+                x, gamma: gamma, beta: beta, mean: mean, variance: variance,
+                eps: 1e-3, fixGamma: false), slope: slope)
         expectClose(y, expected.data, maxAbs: 1e-5, cosine: 0.999999, "affine")
     }
 
@@ -196,6 +216,7 @@ struct KernelTests {
         let a = rng.floats(n), b = rng.floats(n)
         var y = [Float](repeating: 0, count: n)
         add(a, b, output: &y, count: n)
-        #expect(y == Reference.add(Tensor(n: 1, c: n, h: 1, w: 1, data: a), Tensor(n: 1, c: n, h: 1, w: 1, data: b)).data)
+        #expect(
+            y == Reference.add(Tensor(n: 1, c: n, h: 1, w: 1, data: a), Tensor(n: 1, c: n, h: 1, w: 1, data: b)).data)
     }
 }

@@ -1,9 +1,10 @@
-@testable import FaceEmbed
-@testable import FaceEmbedImport
-@testable import FaceEmbedEvaluation
 import FaceEmbedTestSupport
 import Foundation
 import Testing
+
+@testable import FaceEmbed
+@testable import FaceEmbedEvaluation
+@testable import FaceEmbedImport
 
 // LFW evaluation: the insightface protocol on synthetic distances with known answers, the pairs-file parser, the
 // flip, and the real y1 model against MXNet's recorded LFW run (Fixtures/lfw-mxnet.json, made by
@@ -69,8 +70,10 @@ struct LFWTests {
         for i in 0..<1003 {  // 1003 pairs: KFold gives the first three folds 101 pairs
             let same = Bool.random(using: &rng)
             s.append(same)
-            d.append(i % 50 == 0 ? Double(Int.random(in: 0...400, using: &rng)) * 0.01
-                                 : (same ? 1.0 : 1.5) + Double.random(in: -0.6...0.6, using: &rng))
+            d.append(
+                i % 50 == 0
+                    ? Double(Int.random(in: 0...400, using: &rng)) * 0.01
+                    : (same ? 1.0 : 1.5) + Double.random(in: -0.6...0.6, using: &rng))
         }
         let r = try LFWProtocol.evaluate(distances: d, same: s)
         let sizes = LFWProtocol.foldSizes(count: 1003, folds: 10)
@@ -81,7 +84,9 @@ struct LFWTests {
             func correct(_ t: Double, _ idx: [Int]) -> Int { idx.filter { (d[$0] < t) == s[$0] }.count }
             let train = d.indices.filter { !test.contains($0) }
             var best = 0, bestC = -1
-            for i in 0..<400 where correct(Double(i) * 0.01, train) > bestC { bestC = correct(Double(i) * 0.01, train); best = i }
+            for i in 0..<400 where correct(Double(i) * 0.01, train) > bestC {
+                bestC = correct(Double(i) * 0.01, train); best = i
+            }
             #expect(r.foldThresholds[f] == Double(best) * 0.01)
             #expect(r.foldAccuracies[f] == Double(correct(Double(best) * 0.01, Array(test))) / Double(sizes[f]))
             start += sizes[f]
@@ -90,9 +95,12 @@ struct LFWTests {
 
     @Test func rejectsBadInput() {
         #expect(throws: FaceEmbedError.self) { try LFWProtocol.evaluate(distances: [1, 2], same: [true]) }
-        #expect(throws: FaceEmbedError.self) { try LFWProtocol.evaluate(distances: [1, 2, 3], same: [true, false, true]) }
         #expect(throws: FaceEmbedError.self) {
-            try LFWProtocol.evaluate(distances: Array(repeating: .nan, count: 20), same: Array(repeating: true, count: 20))
+            try LFWProtocol.evaluate(distances: [1, 2, 3], same: [true, false, true])
+        }
+        #expect(throws: FaceEmbedError.self) {
+            try LFWProtocol.evaluate(
+                distances: Array(repeating: .nan, count: 20), same: Array(repeating: true, count: 20))
         }
     }
 
@@ -110,13 +118,23 @@ struct LFWTests {
         let text = "2 1\nAbel_Pacheco\t1\t4\nA_B 2 C_D 10\nX 1 2\r\nY 3 Z 1\n\n"
         let p = try LFWPairs(text: text, file: "pairs.txt")
         #expect(p.folds == 2 && p.pairsPerFold == 1 && p.pairs.count == 4)
-        #expect(p.pairs[0] == LFWPair(first: LFWImage(name: "Abel_Pacheco", number: 1), second: LFWImage(name: "Abel_Pacheco", number: 4), same: true))
-        #expect(p.pairs[1] == LFWPair(first: LFWImage(name: "A_B", number: 2), second: LFWImage(name: "C_D", number: 10), same: false))
+        #expect(
+            p.pairs[0]
+                == LFWPair(
+                    first: LFWImage(name: "Abel_Pacheco", number: 1), second: LFWImage(name: "Abel_Pacheco", number: 4),
+                    same: true))
+        #expect(
+            p.pairs[1]
+                == LFWPair(
+                    first: LFWImage(name: "A_B", number: 2), second: LFWImage(name: "C_D", number: 10), same: false))
         #expect(p.pairs.map(\.same) == [true, false, true, false])
         #expect(p.pairs[1].second.relativePath() == "C_D/C_D_0010.jpg")
         #expect(p.pairs[0].first.relativePath(extension: "ppm") == "Abel_Pacheco/Abel_Pacheco_0001.ppm")
-        #expect(p.uniqueImages.map { $0.relativePath(extension: "") } == ["A_B/A_B_0002.", "Abel_Pacheco/Abel_Pacheco_0001.",
-                "Abel_Pacheco/Abel_Pacheco_0004.", "C_D/C_D_0010.", "X/X_0001.", "X/X_0002.", "Y/Y_0003.", "Z/Z_0001."])
+        #expect(
+            p.uniqueImages.map { $0.relativePath(extension: "") } == [
+                "A_B/A_B_0002.", "Abel_Pacheco/Abel_Pacheco_0001.",
+                "Abel_Pacheco/Abel_Pacheco_0004.", "C_D/C_D_0010.", "X/X_0001.", "X/X_0002.", "Y/Y_0003.", "Z/Z_0001.",
+            ])
     }
 
     @Test(arguments: [
@@ -180,14 +198,18 @@ struct LFWTests {
             #expect(d.count == 6000)
             let decisions = (r["decisions"] as! String).map { $0 == "1" }
             let same: [Bool]
-            if let pairsPath { same = try LFWPairs(contentsOf: pairsPath).pairs.map(\.same) } else {
+            if let pairsPath {
+                same = try LFWPairs(contentsOf: pairsPath).pairs.map(\.same)
+            } else {
                 same = (0..<6000).map { ($0 / 300) % 2 == 0 }  // view2 order: 300 matched, then 300 mismatched
             }
             let ours = try LFWProtocol.evaluate(distances: d, same: same)
             #expect(ours.foldThresholds == (r["fold_thresholds"] as! [NSNumber]).map(\.doubleValue), "\(v)")
             // numpy's mean of booleans may differ from count / 600 in the last bit.
             let mxAcc = (r["fold_accuracies"] as! [NSNumber]).map(\.doubleValue)
-            #expect(zip(ours.foldAccuracies, mxAcc).allSatisfy { abs($0 - $1) < 1e-12 }, "\(v): \(ours.foldAccuracies) vs \(mxAcc)")
+            #expect(
+                zip(ours.foldAccuracies, mxAcc).allSatisfy { abs($0 - $1) < 1e-12 },
+                "\(v): \(ours.foldAccuracies) vs \(mxAcc)")
             #expect(abs(ours.mean - (r["accuracy_mean"] as! NSNumber).doubleValue) < 1e-12)
             #expect(abs(ours.standardDeviation - (r["accuracy_std"] as! NSNumber).doubleValue) < 1e-12)
             #expect(ours.decisions(distances: d) == decisions)
@@ -205,8 +227,9 @@ struct LFWTests {
     static func subset(_ view2: LFWPairs, folds: Int, _ indices: [Int]) throws -> LFWPairs {
         let lines = indices.map { i -> String in
             let p = view2.pairs[i]
-            return p.same ? "\(p.first.name) \(p.first.number) \(p.second.number)"
-                          : "\(p.first.name) \(p.first.number) \(p.second.name) \(p.second.number)"
+            return p.same
+                ? "\(p.first.name) \(p.first.number) \(p.second.number)"
+                : "\(p.first.name) \(p.first.number) \(p.second.name) \(p.second.number)"
         }
         return try LFWPairs(text: "\(folds) \(indices.count / folds / 2)\n" + lines.joined(separator: "\n"))
     }
@@ -215,14 +238,17 @@ struct LFWTests {
         // LFWEvaluation.run, as `faceembed eval-lfw` uses it, on view2's first fold: every distance within 1e-4 of
         // MXNet's, and the same decisions at MXNet's threshold for that fold.
         guard let symbol = TestPaths.shared("models/mobilefacenet-arcface/model-symbol.json"),
-              let params = TestPaths.shared("models/mobilefacenet-arcface/model-0000.params"),
-              let pairsPath = TestPaths.shared("lfw/pairs.txt"),
-              let imagesDir = TestPaths.shared("lfw/lfw-112x112") else { return }
+            let params = TestPaths.shared("models/mobilefacenet-arcface/model-0000.params"),
+            let pairsPath = TestPaths.shared("lfw/pairs.txt"),
+            let imagesDir = TestPaths.shared("lfw/lfw-112x112")
+        else { return }
         let fixture = try loadJSON(TestPaths.fixtures.appendingPathComponent("lfw-mxnet.json").path)
         let model = try TestModels.load("y1", symbol: symbol, params: params)
         let (pairs, view2Index) = try Self.firstFold(try LFWPairs(contentsOf: pairsPath))
         var reported: [Int] = []
-        let run = try LFWEvaluation.run(model: model, pairs: pairs, imagesDirectory: imagesDir) { done, _ in reported.append(done) }
+        let run = try LFWEvaluation.run(model: model, pairs: pairs, imagesDirectory: imagesDir) { done, _ in
+            reported.append(done)
+        }
         #expect(reported.last == run.imageCount && run.forwardPasses == 2 * run.imageCount)
         for (v, scores) in [("plain", run.plain), ("flip", run.flip!)] {
             let r = fixture[v] as! [String: Any]
@@ -234,8 +260,9 @@ struct LFWTests {
                 worst = max(worst, abs(d - mxd[view2Index[i]]))
                 if (d < threshold) != mxDecisions[view2Index[i]] { disagreements += 1 }
             }
-            print("y1 LFW fold 1 (\(pairs.pairs.count) pairs, \(run.imageCount) images) \(v): max |distance - MXNet| \(worst), "
-                  + "\(disagreements) decisions differ at MXNet's threshold \(threshold)")
+            print(
+                "y1 LFW fold 1 (\(pairs.pairs.count) pairs, \(run.imageCount) images) \(v): max |distance - MXNet| \(worst), "
+                    + "\(disagreements) decisions differ at MXNet's threshold \(threshold)")
             #expect(worst <= 1e-4, "\(v): max distance difference \(worst)")
             #expect(disagreements == 0, "\(v)")
         }
@@ -243,16 +270,19 @@ struct LFWTests {
 
     @Test func evaluationWithoutFlipRunsOnePassPerImage() throws {
         guard let symbol = TestPaths.shared("models/mobilefacenet-arcface/model-symbol.json"),
-              let params = TestPaths.shared("models/mobilefacenet-arcface/model-0000.params"),
-              let pairsPath = TestPaths.shared("lfw/pairs.txt"),
-              let imagesDir = TestPaths.shared("lfw/lfw-112x112") else { return }
+            let params = TestPaths.shared("models/mobilefacenet-arcface/model-0000.params"),
+            let pairsPath = TestPaths.shared("lfw/pairs.txt"),
+            let imagesDir = TestPaths.shared("lfw/lfw-112x112")
+        else { return }
         let model = try TestModels.load("y1", symbol: symbol, params: params)
         let pairs = try Self.subset(try LFWPairs(contentsOf: pairsPath), folds: 2, [0, 1, 300, 301, 2, 3, 302, 303])
-        let plainOnly = try LFWEvaluation.run(model: model, pairs: pairs, imagesDirectory: imagesDir, flip: false, batch: 3)
+        let plainOnly = try LFWEvaluation.run(
+            model: model, pairs: pairs, imagesDirectory: imagesDir, flip: false, batch: 3)
         let both = try LFWEvaluation.run(model: model, pairs: pairs, imagesDirectory: imagesDir)
         #expect(plainOnly.flip == nil && plainOnly.forwardPasses == plainOnly.imageCount)
         #expect(plainOnly.plain.distances == both.plain.distances, "batch size and flip do not change plain distances")
-        expectError(thrown { try LFWEvaluation.run(model: model, pairs: pairs, imagesDirectory: "/nonexistent") },
-                    "io", "/nonexistent/")
+        expectError(
+            thrown { try LFWEvaluation.run(model: model, pairs: pairs, imagesDirectory: "/nonexistent") },
+            "io", "/nonexistent/")
     }
 }

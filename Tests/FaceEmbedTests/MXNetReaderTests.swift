@@ -1,9 +1,10 @@
-@testable import FaceEmbed
-@testable import FaceEmbedImport
-@testable import FaceEmbedEvaluation
 import FaceEmbedTestSupport
 import Foundation
 import Testing
+
+@testable import FaceEmbed
+@testable import FaceEmbedEvaluation
+@testable import FaceEmbedImport
 
 // The `.params` and `model-symbol.json` readers: every array header version, dtype conversion, names looked up,
 // and clear errors for broken files.
@@ -89,7 +90,7 @@ struct MXNetReaderTests {
         var sparse = good; sparse[28] = 1
         #expect(reason(sparse)?.contains("sparse") == true)
         var int8 = good
-        let dtypeAt = 24 + 12 + 8 * 4 + 8   // first array: 4 dims
+        let dtypeAt = 24 + 12 + 8 * 4 + 8  // first array: 4 dims
         int8[dtypeAt] = 5
         #expect(reason(int8)?.contains("dtype 5") == true)
     }
@@ -113,10 +114,14 @@ struct MXNetReaderTests {
     }
 
     @Test func brokenSymbolFilesAreRefused() {
-        for text in ["", "{", "{\"nodes\": 3}", "{\"nodes\": [], \"heads\": []}",
-                     "{\"nodes\": [{\"op\": \"X\", \"name\": \"a\", \"inputs\": [[5, 0, 0]]}], \"heads\": [[0, 0, 0]]}",
-                     String(repeating: "[", count: 10_000)] {
-            #expect(throws: FaceEmbedError.self, "\(text.prefix(30))") { try MXNetSymbol(json: Array(text.utf8), file: "s.json") }
+        for text in [
+            "", "{", "{\"nodes\": 3}", "{\"nodes\": [], \"heads\": []}",
+            "{\"nodes\": [{\"op\": \"X\", \"name\": \"a\", \"inputs\": [[5, 0, 0]]}], \"heads\": [[0, 0, 0]]}",
+            String(repeating: "[", count: 10_000),
+        ] {
+            #expect(throws: FaceEmbedError.self, "\(text.prefix(30))") {
+                try MXNetSymbol(json: Array(text.utf8), file: "s.json")
+            }
         }
     }
 
@@ -142,10 +147,13 @@ struct MXNetReaderTests {
     }
 
     @Test func unknownOperatorsAreListedTogetherByName() throws {
-        let e = try conversionError([("\"op\": \"BatchNorm\"", "\"op\": \"InstanceNorm\""),
-                                     ("\"op\": \"elemwise_add\"", "\"op\": \"broadcast_mul\"")])
-        expectError(e, "unsupportedModel", "unsupported MXNet operators: InstanceNorm (26 nodes, first ",
-                    ", broadcast_mul (4 nodes, first ", "FaceEmbed supports BatchNorm, Convolution")
+        let e = try conversionError([
+            ("\"op\": \"BatchNorm\"", "\"op\": \"InstanceNorm\""),
+            ("\"op\": \"elemwise_add\"", "\"op\": \"broadcast_mul\""),
+        ])
+        expectError(
+            e, "unsupportedModel", "unsupported MXNet operators: InstanceNorm (26 nodes, first ",
+            ", broadcast_mul (4 nodes, first ", "FaceEmbed supports BatchNorm, Convolution")
     }
 
     @Test func convolutionsBeyondThePlanLimitsAreRefused() throws {
@@ -153,4 +161,3 @@ struct MXNetReaderTests {
         expectError(e, "unsupportedModel", "kernel [17, 3]", "kernels up to 15, strides up to 8, pads up to 15")
     }
 }
-

@@ -1,9 +1,10 @@
-@testable import FaceEmbed
-@testable import FaceEmbedImport
-@testable import FaceEmbedEvaluation
 import FaceEmbedTestSupport
 import Foundation
 import Testing
+
+@testable import FaceEmbed
+@testable import FaceEmbedEvaluation
+@testable import FaceEmbedImport
 
 // Whole models against MXNet's own fc1 on the same weights and pixels.
 // Tolerances (raw fc1): MobileFaceNet max abs ≤ 1e-4, LResNet-IR ≤ 1e-3; cosine ≥ 0.99999 for every image.
@@ -29,13 +30,16 @@ enum TestModels {
     /// A committed tiny model (Fixtures/NAME/model-symbol.json + model-0000.ndarray).
     static func tiny(_ name: String, threads: Int? = nil) throws -> FaceModel {
         let dir = TestPaths.fixtures.appendingPathComponent(name)
-        return try load(name, symbol: dir.appendingPathComponent("model-symbol.json").path,
-                        params: dir.appendingPathComponent("model-0000.ndarray").path, threads: threads)
+        return try load(
+            name, symbol: dir.appendingPathComponent("model-symbol.json").path,
+            params: dir.appendingPathComponent("model-0000.ndarray").path, threads: threads)
     }
 }
 
 /// Checks every image listed in `folder/expected.json` against MXNet's fc1.
-func expectMatchesMXNet(_ model: FaceModel, folder: String, maxAbs: Float, sourceLocation: SourceLocation = #_sourceLocation) throws {
+func expectMatchesMXNet(
+    _ model: FaceModel, folder: String, maxAbs: Float, sourceLocation: SourceLocation = #_sourceLocation
+) throws {
     let expected = try loadJSON(folder + "/expected.json")
     let images = expected["images"] as! [String]
     let fc1 = floatRows(expected["fc1"])
@@ -55,7 +59,8 @@ struct ModelTests {
     @Test func tinyMobileFaceNetMatchesMXNet() throws {
         let m = try TestModels.tiny("tiny-mobilefacenet")
         #expect(m.kind == .mobileFaceNet && m.embeddingSize == 128)
-        try expectMatchesMXNet(m, folder: TestPaths.fixtures.appendingPathComponent("tiny-mobilefacenet").path, maxAbs: 1e-4)
+        try expectMatchesMXNet(
+            m, folder: TestPaths.fixtures.appendingPathComponent("tiny-mobilefacenet").path, maxAbs: 1e-4)
     }
 
     @Test func tinyIResNetMatchesMXNet() throws {
@@ -68,7 +73,8 @@ struct ModelTests {
         // The tiny MobileFaceNet's backbone batch norms omit eps (MXNet's default 1e-3 applies) and its fc1 stores a
         // gamma of 3.7 that fix_gamma must ignore: the match above is only possible if both are honoured.
         let dir = TestPaths.fixtures.appendingPathComponent("tiny-mobilefacenet")
-        let symbol = try MXNetSymbol(json: try readFile(dir.appendingPathComponent("model-symbol.json").path), file: nil)
+        let symbol = try MXNetSymbol(
+            json: try readFile(dir.appendingPathComponent("model-symbol.json").path), file: nil)
         let bns = symbol.nodes.filter { $0.op == "BatchNorm" }
         #expect(bns.dropLast().allSatisfy { $0.attrs["eps"] == nil })
         #expect(bns.last?.attrs["fix_gamma"] == "True")
@@ -79,16 +85,21 @@ struct ModelTests {
 
     @Test func threadCountsGiveIdenticalEmbeddings() throws {
         let one = try TestModels.tiny("tiny-iresnet", threads: 1), two = try TestModels.tiny("tiny-iresnet", threads: 2)
-        let face = try ImageDecoder.load(path: TestPaths.fixtures.appendingPathComponent("tiny-iresnet/input0.ppm").path)
-        expectClose(try one.embedding(for: face).values, try two.embedding(for: face).values, maxAbs: 1e-6, cosine: 0.9999999, "1 vs 2 threads")
+        let face = try ImageDecoder.load(
+            path: TestPaths.fixtures.appendingPathComponent("tiny-iresnet/input0.ppm").path)
+        expectClose(
+            try one.embedding(for: face).values, try two.embedding(for: face).values, maxAbs: 1e-6, cosine: 0.9999999,
+            "1 vs 2 threads")
     }
 
     @Test func pixelFormatsGiveTheSameEmbedding() throws {
         let m = try TestModels.tiny("tiny-mobilefacenet")
-        let face = try ImageDecoder.load(path: TestPaths.fixtures.appendingPathComponent("tiny-mobilefacenet/input1.ppm").path)
+        let face = try ImageDecoder.load(
+            path: TestPaths.fixtures.appendingPathComponent("tiny-mobilefacenet/input1.ppm").path)
         let reference = try m.embedding(for: face)
         let n = 112 * 112
-        var bgr = face.pixels, rgba = [UInt8](repeating: 255, count: n * 4), planarBGR = [UInt8](repeating: 0, count: n * 3)
+        var bgr = face.pixels, rgba = [UInt8](repeating: 255, count: n * 4),
+            planarBGR = [UInt8](repeating: 0, count: n * 3)
         var padded = [UInt8](repeating: 0, count: 112 * 400)
         for p in 0..<n {
             let (r, g, b) = (face.pixels[3 * p], face.pixels[3 * p + 1], face.pixels[3 * p + 2])
@@ -98,18 +109,29 @@ struct ModelTests {
             let (y, x) = (p / 112, p % 112)
             padded[y * 400 + 3 * x] = r; padded[y * 400 + 3 * x + 1] = g; padded[y * 400 + 3 * x + 2] = b
         }
-        for (bytes, format, stride) in [(bgr, PixelFormat.bgr, nil), (rgba, .rgba, nil), (planarBGR, .planarBGR, nil), (padded, .rgb, 400)] {
-            let e = try bytes.withUnsafeBufferPointer { try m.embedding(pixels: $0, width: 112, height: 112, format: format, rowStride: stride) }
+        for (bytes, format, stride) in [
+            (bgr, PixelFormat.bgr, nil), (rgba, .rgba, nil), (planarBGR, .planarBGR, nil), (padded, .rgb, 400),
+        ] {
+            let e = try bytes.withUnsafeBufferPointer {
+                try m.embedding(pixels: $0, width: 112, height: 112, format: format, rowStride: stride)
+            }
             #expect(e == reference, "\(format)")
         }
-        #expect(throws: FaceEmbedError.self) { try bgr.withUnsafeBufferPointer { try m.embedding(pixels: $0, width: 111, height: 112, format: .bgr) } }
-        #expect(throws: FaceEmbedError.self) { try Array(bgr.prefix(100)).withUnsafeBufferPointer { try m.embedding(pixels: $0, width: 112, height: 112, format: .bgr) } }
+        #expect(throws: FaceEmbedError.self) {
+            try bgr.withUnsafeBufferPointer { try m.embedding(pixels: $0, width: 111, height: 112, format: .bgr) }
+        }
+        #expect(throws: FaceEmbedError.self) {
+            try Array(bgr.prefix(100)).withUnsafeBufferPointer {
+                try m.embedding(pixels: $0, width: 112, height: 112, format: .bgr)
+            }
+        }
     }
 
     @Test func realMobileFaceNetMatchesMXNetOnLFW() throws {
         guard let symbol = TestPaths.shared("models/mobilefacenet-arcface/model-symbol.json"),
-              let params = TestPaths.shared("models/mobilefacenet-arcface/model-0000.params"),
-              TestPaths.local("lfw-ppm") != nil else { return }
+            let params = TestPaths.shared("models/mobilefacenet-arcface/model-0000.params"),
+            TestPaths.local("lfw-ppm") != nil
+        else { return }
         let m = try TestModels.load("y1", symbol: symbol, params: params)
         #expect(m.kind == .mobileFaceNet && m.embeddingSize == 128 && m.parameterCount == 993_344)
         let expected = try loadJSON(TestPaths.fixtures.appendingPathComponent("y1-lfw.json").path)
@@ -120,21 +142,29 @@ struct ModelTests {
         for (i, name) in images.enumerated() {
             let stem = String(name.dropLast(4))
             // RGB file through the RGB path, and the BGR copy through the library's BGR pixel format.
-            let rgb = try m.embedding(for: try ImageDecoder.load(path: TestPaths.local.appendingPathComponent("lfw-ppm/\(stem).ppm").path))
-            let bgrFile = try ImageDecoder.load(path: TestPaths.local.appendingPathComponent("lfw-ppm-bgr/\(stem).ppm").path)
-            let bgr = try bgrFile.pixels.withUnsafeBufferPointer { try m.embedding(pixels: $0, width: 112, height: 112, format: .bgr) }
+            let rgb = try m.embedding(
+                for: try ImageDecoder.load(path: TestPaths.local.appendingPathComponent("lfw-ppm/\(stem).ppm").path))
+            let bgrFile = try ImageDecoder.load(
+                path: TestPaths.local.appendingPathComponent("lfw-ppm-bgr/\(stem).ppm").path)
+            let bgr = try bgrFile.pixels.withUnsafeBufferPointer {
+                try m.embedding(pixels: $0, width: 112, height: 112, format: .bgr)
+            }
             for (e, order) in [(rgb, "RGB"), (bgr, "BGR")] {
                 expectClose(e.values, fc1[i], maxAbs: 1e-4, "\(name) \(order)")
                 let c = Closeness(e.values, fc1[i])
                 worstAbs = max(worstAbs, c.maxAbs); worstCosine = min(worstCosine, c.cosine)
             }
         }
-        print("y1 on \(images.count) LFW images (RGB and BGR) vs MXNet: worst max abs \(worstAbs), worst cosine \(worstCosine)")
+        print(
+            "y1 on \(images.count) LFW images (RGB and BGR) vs MXNet: worst max abs \(worstAbs), worst cosine \(worstCosine)"
+        )
     }
 
     @Test("deep LResNet-IR with seeded random weights matches MXNet", arguments: ["r34", "r100"])
     func deepIResNetMatchesMXNet(_ name: String) throws {
-        guard let symbol = TestPaths.local("\(name)/model-symbol.json"), let params = TestPaths.local("\(name)/model-0000.params") else {
+        guard let symbol = TestPaths.local("\(name)/model-symbol.json"),
+            let params = TestPaths.local("\(name)/model-0000.params")
+        else {
             print("make it with: python Tools/make_fixtures.py --local")
             return
         }

@@ -1,9 +1,10 @@
-@testable import FaceEmbed
-@testable import FaceEmbedImport
-@testable import FaceEmbedEvaluation
 import FaceEmbedTestSupport
 import Foundation
 import Testing
+
+@testable import FaceEmbed
+@testable import FaceEmbedEvaluation
+@testable import FaceEmbedImport
 
 /// The committed ONNX fixtures (Tools/make_onnx_fixtures.py) and the local real model.
 enum ONNXFixtures {
@@ -43,7 +44,8 @@ enum ONNXFixtures {
     }
 
     @Test func varints() throws {
-        try reader([0x00, 0x01, 0x96, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]) { (r: inout ProtoReader) throws in
+        try reader([0x00, 0x01, 0x96, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]) {
+            (r: inout ProtoReader) throws in
             #expect(try r.readVarint() == 0)
             #expect(try r.readVarint() == 1)
             #expect(try r.readVarint() == 150)
@@ -51,9 +53,13 @@ enum ONNXFixtures {
             #expect(r.atEnd)
         }
         // Longer than 64 bits, truncated, and an 11-byte varint are errors, not traps.
-        for bad: [UInt8] in [[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x02], [0x80], [0xFF, 0xFF],
-                             [UInt8](repeating: 0x80, count: 10) + [0x00]] {
-            #expect(throws: FaceEmbedError.self) { try reader(bad) { (r: inout ProtoReader) throws in _ = try r.readVarint() } }
+        for bad: [UInt8] in [
+            [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x02], [0x80], [0xFF, 0xFF],
+            [UInt8](repeating: 0x80, count: 10) + [0x00],
+        ] {
+            #expect(throws: FaceEmbedError.self) {
+                try reader(bad) { (r: inout ProtoReader) throws in _ = try r.readVarint() }
+            }
         }
     }
 
@@ -85,7 +91,9 @@ enum ONNXFixtures {
             }
         }
         #expect(throws: FaceEmbedError.self) {
-            try reader([0x08, 0x01]) { (r: inout ProtoReader) throws in let k = try r.next()!; _ = try r.string(k, "name") }
+            try reader([0x08, 0x01]) { (r: inout ProtoReader) throws in
+                let k = try r.next()!; _ = try r.string(k, "name")
+            }
         }
     }
 
@@ -165,14 +173,19 @@ enum ONNXFixtures {
             }
             attempt(b)
         }
-        #expect(throws: FaceEmbedError.self) { try [UInt8]().withUnsafeBytes { _ = try ONNXModel(bytes: $0, file: nil, owner: nil) } }
-        #expect(throws: FaceEmbedError.self) { try ONNXModel(path: TestPaths.fixtures.appendingPathComponent("onnx/onnx-quirks.json").path) }
+        #expect(throws: FaceEmbedError.self) {
+            try [UInt8]().withUnsafeBytes { _ = try ONNXModel(bytes: $0, file: nil, owner: nil) }
+        }
+        #expect(throws: FaceEmbedError.self) {
+            try ONNXModel(path: TestPaths.fixtures.appendingPathComponent("onnx/onnx-quirks.json").path)
+        }
     }
 
     // MARK: Import vs onnxruntime
 
-    @Test("quirk graphs match onnxruntime",
-          arguments: ["prelu_shapes", "bn_spatial", "gemm_4d", "preprocess", "matmul_head"])
+    @Test(
+        "quirk graphs match onnxruntime",
+        arguments: ["prelu_shapes", "bn_spatial", "gemm_4d", "preprocess", "matmul_head"])
     func quirkGraph(_ name: String) throws {
         let meta = try loadJSON(ONNXFixtures.folder.appendingPathComponent("onnx-quirks.json").path)
         let seeds = (meta["seeds"] as! [NSNumber]).map(\.uint32Value)
@@ -202,7 +215,8 @@ enum ONNXFixtures {
         let plan = try ONNXFixtures.load(ONNXFixtures.path("bn_spatial"), as: "bn_spatial").network.plan
         #expect(plan.layers.count == 4)
         guard case let .convolution(c0) = plan.layers[0], case let .convolution(c1) = plan.layers[1],
-              case let .convolution(c2) = plan.layers[2], case .fullyConnected = plan.layers[3] else {
+            case let .convolution(c2) = plan.layers[2], case .fullyConnected = plan.layers[3]
+        else {
             Issue.record("unexpected layers \(plan.layers)"); return
         }
         #expect(c0.slope != nil && c1.residual != nil && c2.inputScale != nil)
@@ -215,7 +229,9 @@ enum ONNXFixtures {
             Issue.record("a graph with Relu and GlobalAveragePool was accepted")
         } catch {
             let text = error.description
-            #expect(text.contains("GlobalAveragePool") && text.contains("Relu") && text.contains("unknown_ops.onnx.bin"), "\(text)")
+            #expect(
+                text.contains("GlobalAveragePool") && text.contains("Relu") && text.contains("unknown_ops.onnx.bin"),
+                "\(text)")
             guard case .unsupportedModel = error else { Issue.record("wrong error kind: \(error)"); return }
         }
         #expect(!FileManager.default.fileExists(atPath: out))
@@ -239,7 +255,8 @@ enum ONNXFixtures {
     // MARK: The real model
 
     @Test func realW600KMobileFaceNetMatchesOnnxruntimeOnLFW() throws {
-        guard let onnx = TestPaths.local("onnx/w600k_mbf.onnx"), let json = TestPaths.local("onnx/w600k_mbf-lfw.json") else {
+        guard let onnx = TestPaths.local("onnx/w600k_mbf.onnx"), let json = TestPaths.local("onnx/w600k_mbf-lfw.json")
+        else {
             print("make it with: python Tools/make_onnx_fixtures.py --local")
             return
         }
@@ -263,6 +280,8 @@ enum ONNXFixtures {
             }
         }
         #expect(jpegWorst >= 0.999)
-        print("w600k_mbf on \(images.count) LFW images vs onnxruntime: worst max abs \(worstAbs), worst cosine \(worstCosine); from FaceEmbed's JPEG decode (4 images): worst cosine \(jpegWorst)")
+        print(
+            "w600k_mbf on \(images.count) LFW images vs onnxruntime: worst max abs \(worstAbs), worst cosine \(worstCosine); from FaceEmbed's JPEG decode (4 images): worst cosine \(jpegWorst)"
+        )
     }
 }

@@ -1,9 +1,10 @@
-@testable import FaceEmbed
-@testable import FaceEmbedImport
-@testable import FaceEmbedEvaluation
 import FaceEmbedTestSupport
 import Foundation
 import Testing
+
+@testable import FaceEmbed
+@testable import FaceEmbedEvaluation
+@testable import FaceEmbedImport
 
 // The reference operators against MXNet 1.9.1's own outputs (Fixtures/ops.ndarray, made by Tools/make_fixtures.py).
 // The fast kernels are in turn tested against these references (KernelTests).
@@ -41,17 +42,26 @@ struct OperatorTests {
             switch op {
             case "Convolution":
                 let k = attrs["kernel"] as! [Int], s = attrs["stride"] as! [Int], p = attrs["pad"] as! [Int]
-                got = Reference.convolution(x!, weight: a("weight").1, bias: arrays["\(name)/bias"]?.1 ?? [],
-                                            outC: attrs["num_filter"] as! Int, kernel: (k[0], k[1]), stride: (s[0], s[1]),
-                                            pad: (p[0], p[1]), groups: attrs["num_group"] as! Int).data
+                got =
+                    Reference.convolution(
+                        x!, weight: a("weight").1, bias: arrays["\(name)/bias"]?.1 ?? [],
+                        outC: attrs["num_filter"] as! Int, kernel: (k[0], k[1]), stride: (s[0], s[1]),
+                        pad: (p[0], p[1]), groups: attrs["num_group"] as! Int
+                    ).data
             case "BatchNorm":
-                got = Reference.batchNorm(x!, gamma: a("gamma").1, beta: a("beta").1, mean: a("mean").1, variance: a("var").1,
-                                          eps: (attrs["eps"] as? Double).map(Float.init) ?? 1e-3,
-                                          fixGamma: attrs["fix_gamma"] as! Bool).data
+                got =
+                    Reference.batchNorm(
+                        x!, gamma: a("gamma").1, beta: a("beta").1, mean: a("mean").1, variance: a("var").1,
+                        eps: (attrs["eps"] as? Double).map(Float.init) ?? 1e-3,
+                        fixGamma: attrs["fix_gamma"] as! Bool
+                    ).data
             case "LeakyReLU":
                 got = Reference.prelu(x!, slope: a("gamma").1).data
             case "FullyConnected":
-                got = Reference.fullyConnected(x!, weight: a("weight").1, bias: a("bias").1, outFeatures: attrs["num_hidden"] as! Int).data
+                got =
+                    Reference.fullyConnected(
+                        x!, weight: a("weight").1, bias: a("bias").1, outFeatures: attrs["num_hidden"] as! Int
+                    ).data
             case "elemwise_add":
                 got = Reference.add(Self.tensor(a("a")), Self.tensor(a("b"))).data
             default:

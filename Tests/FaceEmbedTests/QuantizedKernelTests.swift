@@ -1,7 +1,8 @@
-@testable import FaceEmbed
 import FaceEmbedTestSupport
 import Foundation
 import Testing
+
+@testable import FaceEmbed
 
 // The integer kernels (Kernels/Quantized*.swift) against ReferenceQuantized: weight and activation quantization equal
 // the reference bit for bit, the packed layout is the stated one, and the kernels' integer sums equal the
@@ -12,31 +13,42 @@ import Testing
 // convolution, and within 1e-5 absolute (cosine ≥ 0.9999999) of the reference's dequantized sums.
 
 /// Runs `quantizedConvolution` on one image twice: for the exact sums, and for the float output with the epilogue.
-private func runQuantized(_ x: [Float], g: ConvGeometry, weights: QuantizedWeights, range: Float?,
-                          bias: [Float]? = nil, slope: [Float]? = nil, residual: [Float]? = nil,
-                          threads: Int) -> (sums: [Int32], output: [Float], quantization: ActivationQuantization) {
+private func runQuantized(
+    _ x: [Float], g: ConvGeometry, weights: QuantizedWeights, range: Float?,
+    bias: [Float]? = nil, slope: [Float]? = nil, residual: [Float]? = nil,
+    threads: Int
+) -> (sums: [Int32], output: [Float], quantization: ActivationQuantization) {
     var sums = [Int32](repeating: 0, count: g.outC * g.pixels)
     var output = [Float](repeating: .nan, count: g.outC * g.pixels)
     var scratch = [UInt8](repeating: 0xA5, count: quantizedConvolutionScratch(g, precision: weights.precision))
     let bias = bias ?? [Float](repeating: 0, count: g.outC), slopes = slope ?? [], res = residual ?? []
     var quantization: ActivationQuantization?
     weights.withPointers { w in
-        x.withUnsafeBufferPointer { xp in scratch.withUnsafeMutableBytes { sp in
-            sums.withUnsafeMutableBufferPointer { op in
-                quantization = quantizedConvolution(g, input: xp.baseAddress!, weights: w, range: range,
-                                                    output: .accumulators(op.baseAddress!),
-                                                    scratch: sp.baseAddress!, threads: threads)
-            }
-            bias.withUnsafeBufferPointer { bp in slopes.withUnsafeBufferPointer { slp in res.withUnsafeBufferPointer { rp in
-                output.withUnsafeMutableBufferPointer { op in
-                    let epilogue = Epilogue(bias: bp.baseAddress!, slope: slope == nil ? nil : slp.baseAddress!,
-                                            residual: residual == nil ? nil : rp.baseAddress!)
-                    quantizedConvolution(g, input: xp.baseAddress!, weights: w, range: range,
-                                         output: .float(op.baseAddress!, epilogue), scratch: sp.baseAddress!,
-                                         threads: threads)
+        x.withUnsafeBufferPointer { xp in
+            scratch.withUnsafeMutableBytes { sp in
+                sums.withUnsafeMutableBufferPointer { op in
+                    quantization = quantizedConvolution(
+                        g, input: xp.baseAddress!, weights: w, range: range,
+                        output: .accumulators(op.baseAddress!),
+                        scratch: sp.baseAddress!, threads: threads)
                 }
-            }}}
-        }}
+                bias.withUnsafeBufferPointer { bp in
+                    slopes.withUnsafeBufferPointer { slp in
+                        res.withUnsafeBufferPointer { rp in
+                            output.withUnsafeMutableBufferPointer { op in
+                                let epilogue = Epilogue(
+                                    bias: bp.baseAddress!, slope: slope == nil ? nil : slp.baseAddress!,
+                                    residual: residual == nil ? nil : rp.baseAddress!)
+                                quantizedConvolution(
+                                    g, input: xp.baseAddress!, weights: w, range: range,
+                                    output: .float(op.baseAddress!, epilogue), scratch: sp.baseAddress!,
+                                    threads: threads)
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
     return (sums, output, quantization!)
 }
@@ -51,8 +63,10 @@ private func unpack(_ w: QuantizedWeights) -> [Int8] {
             for lane in 0..<16 {
                 for j in 0..<g {
                     let at = (((blk * w.kGroups + kg) * 16 + lane) * g + j) * eb
-                    let v = eb == 1 ? Int(Int8(bitPattern: w.packed[at]))
-                                    : Int(Int16(bitPattern: UInt16(w.packed[at]) | UInt16(w.packed[at + 1]) << 8))
+                    let v =
+                        eb == 1
+                        ? Int(Int8(bitPattern: w.packed[at]))
+                        : Int(Int16(bitPattern: UInt16(w.packed[at]) | UInt16(w.packed[at + 1]) << 8))
                     let c = blk * 16 + lane, k = kg * g + j
                     if c < w.outC && k < w.k { values[c * w.k + k] = Int8(v) } else { #expect(v == 0) }
                 }
@@ -67,25 +81,26 @@ struct QuantizedKernelTests {
         var c: Int, h: Int, w: Int, oc: Int, k: (Int, Int), s: (Int, Int), p: (Int, Int)
         var testDescription: String { "\(c)x\(h)x\(w)->\(oc) k\(k.0)x\(k.1) s\(s.0),\(s.1) p\(p.0),\(p.1)" }
         var geometry: ConvGeometry {
-            ConvGeometry(inC: c, inH: h, inW: w, outC: oc, kH: k.0, kW: k.1, strideH: s.0, strideW: s.1, padH: p.0,
-                         padW: p.1, groups: 1)
+            ConvGeometry(
+                inC: c, inH: h, inW: w, outC: oc, kH: k.0, kW: k.1, strideH: s.0, strideW: s.1, padH: p.0,
+                padW: p.1, groups: 1)
         }
     }
 
     static let cases: [Case] = [
-        Case(c: 3, h: 112, w: 112, oc: 20, k: (3, 3), s: (2, 2), p: (1, 1)),   // MobileFaceNet's first layer, K = 27
-        Case(c: 17, h: 7, w: 7, oc: 33, k: (1, 1), s: (1, 1), p: (0, 0)),      // 1×1 fast path, 49 = 3·16 + 1 pixels
+        Case(c: 3, h: 112, w: 112, oc: 20, k: (3, 3), s: (2, 2), p: (1, 1)),  // MobileFaceNet's first layer, K = 27
+        Case(c: 17, h: 7, w: 7, oc: 33, k: (1, 1), s: (1, 1), p: (0, 0)),  // 1×1 fast path, 49 = 3·16 + 1 pixels
         Case(c: 64, h: 14, w: 14, oc: 16, k: (1, 1), s: (1, 1), p: (0, 0)),
-        Case(c: 6, h: 3, w: 4, oc: 5, k: (1, 1), s: (1, 1), p: (0, 0)),        // 12 pixels: the scalar packing
+        Case(c: 6, h: 3, w: 4, oc: 5, k: (1, 1), s: (1, 1), p: (0, 0)),  // 12 pixels: the scalar packing
         Case(c: 5, h: 9, w: 13, oc: 7, k: (3, 3), s: (1, 1), p: (1, 1)),
         Case(c: 18, h: 28, w: 28, oc: 24, k: (3, 3), s: (1, 1), p: (0, 0)),
-        Case(c: 13, h: 15, w: 15, oc: 40, k: (1, 1), s: (2, 2), p: (0, 0)),    // 1×1 stride 2 (a ResNet shortcut)
+        Case(c: 13, h: 15, w: 15, oc: 40, k: (1, 1), s: (2, 2), p: (0, 0)),  // 1×1 stride 2 (a ResNet shortcut)
         Case(c: 16, h: 56, w: 56, oc: 17, k: (3, 3), s: (2, 2), p: (1, 1)),
         Case(c: 9, h: 8, w: 30, oc: 17, k: (3, 3), s: (2, 2), p: (0, 0)),
-        Case(c: 130, h: 7, w: 7, oc: 19, k: (3, 3), s: (1, 1), p: (1, 1)),     // K = 1170
+        Case(c: 130, h: 7, w: 7, oc: 19, k: (3, 3), s: (1, 1), p: (1, 1)),  // K = 1170
         Case(c: 4, h: 10, w: 12, oc: 5, k: (5, 3), s: (1, 1), p: (2, 1)),
         Case(c: 7, h: 20, w: 23, oc: 31, k: (2, 3), s: (2, 1), p: (0, 1)),
-        Case(c: 6, h: 25, w: 40, oc: 12, k: (3, 3), s: (3, 3), p: (1, 1)),     // stride 3: lane-by-lane reads
+        Case(c: 6, h: 25, w: 40, oc: 12, k: (3, 3), s: (3, 3), p: (1, 1)),  // stride 3: lane-by-lane reads
         Case(c: 32, h: 112, w: 112, oc: 18, k: (1, 1), s: (1, 1), p: (0, 0)),
     ]
 
@@ -97,8 +112,9 @@ struct QuantizedKernelTests {
         return (x, weight, rng)
     }
 
-    @Test("Weights quantize like the reference, pack in the stated layout and round-trip within half a step",
-          arguments: cases, QuantizedPrecision.allCases)
+    @Test(
+        "Weights quantize like the reference, pack in the stated layout and round-trip within half a step",
+        arguments: cases, QuantizedPrecision.allCases)
     func weightsQuantizeAndPack(_ t: Case, precision: QuantizedPrecision) {
         let (_, weight, _) = Self.data(t, 1)
         let k = t.c * t.k.0 * t.k.1
@@ -120,8 +136,9 @@ struct QuantizedKernelTests {
         #expect(w.maxAbsRowSum == maxSum)
     }
 
-    @Test("Activations quantize like the reference, vector and scalar alike, and round-trip within half a step",
-          arguments: QuantizedPrecision.allCases)
+    @Test(
+        "Activations quantize like the reference, vector and scalar alike, and round-trip within half a step",
+        arguments: QuantizedPrecision.allCases)
     func activationsRoundTrip(_ precision: QuantizedPrecision) {
         var rng = SeededRandom(seed: 77)
         let x = rng.floats(4096, -3...3) + [0, 1e-30, -1e-30]
@@ -150,8 +167,9 @@ struct QuantizedKernelTests {
         #expect(zero.quantize(3) == precision.zeroPoint && zero.scale == 0)
     }
 
-    @Test("Quantized convolution sums equal the integer reference exactly",
-          arguments: cases, QuantizedPrecision.allCases)
+    @Test(
+        "Quantized convolution sums equal the integer reference exactly",
+        arguments: cases, QuantizedPrecision.allCases)
     func convolutionSumsAreExact(_ t: Case, precision: QuantizedPrecision) {
         let (x, weight, _) = Self.data(t, 2)
         let g = t.geometry, k = g.k
@@ -161,19 +179,27 @@ struct QuantizedKernelTests {
         for (range, threads) in [(nil, 1), (nil, 2), (measured * 0.6, 1)] as [(Float?, Int)] {
             let got = runQuantized(x, g: g, weights: w, range: range, threads: threads)
             let q = got.quantization
-            #expect(q == ActivationQuantization(range: range ?? measured, precision: precision,
-                                                maxAbsRowSum: w.maxAbsRowSum))
+            #expect(
+                q
+                    == ActivationQuantization(
+                        range: range ?? measured, precision: precision,
+                        maxAbsRowSum: w.maxAbsRowSum))
             let xq = ReferenceQuantized.quantize(x, inverse: q.inverse, low: q.low, high: q.high)
             let expected = ReferenceQuantized.convolution(
-                xq, inC: t.c, h: t.h, w: t.w, weights: ReferenceQuantized.quantizeWeights(weight, outC: t.oc, k: k).values,
+                xq, inC: t.c, h: t.h, w: t.w,
+                weights: ReferenceQuantized.quantizeWeights(weight, outC: t.oc, k: k).values,
                 outC: t.oc, kernel: t.k, stride: t.s, pad: t.p)
             let wrong = zip(got.sums, expected).filter { $0 != $1 }.count
-            #expect(wrong == 0, "\(wrong) of \(expected.count) sums differ, range \(range.map { "\($0)" } ?? "measured"), \(threads) threads")
+            #expect(
+                wrong == 0,
+                "\(wrong) of \(expected.count) sums differ, range \(range.map { "\($0)" } ?? "measured"), \(threads) threads"
+            )
         }
     }
 
-    @Test("Quantized convolution output stays close to the float32 convolution, epilogue included",
-          arguments: cases, QuantizedPrecision.allCases)
+    @Test(
+        "Quantized convolution output stays close to the float32 convolution, epilogue included",
+        arguments: cases, QuantizedPrecision.allCases)
     func convolutionOutputIsCloseToFloat(_ t: Case, precision: QuantizedPrecision) {
         let (x, weight, seeded) = Self.data(t, 3)
         var rng = seeded
@@ -181,13 +207,16 @@ struct QuantizedKernelTests {
         let bias = rng.floats(t.oc, -0.1...0.1), slope = rng.floats(t.oc, 0...0.5)
         let residual = rng.floats(t.oc * g.pixels)
         let w = QuantizedWeights(weight, outC: t.oc, k: k, precision: precision)
-        let got = runQuantized(x, g: g, weights: w, range: nil, bias: bias, slope: slope, residual: residual, threads: 2)
+        let got = runQuantized(
+            x, g: g, weights: w, range: nil, bias: bias, slope: slope, residual: residual, threads: 2)
         let xt = Tensor(n: 1, c: t.c, h: t.h, w: t.w, data: x)
-        let float = Reference.convolution(xt, weight: weight, bias: [], outC: t.oc, kernel: t.k, stride: t.s, pad: t.p,
-                                          groups: 1)
+        let float = Reference.convolution(
+            xt, weight: weight, bias: [], outC: t.oc, kernel: t.k, stride: t.s, pad: t.p,
+            groups: 1)
         var plain = [Float](repeating: 0, count: float.data.count), fused = plain
-        let dequantized = ReferenceQuantized.dequantize(got.sums, scale: got.quantization.scale, weightScales: w.scales,
-                                                        pixels: g.pixels)
+        let dequantized = ReferenceQuantized.dequantize(
+            got.sums, scale: got.quantization.scale, weightScales: w.scales,
+            pixels: g.pixels)
         for i in plain.indices {
             let c = i / g.pixels
             plain[i] = float.data[i] + bias[c]
@@ -200,8 +229,9 @@ struct QuantizedKernelTests {
         #expect(closeness.cosine >= 0.9995, "\(precision) vs float32: \(closeness)")
     }
 
-    @Test("Quantized fully connected sums equal the integer reference and its output the float32 one",
-          arguments: [(512 * 7 * 7, 128), (37, 5), (1030, 16), (64, 33)], QuantizedPrecision.allCases)
+    @Test(
+        "Quantized fully connected sums equal the integer reference and its output the float32 one",
+        arguments: [(512 * 7 * 7, 128), (37, 5), (1030, 16), (64, 33)], QuantizedPrecision.allCases)
     func fullyConnected(_ shape: (Int, Int), precision: QuantizedPrecision) {
         let (inF, outF) = shape
         var rng = SeededRandom(seed: UInt64(inF * 3 + outF))
@@ -209,27 +239,40 @@ struct QuantizedKernelTests {
         let bias = rng.floats(outF)
         let w = QuantizedWeights(weight, outC: outF, k: inF, precision: precision)
         var sums = [Int32](repeating: 0, count: outF), y = [Float](repeating: .nan, count: outF)
-        var scratch = [UInt8](repeating: 0, count: quantizedFullyConnectedScratch(inFeatures: inF, precision: precision))
+        var scratch = [UInt8](
+            repeating: 0, count: quantizedFullyConnectedScratch(inFeatures: inF, precision: precision))
         var quantization: ActivationQuantization?
-        w.withPointers { wp in x.withUnsafeBufferPointer { xp in scratch.withUnsafeMutableBytes { sp in
-            sums.withUnsafeMutableBufferPointer { op in
-                quantization = quantizedFullyConnected(input: xp.baseAddress!, weights: wp, range: nil,
-                                                       output: .accumulators(op.baseAddress!), scratch: sp.baseAddress!,
-                                                       threads: 2)
+        w.withPointers { wp in
+            x.withUnsafeBufferPointer { xp in
+                scratch.withUnsafeMutableBytes { sp in
+                    sums.withUnsafeMutableBufferPointer { op in
+                        quantization = quantizedFullyConnected(
+                            input: xp.baseAddress!, weights: wp, range: nil,
+                            output: .accumulators(op.baseAddress!), scratch: sp.baseAddress!,
+                            threads: 2)
+                    }
+                    bias.withUnsafeBufferPointer { bp in
+                        y.withUnsafeMutableBufferPointer { op in
+                            _ = quantizedFullyConnected(
+                                input: xp.baseAddress!, weights: wp, range: nil,
+                                output: .float(
+                                    op.baseAddress!,
+                                    Epilogue(
+                                        bias: bp.baseAddress!, slope: nil,
+                                        residual: nil)),
+                                scratch: sp.baseAddress!, threads: 1)
+                        }
+                    }
+                }
             }
-            bias.withUnsafeBufferPointer { bp in y.withUnsafeMutableBufferPointer { op in
-                _ = quantizedFullyConnected(input: xp.baseAddress!, weights: wp, range: nil,
-                                            output: .float(op.baseAddress!, Epilogue(bias: bp.baseAddress!, slope: nil,
-                                                                                     residual: nil)),
-                                            scratch: sp.baseAddress!, threads: 1)
-            }}
-        }}}
+        }
         let q = quantization!
         let xq = ReferenceQuantized.quantize(x, inverse: q.inverse, low: q.low, high: q.high)
         let values = ReferenceQuantized.quantizeWeights(weight, outC: outF, k: inF).values
         #expect(sums == ReferenceQuantized.fullyConnected(xq, weights: values, outFeatures: outF))
-        let float = Reference.fullyConnected(Tensor(n: 1, c: inF, h: 1, w: 1, data: x), weight: weight, bias: bias,
-                                             outFeatures: outF)
+        let float = Reference.fullyConnected(
+            Tensor(n: 1, c: inF, h: 1, w: 1, data: x), weight: weight, bias: bias,
+            outFeatures: outF)
         let closeness = Closeness(y, float.data)
         #expect(closeness.cosine >= 0.9995, "\(precision) vs float32: \(closeness)")
     }
@@ -241,8 +284,9 @@ struct QuantizedKernelTests {
         let weight = (0..<(outC * k)).map { Float($0 % 3 == 0 ? 1 : -1) }
         let w = QuantizedWeights(weight, outC: outC, k: k, precision: .int16)
         let x = (0..<k).map { Float($0 % 3 == 0 ? 1 : -1) }
-        let g = ConvGeometry(inC: k, inH: 1, inW: 1, outC: outC, kH: 1, kW: 1, strideH: 1, strideW: 1, padH: 0, padW: 0,
-                             groups: 1)
+        let g = ConvGeometry(
+            inC: k, inH: 1, inW: 1, outC: outC, kH: 1, kW: 1, strideH: 1, strideW: 1, padH: 0, padW: 0,
+            groups: 1)
         let got = runQuantized(x, g: g, weights: w, range: nil, threads: 1)
         #expect(Int(got.quantization.high) * w.maxAbsRowSum <= Int(Int32.max))
         #expect(got.sums == [Int32](repeating: Int32(k * 127) * got.quantization.high, count: outC))
@@ -267,20 +311,41 @@ struct QuantizedSpeed {
         return best
     }
 
-    @Test("Quantized convolution speed against float32 (prints a table)",
-          .enabled(if: ProcessInfo.processInfo.environment["FACEEMBED_BENCH"] != nil))
+    @Test(
+        "Quantized convolution speed against float32 (prints a table)",
+        .enabled(if: ProcessInfo.processInfo.environment["FACEEMBED_BENCH"] != nil))
     func speed() {
         let shapes: [(String, ConvGeometry)] = [
-            ("1x1 128->512 7x7", ConvGeometry(inC: 128, inH: 7, inW: 7, outC: 512, kH: 1, kW: 1, strideH: 1, strideW: 1,
-                                              padH: 0, padW: 0, groups: 1)),
-            ("1x1 64->128 28x28", ConvGeometry(inC: 64, inH: 28, inW: 28, outC: 128, kH: 1, kW: 1, strideH: 1,
-                                               strideW: 1, padH: 0, padW: 0, groups: 1)),
-            ("1x1 256->128 14x14", ConvGeometry(inC: 256, inH: 14, inW: 14, outC: 128, kH: 1, kW: 1, strideH: 1,
-                                                strideW: 1, padH: 0, padW: 0, groups: 1)),
-            ("3x3 256->256 14x14", ConvGeometry(inC: 256, inH: 14, inW: 14, outC: 256, kH: 3, kW: 3, strideH: 1,
-                                                strideW: 1, padH: 1, padW: 1, groups: 1)),
-            ("3x3 64->64 56x56", ConvGeometry(inC: 64, inH: 56, inW: 56, outC: 64, kH: 3, kW: 3, strideH: 1, strideW: 1,
-                                              padH: 1, padW: 1, groups: 1)),
+            (
+                "1x1 128->512 7x7",
+                ConvGeometry(
+                    inC: 128, inH: 7, inW: 7, outC: 512, kH: 1, kW: 1, strideH: 1, strideW: 1,
+                    padH: 0, padW: 0, groups: 1)
+            ),
+            (
+                "1x1 64->128 28x28",
+                ConvGeometry(
+                    inC: 64, inH: 28, inW: 28, outC: 128, kH: 1, kW: 1, strideH: 1,
+                    strideW: 1, padH: 0, padW: 0, groups: 1)
+            ),
+            (
+                "1x1 256->128 14x14",
+                ConvGeometry(
+                    inC: 256, inH: 14, inW: 14, outC: 128, kH: 1, kW: 1, strideH: 1,
+                    strideW: 1, padH: 0, padW: 0, groups: 1)
+            ),
+            (
+                "3x3 256->256 14x14",
+                ConvGeometry(
+                    inC: 256, inH: 14, inW: 14, outC: 256, kH: 3, kW: 3, strideH: 1,
+                    strideW: 1, padH: 1, padW: 1, groups: 1)
+            ),
+            (
+                "3x3 64->64 56x56",
+                ConvGeometry(
+                    inC: 64, inH: 56, inW: 56, outC: 64, kH: 3, kW: 3, strideH: 1, strideW: 1,
+                    padH: 1, padW: 1, groups: 1)
+            ),
         ]
         print("shape                 MMAC   f32 direct  f32 Winograd   int8 GEMM   int8 all  int16 GEMM  int16 all")
         for (name, g) in shapes {
@@ -290,22 +355,30 @@ struct QuantizedSpeed {
             var y = [Float](repeating: 0, count: g.outC * g.pixels)
             let ops = 2 * Double(g.macs)
             @inline(__always) func rate(_ t: Double) -> String { String(format: "%11.1f", ops / t * 1e-9) }
-            var line = name.padding(toLength: 20, withPad: " ", startingAt: 0) + String(format: "%6.1f", Double(g.macs) * 1e-6)
+            var line =
+                name.padding(toLength: 20, withPad: " ", startingAt: 0) + String(format: "%6.1f", Double(g.macs) * 1e-6)
             let packed = lanePackedWeights(weight, g)
             func seconds(_ kernel: ConvolutionKernel) -> Double {
                 var scratch = [Float](repeating: 0, count: max(1, kernel.scratchPerThread(g)))
                 var shared = [Float](repeating: 0, count: max(1, kernel.sharedScratch(g)))
-                return x.withUnsafeBufferPointer { xp in packed.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
-                    y.withUnsafeMutableBufferPointer { yp in scratch.withUnsafeMutableBufferPointer { sp in
-                        shared.withUnsafeMutableBufferPointer { hp in
-                            let o = ConvolutionOperands(input: xp.baseAddress!, weights: wp.baseAddress!, inputAffine: nil,
-                                                        epilogue: Epilogue(bias: bp.baseAddress!, slope: nil, residual: nil),
-                                                        output: yp.baseAddress!, scratch: sp.baseAddress!,
-                                                        shared: hp.baseAddress!)
-                            return best { kernel.run(g, o, threads: 1) }
+                return x.withUnsafeBufferPointer { xp in
+                    packed.withUnsafeBufferPointer { wp in
+                        bias.withUnsafeBufferPointer { bp in
+                            y.withUnsafeMutableBufferPointer { yp in
+                                scratch.withUnsafeMutableBufferPointer { sp in
+                                    shared.withUnsafeMutableBufferPointer { hp in
+                                        let o = ConvolutionOperands(
+                                            input: xp.baseAddress!, weights: wp.baseAddress!, inputAffine: nil,
+                                            epilogue: Epilogue(bias: bp.baseAddress!, slope: nil, residual: nil),
+                                            output: yp.baseAddress!, scratch: sp.baseAddress!,
+                                            shared: hp.baseAddress!)
+                                        return best { kernel.run(g, o, threads: 1) }
+                                    }
+                                }
+                            }
                         }
-                    }}
-                }}}
+                    }
+                }
             }
             line += rate(seconds(ConvolutionKernel(g, inputAffine: false, winograd: false)))
             let fast = ConvolutionKernel(g, inputAffine: false)
@@ -313,22 +386,38 @@ struct QuantizedSpeed {
             for precision in QuantizedPrecision.allCases {
                 let w = QuantizedWeights(weight, outC: g.outC, k: g.k, precision: precision)
                 var qScratch = [UInt8](repeating: 0, count: quantizedConvolutionScratch(g, precision: precision))
-                w.withPointers { wp in x.withUnsafeBufferPointer { xp in bias.withUnsafeBufferPointer { bp in
-                    y.withUnsafeMutableBufferPointer { yp in qScratch.withUnsafeMutableBytes { sp in
-                        let output = QuantizedOutput.float(yp.baseAddress!, Epilogue(bias: bp.baseAddress!, slope: nil,
-                                                                                     residual: nil))
-                        let q = quantizedConvolution(g, input: xp.baseAddress!, weights: wp, range: nil, output: output,
-                                                     scratch: sp.baseAddress!, threads: 1)
-                        line += " " + rate(best {
-                            quantizedGEMM(wp, b: sp.baseAddress!, ld: quantizedLeadingDimension(g.pixels),
-                                          pixels: g.pixels, quantization: q, output: output, threads: 1)
-                        })
-                        line += rate(best {
-                            quantizedConvolution(g, input: xp.baseAddress!, weights: wp, range: nil, output: output,
-                                                 scratch: sp.baseAddress!, threads: 1)
-                        })
-                    }}
-                }}}
+                w.withPointers { wp in
+                    x.withUnsafeBufferPointer { xp in
+                        bias.withUnsafeBufferPointer { bp in
+                            y.withUnsafeMutableBufferPointer { yp in
+                                qScratch.withUnsafeMutableBytes { sp in
+                                    let output = QuantizedOutput.float(
+                                        yp.baseAddress!,
+                                        Epilogue(
+                                            bias: bp.baseAddress!, slope: nil,
+                                            residual: nil))
+                                    let q = quantizedConvolution(
+                                        g, input: xp.baseAddress!, weights: wp, range: nil, output: output,
+                                        scratch: sp.baseAddress!, threads: 1)
+                                    line +=
+                                        " "
+                                        + rate(
+                                            best {
+                                                quantizedGEMM(
+                                                    wp, b: sp.baseAddress!, ld: quantizedLeadingDimension(g.pixels),
+                                                    pixels: g.pixels, quantization: q, output: output, threads: 1)
+                                            })
+                                    line += rate(
+                                        best {
+                                            quantizedConvolution(
+                                                g, input: xp.baseAddress!, weights: wp, range: nil, output: output,
+                                                scratch: sp.baseAddress!, threads: 1)
+                                        })
+                                }
+                            }
+                        }
+                    }
+                }
             }
             print(line)
         }

@@ -23,7 +23,8 @@ public struct FaceLandmarks: Sendable, Equatable {
     public init(parsing text: String) throws(FaceEmbedError) {
         let numbers = text.split(whereSeparator: { $0 == "," || $0 == " " }).compactMap { Double($0) }
         guard numbers.count == 10, text.split(whereSeparator: { $0 == "," || $0 == " " }).count == 10 else {
-            throw .invalidArgument("landmarks must be ten numbers x1,y1,…,x5,y5 (left eye, right eye, nose, left and right mouth corners)")
+            throw .invalidArgument(
+                "landmarks must be ten numbers x1,y1,…,x5,y5 (left eye, right eye, nose, left and right mouth corners)")
         }
         try self.init((0..<5).map { SIMD2(numbers[2 * $0], numbers[2 * $0 + 1]) })
     }
@@ -84,7 +85,9 @@ extension RGBImage {
         var out = [UInt8](repeating: 0, count: size * size * 3)
         pixels.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
-                warpCrop(from: CheckedPixels(rgb: src, width: width, height: height), through: inverse, size: size, into: dst)
+                warpCrop(
+                    from: CheckedPixels(rgb: src, width: width, height: height), through: inverse, size: size, into: dst
+                )
             }
         }
         return try RGBImage(width: size, height: size, pixels: out)
@@ -101,8 +104,10 @@ extension FaceLandmarks {
 
 /// Samples the `size` × `size` crop out of `src` (any pixel format) through `inverse` (crop to photo) into `out`,
 /// interleaved RGB, `size * size * 3` bytes: bilinear, black outside the photo. Every byte of `out` is written.
-func warpCrop(from src: CheckedPixels, through inverse: SimilarityTransform, size: Int,
-              into out: UnsafeMutableBufferPointer<UInt8>) {
+func warpCrop(
+    from src: CheckedPixels, through inverse: SimilarityTransform, size: Int,
+    into out: UnsafeMutableBufferPointer<UInt8>
+) {
     let colors = [src.format.red, src.format.green, src.format.blue]
     let width = src.width, height = src.height
     for y in 0..<size {
@@ -116,9 +121,11 @@ func warpCrop(from src: CheckedPixels, through inverse: SimilarityTransform, siz
             let fx = s.x - Double(x0), fy = s.y - Double(y0)
             for (c, ch) in colors.enumerated() {
                 func at(_ xx: Int, _ yy: Int) -> Double {
-                    xx >= 0 && yy >= 0 && xx < width && yy < height ? Double(src.pixels[src.offset(x: xx, y: yy, channel: ch)]) : 0
+                    xx >= 0 && yy >= 0 && xx < width && yy < height
+                        ? Double(src.pixels[src.offset(x: xx, y: yy, channel: ch)]) : 0
                 }
-                let v = (at(x0, y0) * (1 - fx) + at(x0 + 1, y0) * fx) * (1 - fy)
+                let v =
+                    (at(x0, y0) * (1 - fx) + at(x0 + 1, y0) * fx) * (1 - fy)
                     + (at(x0, y0 + 1) * (1 - fx) + at(x0 + 1, y0 + 1) * fx) * fy
                 out[(y * size + x) * 3 + c] = UInt8(max(0, min(255, v.rounded())))
             }

@@ -22,7 +22,9 @@ public enum ImageDecoder {
             decoded = try JPEG.decodeWithOrientation(bytes)
         } else if bytes.count >= 8 && Array(bytes[0..<8]) == PNG.signature {
             decoded = try PNG.decodeWithOrientation(bytes)
-        } else if bytes.count >= 2 && bytes[0] == UInt8(ascii: "P") && (bytes[1] == UInt8(ascii: "3") || bytes[1] == UInt8(ascii: "6")) {
+        } else if bytes.count >= 2 && bytes[0] == UInt8(ascii: "P")
+            && (bytes[1] == UInt8(ascii: "3") || bytes[1] == UInt8(ascii: "6"))
+        {
             return try PPM.decode(bytes)
         } else if bytes.isEmpty {
             throw .invalidImage(file: nil, reason: "the file is empty")
@@ -54,7 +56,8 @@ public enum ImageDecoder {
         // read-to-end would wait on or read forever); the size limit is checked before anything is copied.
         let file = try MappedFile(path: path)
         guard file.bytes.count <= maxFileBytes else {
-            throw .io(file: path, reason: "the file is \(file.bytes.count) bytes, more than the \(maxFileBytes)-byte limit")
+            throw .io(
+                file: path, reason: "the file is \(file.bytes.count) bytes, more than the \(maxFileBytes)-byte limit")
         }
         return file.array
     }

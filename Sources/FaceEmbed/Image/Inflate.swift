@@ -20,7 +20,8 @@ enum Inflate {
         guard data.count >= 2 else { throw bad("zlib stream is truncated in its header") }
         let cmf = data[0], flg = data[1]
         guard cmf & 0x0F == 8, cmf >> 4 <= 7 else {
-            throw bad("zlib stream uses compression method \(cmf & 0x0F) (window \(cmf >> 4)); only DEFLATE is supported")
+            throw bad(
+                "zlib stream uses compression method \(cmf & 0x0F) (window \(cmf >> 4)); only DEFLATE is supported")
         }
         guard (UInt16(cmf) << 8 | UInt16(flg)) % 31 == 0 else { throw bad("zlib header check bits are wrong") }
         guard flg & 0x20 == 0 else { throw bad("zlib stream needs a preset dictionary") }
@@ -28,7 +29,8 @@ enum Inflate {
         let out = try deflate(&bits, limit: limit)
         let end = bits.byteAlignedPosition()
         guard end + 4 <= data.count else { throw bad("zlib stream is truncated before its Adler-32 checksum") }
-        let stored = UInt32(data[end]) << 24 | UInt32(data[end + 1]) << 16 | UInt32(data[end + 2]) << 8 | UInt32(data[end + 3])
+        let stored =
+            UInt32(data[end]) << 24 | UInt32(data[end + 1]) << 16 | UInt32(data[end + 2]) << 8 | UInt32(data[end + 3])
         let actual = adler32(out)
         guard stored == actual else { throw bad("zlib Adler-32 checksum mismatch (data is corrupt)") }
         return out
@@ -88,14 +90,22 @@ enum Inflate {
 
     // MARK: - Blocks
 
-    private static let lengthBase: [Int] = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31,
-                                            35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258]
-    private static let lengthExtra: [Int] = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2,
-                                             3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0]
-    private static let distBase: [Int] = [1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385,
-                                          513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577]
-    private static let distExtra: [Int] = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7,
-                                           8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13]
+    private static let lengthBase: [Int] = [
+        3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31,
+        35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258,
+    ]
+    private static let lengthExtra: [Int] = [
+        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2,
+        3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
+    ]
+    private static let distBase: [Int] = [
+        1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385,
+        513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577,
+    ]
+    private static let distExtra: [Int] = [
+        0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7,
+        8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13,
+    ]
 
     private static let fixedLiteral: InflateHuffman = {
         var lengths = [UInt8](repeating: 8, count: 288)
@@ -109,9 +119,13 @@ enum Inflate {
         (try? InflateHuffman([UInt8](repeating: 5, count: 30))) ?? InflateHuffman.empty
     }()
 
-    private static func readDynamicTables(_ bits: inout InflateBits) throws(FaceEmbedError) -> (InflateHuffman, InflateHuffman) {
+    private static func readDynamicTables(_ bits: inout InflateBits) throws(FaceEmbedError) -> (
+        InflateHuffman, InflateHuffman
+    ) {
         let hlit = try bits.read(5) + 257, hdist = try bits.read(5) + 1, hclen = try bits.read(4) + 4
-        guard hlit <= 286, hdist <= 30 else { throw bad("DEFLATE dynamic block declares \(hlit) literal or \(hdist) distance codes") }
+        guard hlit <= 286, hdist <= 30 else {
+            throw bad("DEFLATE dynamic block declares \(hlit) literal or \(hdist) distance codes")
+        }
         let order = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15]
         var clen = [UInt8](repeating: 0, count: 19)
         for i in 0..<hclen { clen[order[i]] = UInt8(try bits.read(3)) }
@@ -144,8 +158,10 @@ enum Inflate {
     }
 
     /// Decodes one Huffman-coded block into `o`, from position `n` on; `o.count` is the output limit.
-    private static func inflateBlock(_ bits: inout InflateBits, _ o: UnsafeMutableBufferPointer<UInt8>, _ n: inout Int,
-                                     lit: InflateHuffman, dist: InflateHuffman) throws(FaceEmbedError) {
+    private static func inflateBlock(
+        _ bits: inout InflateBits, _ o: UnsafeMutableBufferPointer<UInt8>, _ n: inout Int,
+        lit: InflateHuffman, dist: InflateHuffman
+    ) throws(FaceEmbedError) {
         guard let base = o.baseAddress else {
             // A zero limit: only an empty block fits.
             guard try lit.decode(&bits) == 256 else { throw tooBig(0) }
@@ -167,7 +183,9 @@ enum Inflate {
             let di = try dist.decode(&bits)
             guard di < distBase.count else { throw bad("DEFLATE distance code \(di) is invalid") }
             let distance = distBase[di] + (try bits.read(distExtra[di]))
-            guard distance <= n else { throw bad("DEFLATE distance \(distance) reaches before the start of the output") }
+            guard distance <= n else {
+                throw bad("DEFLATE distance \(distance) reaches before the start of the output")
+            }
             guard length <= limit - n else { throw tooBig(limit) }
             // Byte by byte: the source may overlap the bytes being written.
             let dst = base + n, src = base + (n - distance)
@@ -242,7 +260,9 @@ struct InflateBits {
     /// The caller guarantees `at + n <= out.count`.
     mutating func copyBytes(_ n: Int, into out: UnsafeMutableBufferPointer<UInt8>, at: Int) throws(FaceEmbedError) {
         let start = byteAlignedPosition()
-        guard start + n <= data.count, at + n <= out.count else { throw Inflate.bad("compressed data is truncated in a stored block") }
+        guard start + n <= data.count, at + n <= out.count else {
+            throw Inflate.bad("compressed data is truncated in a stored block")
+        }
         for i in 0..<n { out[at + i] = data[start + i] }
         pos = start + n
         buffer = 0
@@ -260,7 +280,8 @@ struct InflateHuffman {
     /// Symbols sorted by code.
     private var symbols: [Int]
 
-    static let empty = InflateHuffman(fast: [UInt16](repeating: 0, count: 1 << fastBits), counts: [Int](repeating: 0, count: 16), symbols: [])
+    static let empty = InflateHuffman(
+        fast: [UInt16](repeating: 0, count: 1 << fastBits), counts: [Int](repeating: 0, count: 16), symbols: [])
 
     private init(fast: [UInt16], counts: [Int], symbols: [Int]) {
         self.fast = fast

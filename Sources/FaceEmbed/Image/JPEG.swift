@@ -105,7 +105,9 @@ struct JPEGDecoder {
     }
 
     mutating func decode() throws(FaceEmbedError) -> RGBImage {
-        guard data.count >= 4, data[0] == 0xFF, data[1] == 0xD8 else { throw JPEG.bad("not a JPEG file (no SOI marker)") }
+        guard data.count >= 4, data[0] == 0xFF, data[1] == 0xD8 else {
+            throw JPEG.bad("not a JPEG file (no SOI marker)")
+        }
         pos = 2
         var sawFrame = false, sawEnd = false
         markers: while true {
@@ -146,7 +148,9 @@ struct JPEGDecoder {
                 throw JPEG.bad("DNL marker (height defined after the scan) is not supported")
             case 0xE0:
                 let r = try segment("APP0")
-                if r.count >= 5 && Array(data[r.lowerBound..<(r.lowerBound + 5)]) == Array("JFIF\0".utf8) { sawJFIF = true }
+                if r.count >= 5 && Array(data[r.lowerBound..<(r.lowerBound + 5)]) == Array("JFIF\0".utf8) {
+                    sawJFIF = true
+                }
                 pos = r.upperBound
             case 0xE1:
                 let r = try segment("APP1")
@@ -195,7 +199,8 @@ struct JPEGDecoder {
             throw JPEG.bad("\(n)-component JPEG is not supported (only grayscale, YCbCr/RGB and CMYK/YCCK)")
         }
         guard r.count == 6 + 3 * n else { throw JPEG.bad("SOF segment length does not match \(n) components") }
-        guard width <= ImageLimits.maxSide, height <= ImageLimits.maxSide, width * height <= ImageLimits.maxPixels else {
+        guard width <= ImageLimits.maxSide, height <= ImageLimits.maxSide, width * height <= ImageLimits.maxPixels
+        else {
             throw JPEG.bad("dimensions \(width)x\(height) are outside the supported range")
         }
         components = []
@@ -203,7 +208,9 @@ struct JPEGDecoder {
             let at = r.lowerBound + 6 + 3 * i
             let id = data[at], hv = data[at + 1], tq = Int(data[at + 2])
             let h = Int(hv >> 4), v = Int(hv & 15)
-            guard (1...2).contains(h), (1...2).contains(v) else { throw JPEG.bad("unsupported sampling factors \(h)x\(v)") }
+            guard (1...2).contains(h), (1...2).contains(v) else {
+                throw JPEG.bad("unsupported sampling factors \(h)x\(v)")
+            }
             guard tq <= 3 else { throw JPEG.bad("component \(id) uses quantization table \(tq)") }
             guard !components.contains(where: { $0.id == id }) else { throw JPEG.bad("duplicate component id \(id)") }
             components.append(JPEGComponent(id: id, h: h, v: v, tq: tq))
@@ -241,7 +248,9 @@ struct JPEGDecoder {
             let counts = (0..<16).map { Int(data[p + 1 + $0]) }
             let total = counts.reduce(0, +)
             p += 17
-            guard total <= 256, p + total <= r.upperBound else { throw JPEG.bad("DHT segment is truncated or has too many codes") }
+            guard total <= 256, p + total <= r.upperBound else {
+                throw JPEG.bad("DHT segment is truncated or has too many codes")
+            }
             let values = Array(data[p..<(p + total)])
             p += total
             if tc == 0 {
@@ -264,7 +273,8 @@ struct JPEGDecoder {
             guard p + 1 + size <= r.upperBound else { throw JPEG.bad("DQT segment is truncated") }
             var table = [Int32](repeating: 0, count: 64)
             for k in 0..<64 {
-                table[k] = pq == 0 ? Int32(data[p + 1 + k]) : Int32(data[p + 1 + 2 * k]) << 8 | Int32(data[p + 2 + 2 * k])
+                table[k] =
+                    pq == 0 ? Int32(data[p + 1 + k]) : Int32(data[p + 1 + 2 * k]) << 8 | Int32(data[p + 2 + 2 * k])
             }
             quant[tq] = table
             p += 1 + size
@@ -282,8 +292,12 @@ struct JPEGDecoder {
         var entries: [(index: Int, td: Int, ta: Int)] = []
         for i in 0..<n {
             let id = data[r.lowerBound + 1 + 2 * i], t = data[r.lowerBound + 2 + 2 * i]
-            guard let ci = components.firstIndex(where: { $0.id == id }) else { throw JPEG.bad("scan names unknown component \(id)") }
-            guard !entries.contains(where: { $0.index == ci }) else { throw JPEG.bad("scan names component \(id) twice") }
+            guard let ci = components.firstIndex(where: { $0.id == id }) else {
+                throw JPEG.bad("scan names unknown component \(id)")
+            }
+            guard !entries.contains(where: { $0.index == ci }) else {
+                throw JPEG.bad("scan names component \(id) twice")
+            }
             let td = Int(t >> 4), ta = Int(t & 15)
             guard td <= 3, ta <= 3 else { throw JPEG.bad("scan names Huffman table \(td)/\(ta) (at most 3)") }
             entries.append((ci, td, ta))
@@ -302,9 +316,12 @@ struct JPEGDecoder {
         }
         var scan: [(Int, JPEGHuffman, JPEGHuffman, [Int32])] = []
         for e in entries {
-            guard let dc = dcTables[e.td], let ac = acTables[e.ta] else { throw JPEG.bad("scan uses an undefined Huffman table") }
+            guard let dc = dcTables[e.td], let ac = acTables[e.ta] else {
+                throw JPEG.bad("scan uses an undefined Huffman table")
+            }
             guard let q = quant[components[e.index].tq] else {
-                throw JPEG.bad("component \(components[e.index].id) uses undefined quantization table \(components[e.index].tq)")
+                throw JPEG.bad(
+                    "component \(components[e.index].id) uses undefined quantization table \(components[e.index].tq)")
             }
             scan.append((e.index, dc, ac, q))
         }
@@ -314,8 +331,10 @@ struct JPEGDecoder {
         pos = bits.endOfScan()
     }
 
-    private mutating func decodeScan(_ scan: [(Int, JPEGHuffman, JPEGHuffman, [Int32])],
-                                     _ bits: inout JPEGBits) throws(FaceEmbedError) {
+    private mutating func decodeScan(
+        _ scan: [(Int, JPEGHuffman, JPEGHuffman, [Int32])],
+        _ bits: inout JPEGBits
+    ) throws(FaceEmbedError) {
         // MCU geometry: one block per MCU for a single-component scan, h×v blocks per component otherwise.
         let single = scan.count == 1
         let unitsX: Int, unitsY: Int
@@ -335,7 +354,9 @@ struct JPEGDecoder {
         }
         defer { for (k, s) in scan.enumerated() { components[s.0].plane = planes[k] } }
         let geometry = scan.map { s in
-            single ? (h: 1, v: 1, stride: components[s.0].stride) : (h: components[s.0].h, v: components[s.0].v, stride: components[s.0].stride)
+            single
+                ? (h: 1, v: 1, stride: components[s.0].stride)
+                : (h: components[s.0].h, v: components[s.0].v, stride: components[s.0].stride)
         }
         var preds = [Int32](repeating: 0, count: scan.count)
         let coef = UnsafeMutablePointer<Int32>.allocate(capacity: 64)
@@ -373,8 +394,10 @@ struct JPEGDecoder {
     /// Decodes one block's coefficients, dequantized, into `coef` (natural order); returns the last zigzag
     /// index written (0 = DC only). `coef` must be all zero on entry; the IDCT clears it again.
     @inline(__always)
-    private func decodeBlock(_ bits: inout JPEGBits, dc: JPEGHuffman, ac: JPEGHuffman, quant: [Int32],
-                             pred: inout Int32, coef: UnsafeMutablePointer<Int32>) throws(FaceEmbedError) -> Int {
+    private func decodeBlock(
+        _ bits: inout JPEGBits, dc: JPEGHuffman, ac: JPEGHuffman, quant: [Int32],
+        pred: inout Int32, coef: UnsafeMutablePointer<Int32>
+    ) throws(FaceEmbedError) -> Int {
         if bits.count < 32 { bits.fill() }
         let s = try dc.decode(&bits)
         if s != 0 { pred = pred &+ bits.receiveExtend(s) }
@@ -393,7 +416,8 @@ struct JPEGDecoder {
             }
             k += r
             guard k < 64 else {
-                throw bits.overran ? JPEG.bad("truncated in scan data") : JPEG.bad("corrupt scan data (coefficient index beyond 63)")
+                throw bits.overran
+                    ? JPEG.bad("truncated in scan data") : JPEG.bad("corrupt scan data (coefficient index beyond 63)")
             }
             let value = bits.receiveExtend(size)
             coef[JPEG.zigzag[k]] = value * quant[k]
@@ -452,7 +476,9 @@ struct JPEGDecoder {
             out.withUnsafeMutableBufferPointer { ob in
                 // The plane holds at least `ch` rows of `s >= cw` samples; `out` holds `h` rows of `w`;
                 // 2 * cw >= w when rx == 2 and 2 * ch >= h when ry == 2.
-                guard let p = pb.baseAddress, let o = ob.baseAddress, pb.count >= ch * s, cw >= 1, ch >= 1 else { return }
+                guard let p = pb.baseAddress, let o = ob.baseAddress, pb.count >= ch * s, cw >= 1, ch >= 1 else {
+                    return
+                }
                 for y in 0..<h {
                     let dst = o + y * w
                     let sy = ry == 2 ? y >> 1 : y
@@ -491,7 +517,8 @@ struct JPEGDecoder {
                             line[2 * x] = UInt8(truncatingIfNeeded: (t &+ Int32(row[x - 1]) &+ 1) >> 2)
                             line[2 * x + 1] = UInt8(truncatingIfNeeded: (t &+ Int32(row[x + 1]) &+ 2) >> 2)
                         }
-                        line[2 * cw - 2] = UInt8(truncatingIfNeeded: (3 &* Int32(row[cw - 1]) &+ Int32(row[cw - 2]) &+ 1) >> 2)
+                        line[2 * cw - 2] = UInt8(
+                            truncatingIfNeeded: (3 &* Int32(row[cw - 1]) &+ Int32(row[cw - 2]) &+ 1) >> 2)
                         line[2 * cw - 1] = row[cw - 1]
                         dst.update(from: line, count: w)
                     } else {

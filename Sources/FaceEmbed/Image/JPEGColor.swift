@@ -39,8 +39,10 @@ enum JPEGColor {
         }
     }
 
-    static func cmyk(_ p0: [UInt8], _ p1: [UInt8], _ p2: [UInt8], _ k: [UInt8], ycck: Bool,
-                     into o: UnsafeMutableBufferPointer<UInt8>) {
+    static func cmyk(
+        _ p0: [UInt8], _ p1: [UInt8], _ p2: [UInt8], _ k: [UInt8], ycck: Bool,
+        into o: UnsafeMutableBufferPointer<UInt8>
+    ) {
         let t = YCbCr.tables
         for i in 0..<(o.count / 3) {
             // Pillow's C', M', Y' (the inverted CMYK): for YCCK, the YCbCr → RGB result; for CMYK, 255 − sample.
@@ -74,8 +76,10 @@ enum YCbCr {
         @inline(__always)
         func rgb(_ y: UInt8, _ cb: UInt8, _ cr: UInt8) -> (UInt8, UInt8, UInt8) {
             let y = Int32(y), cb = Int(cb), cr = Int(cr)
-            return (limit[Int(y &+ crR[cr]) &+ 384], limit[Int(y &+ ((cbG[cb] &+ crG[cr]) >> 16)) &+ 384],
-                    limit[Int(y &+ cbB[cb]) &+ 384])
+            return (
+                limit[Int(y &+ crR[cr]) &+ 384], limit[Int(y &+ ((cbG[cb] &+ crG[cr]) >> 16)) &+ 384],
+                limit[Int(y &+ cbB[cb]) &+ 384]
+            )
         }
     }
 

@@ -16,8 +16,10 @@ enum JPEGIDCT {
     /// Transforms the dequantized coefficients in `coef` (natural order; cleared on return) into 8×8 samples at
     /// `out` with row pitch `stride`. `last` is the last zigzag index that may be non-zero.
     @inline(__always)
-    static func islow(_ coef: UnsafeMutablePointer<Int32>, last: Int, work: UnsafeMutablePointer<Int>,
-                      out: UnsafeMutablePointer<UInt8>, stride: Int) {
+    static func islow(
+        _ coef: UnsafeMutablePointer<Int32>, last: Int, work: UnsafeMutablePointer<Int>,
+        out: UnsafeMutablePointer<UInt8>, stride: Int
+    ) {
         if last == 0 {
             // DC only: both passes reduce to a rounded division by 8.
             let v = clampSample(((Int(coef[0]) + 4) >> 3) + 128)
@@ -68,7 +70,8 @@ enum JPEGIDCT {
     /// One 8-point LLM inverse transform with outputs scaled by 2^constBits (before descaling).
     @inline(__always)
     private static func oneD(_ i0: Int, _ i1: Int, _ i2: Int, _ i3: Int, _ i4: Int, _ i5: Int, _ i6: Int, _ i7: Int)
-        -> (Int, Int, Int, Int, Int, Int, Int, Int) {
+        -> (Int, Int, Int, Int, Int, Int, Int, Int)
+    {
         // Even part: the rotation of inputs 2 and 6, and the butterflies of 0 and 4.
         let z1 = (i2 + i6) * f0_541196100
         let t2 = z1 - i6 * f1_847759065

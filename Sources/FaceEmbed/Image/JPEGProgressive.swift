@@ -45,13 +45,17 @@ extension JPEGDecoder {
 
     /// Sets up and decodes one progressive scan whose header (`entries`: component index, DC and AC table ids)
     /// has been read; `pos` is at the start of the entropy-coded data.
-    mutating func readProgressiveScan(_ entries: [(index: Int, td: Int, ta: Int)], ss: Int, se: Int, ah: Int,
-                                      al: Int) throws(FaceEmbedError) {
+    mutating func readProgressiveScan(
+        _ entries: [(index: Int, td: Int, ta: Int)], ss: Int, se: Int, ah: Int,
+        al: Int
+    ) throws(FaceEmbedError) {
         let params = "Ss=\(ss) Se=\(se) Ah=\(ah) Al=\(al)"
         if ss == 0 {
             guard se == 0 else { throw JPEG.bad("progressive DC scan has a spectral band (\(params))") }
         } else {
-            guard ss <= se, se <= 63 else { throw JPEG.bad("progressive scan has an invalid spectral band (\(params))") }
+            guard ss <= se, se <= 63 else {
+                throw JPEG.bad("progressive scan has an invalid spectral band (\(params))")
+            }
             guard entries.count == 1 else { throw JPEG.bad("progressive AC scan has \(entries.count) components") }
         }
         guard al <= 13, ah == 0 || al == ah - 1 else {
@@ -77,7 +81,8 @@ extension JPEGDecoder {
             }
             components[e.index].decoded = true
         }
-        let visits = entries.count == 1
+        let visits =
+            entries.count == 1
             ? components[entries[0].index].blocksInScan
             : entries.reduce(0) { $0 + mcusX * mcusY * components[$1.index].h * components[$1.index].v }
         blockVisits += visits
@@ -142,8 +147,10 @@ extension JPEGDecoder {
     // MARK: The four kinds of block
 
     @inline(__always)
-    private static func dcFirst(_ block: UnsafeMutablePointer<Int16>, _ bits: inout JPEGBits, _ table: JPEGHuffman,
-                                _ pred: inout Int32, al: Int) throws(FaceEmbedError) {
+    private static func dcFirst(
+        _ block: UnsafeMutablePointer<Int16>, _ bits: inout JPEGBits, _ table: JPEGHuffman,
+        _ pred: inout Int32, al: Int
+    ) throws(FaceEmbedError) {
         if bits.count < 32 { bits.fill() }
         let s = try table.decode(&bits)
         if s != 0 { pred = pred &+ bits.receiveExtend(s) }
@@ -156,8 +163,10 @@ extension JPEGDecoder {
     }
 
     @inline(__always)
-    private static func acFirst(_ block: UnsafeMutablePointer<Int16>, _ bits: inout JPEGBits, _ scan: ProgressiveScan,
-                                _ eobrun: inout Int) throws(FaceEmbedError) {
+    private static func acFirst(
+        _ block: UnsafeMutablePointer<Int16>, _ bits: inout JPEGBits, _ scan: ProgressiveScan,
+        _ eobrun: inout Int
+    ) throws(FaceEmbedError) {
         if eobrun > 0 {
             eobrun -= 1
             return
@@ -186,8 +195,10 @@ extension JPEGDecoder {
     /// libjpeg's refinement: zero-history coefficients are skipped by the run length, each non-zero one met on the
     /// way takes a correction bit, and the new coefficient (if any) lands after the run.
     @inline(__always)
-    private static func acRefine(_ block: UnsafeMutablePointer<Int16>, _ bits: inout JPEGBits, _ scan: ProgressiveScan,
-                                 _ eobrun: inout Int) throws(FaceEmbedError) {
+    private static func acRefine(
+        _ block: UnsafeMutablePointer<Int16>, _ bits: inout JPEGBits, _ scan: ProgressiveScan,
+        _ eobrun: inout Int
+    ) throws(FaceEmbedError) {
         let p1 = Int16(1 << scan.al), m1 = Int16(truncatingIfNeeded: -1 << scan.al)
         var k = scan.ss
         if eobrun == 0, let table = scan.ac {
@@ -241,7 +252,8 @@ extension JPEGDecoder {
     }
 
     private static func corruptIndex(_ bits: JPEGBits) -> FaceEmbedError {
-        bits.overran ? JPEG.bad("truncated in progressive scan data")
+        bits.overran
+            ? JPEG.bad("truncated in progressive scan data")
             : JPEG.bad("corrupt progressive scan data (coefficient index beyond 63)")
     }
 
@@ -271,8 +283,9 @@ extension JPEGDecoder {
                             coef[z] = Int32(b[z]) * q[k]
                             if k > 0 && b[z] != 0 { ac = true }
                         }
-                        JPEGIDCT.islow(coef, last: ac ? 63 : 0, work: work, out: base + by * 8 * c.stride + bx * 8,
-                                       stride: c.stride)
+                        JPEGIDCT.islow(
+                            coef, last: ac ? 63 : 0, work: work, out: base + by * 8 * c.stride + bx * 8,
+                            stride: c.stride)
                     }
                 }
             }

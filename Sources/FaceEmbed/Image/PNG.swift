@@ -37,8 +37,10 @@ enum PNG {
     }
 
     /// Adam7 passes: x start, y start, x step, y step.
-    private static let adam7: [(Int, Int, Int, Int)] = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4),
-                                                        (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+    private static let adam7: [(Int, Int, Int, Int)] = [
+        (0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4),
+        (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2),
+    ]
 
     /// Decodes a PNG file's bytes into RGB, pixels as stored.
     static func decode(_ bytes: [UInt8]) throws(FaceEmbedError) -> RGBImage {
@@ -56,11 +58,15 @@ enum PNG {
         var sawIDAT = false, idatEnded = false, sawEnd = false
         var orientation = 1
         while !sawEnd {
-            guard pos + 8 <= bytes.count else { throw bad(header == nil ? "truncated before IHDR" : "truncated before IEND") }
+            guard pos + 8 <= bytes.count else {
+                throw bad(header == nil ? "truncated before IHDR" : "truncated before IEND")
+            }
             let length = Int(be32(bytes, pos))
             let type = Array(bytes[(pos + 4)..<(pos + 8)])
             let name = String(decoding: type.map { $0 >= 32 && $0 < 127 ? $0 : 63 }, as: UTF8.self)
-            guard length <= 0x7FFF_FFFF, length <= bytes.count - pos - 12 else { throw bad("truncated in chunk \(name)") }
+            guard length <= 0x7FFF_FFFF, length <= bytes.count - pos - 12 else {
+                throw bad("truncated in chunk \(name)")
+            }
             let dataStart = pos + 8, dataEnd = dataStart + length
             let storedCRC = be32(bytes, dataEnd)
             let crc = bytes.withUnsafeBufferPointer { crc32($0[(pos + 4)..<dataEnd]) }
@@ -73,7 +79,9 @@ enum PNG {
                 guard header == nil else { throw bad("more than one IHDR chunk") }
                 header = try parseHeader(bytes, dataStart, length)
             case "PLTE":
-                guard length % 3 == 0, length / 3 >= 1, length / 3 <= 256 else { throw bad("PLTE chunk has invalid length \(length)") }
+                guard length % 3 == 0, length / 3 >= 1, length / 3 <= 256 else {
+                    throw bad("PLTE chunk has invalid length \(length)")
+                }
                 guard !sawIDAT else { throw bad("PLTE chunk after image data") }
                 palette = Array(bytes[dataStart..<dataEnd])
             case "IDAT":
@@ -102,7 +110,9 @@ enum PNG {
         }
         // DEFLATE cannot expand by more than about 1032:1, so a tiny file cannot claim a huge image.
         guard expected <= idat.count * 1040 + 1024 else {
-            throw bad("\(h.width)x\(h.height) image needs \(expected) bytes but only \(idat.count) compressed bytes are present")
+            throw bad(
+                "\(h.width)x\(h.height) image needs \(expected) bytes but only \(idat.count) compressed bytes are present"
+            )
         }
         var raw = try Inflate.zlib(idat, limit: expected)
         guard raw.count == expected else { throw bad("image data is truncated (\(raw.count) of \(expected) bytes)") }
@@ -118,7 +128,8 @@ enum PNG {
                 try out.withUnsafeMutableBufferPointer { (o) throws(FaceEmbedError) in
                     try lut.withUnsafeBufferPointer { (pal) throws(FaceEmbedError) in
                         guard let rb0 = r.baseAddress, let zb = z.baseAddress,
-                              let ob = o.baseAddress, let lb = pal.baseAddress else { throw bad("internal: empty buffers") }
+                            let ob = o.baseAddress, let lb = pal.baseAddress
+                        else { throw bad("internal: empty buffers") }
                         // `raw` holds exactly the rows of every pass (checked above), `out` every pixel.
                         var offset = 0
                         for (x0, y0, dx, dy) in passes {
@@ -131,7 +142,9 @@ enum PNG {
                                 let row = rb0 + offset + 1
                                 offset += 1 + rb
                                 try unfilter(filter, row, prev, count: rb, stride: h.filterStride)
-                                emitRow(UnsafePointer(row), h, lb, count: pw, into: ob + (y0 + py * dy) * h.width * 3, x0: x0, dx: dx)
+                                emitRow(
+                                    UnsafePointer(row), h, lb, count: pw, into: ob + (y0 + py * dy) * h.width * 3,
+                                    x0: x0, dx: dx)
                                 prev = UnsafePointer(row)
                             }
                         }
@@ -153,12 +166,13 @@ enum PNG {
         h.height = hh
         h.depth = Int(b[at + 8])
         h.colorType = Int(b[at + 9])
-        let valid: [Int] = switch h.colorType {
-        case 0: [1, 2, 4, 8, 16]
-        case 3: [1, 2, 4, 8]
-        case 2, 4, 6: [8, 16]
-        default: []
-        }
+        let valid: [Int] =
+            switch h.colorType {
+            case 0: [1, 2, 4, 8, 16]
+            case 3: [1, 2, 4, 8]
+            case 2, 4, 6: [8, 16]
+            default: []
+            }
         guard !valid.isEmpty else { throw bad("invalid color type \(h.colorType)") }
         guard valid.contains(h.depth) else { throw bad("invalid bit depth \(h.depth) for color type \(h.colorType)") }
         guard b[at + 10] == 0 else { throw bad("unknown compression method \(b[at + 10])") }
@@ -170,8 +184,10 @@ enum PNG {
 
     /// Reverses one row's filter in place, given the previous (already unfiltered) row of the same pass
     /// (zeros for the first row). Both hold `n` bytes.
-    static func unfilter(_ filter: UInt8, _ r: UnsafeMutablePointer<UInt8>, _ p: UnsafePointer<UInt8>, count n: Int,
-                         stride bpp: Int) throws(FaceEmbedError) {
+    static func unfilter(
+        _ filter: UInt8, _ r: UnsafeMutablePointer<UInt8>, _ p: UnsafePointer<UInt8>, count n: Int,
+        stride bpp: Int
+    ) throws(FaceEmbedError) {
         switch filter {
         case 0:
             break
@@ -202,8 +218,10 @@ enum PNG {
 
     /// Writes `count` pixels of an unfiltered row to the output row `o`, at columns `x0`, `x0+dx`, ….
     /// `pal` is a 256-entry RGB palette.
-    private static func emitRow(_ row: UnsafePointer<UInt8>, _ h: Header, _ pal: UnsafePointer<UInt8>, count: Int,
-                                into o: UnsafeMutablePointer<UInt8>, x0: Int, dx: Int) {
+    private static func emitRow(
+        _ row: UnsafePointer<UInt8>, _ h: Header, _ pal: UnsafePointer<UInt8>, count: Int,
+        into o: UnsafeMutablePointer<UInt8>, x0: Int, dx: Int
+    ) {
         let depth = h.depth, ch = h.channels
         let step = 3 * dx
         var q = o + 3 * x0

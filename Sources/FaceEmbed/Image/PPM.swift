@@ -10,7 +10,9 @@ public enum PPM {
     public static func decode(_ bytes: [UInt8]) throws(FaceEmbedError) -> RGBImage {
         func fail(_ s: String) -> FaceEmbedError { .invalidImage(file: nil, reason: "PPM: \(s)") }
         guard bytes.count >= 2, bytes[0] == UInt8(ascii: "P"),
-              let kind = [UInt8(ascii: "2"), UInt8(ascii: "3"), UInt8(ascii: "5"), UInt8(ascii: "6")].firstIndex(of: bytes[1]) else {
+            let kind = [UInt8(ascii: "2"), UInt8(ascii: "3"), UInt8(ascii: "5"), UInt8(ascii: "6")].firstIndex(
+                of: bytes[1])
+        else {
             throw fail("not a PPM/PGM file (expected P3, P6, P2 or P5)")
         }
         let ascii = kind == 0 || kind == 1
@@ -19,9 +21,13 @@ public enum PPM {
         func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D || b == 0x0B || b == 0x0C }
         func skipSpaceAndComments() {
             while i < bytes.count {
-                if isSpace(bytes[i]) { i += 1 } else if bytes[i] == UInt8(ascii: "#") {
+                if isSpace(bytes[i]) {
+                    i += 1
+                } else if bytes[i] == UInt8(ascii: "#") {
                     while i < bytes.count, bytes[i] != 0x0A, bytes[i] != 0x0D { i += 1 }
-                } else { break }
+                } else {
+                    break
+                }
             }
         }
         func number(_ what: String) throws(FaceEmbedError) -> Int {
@@ -32,12 +38,15 @@ public enum PPM {
                 digits += 1; i += 1
                 guard v <= 1 << 30 else { throw fail("\(what) is too large") }
             }
-            guard digits > 0 else { throw fail(i >= bytes.count ? "truncated header (no \(what))" : "expected \(what) at byte \(i)") }
+            guard digits > 0 else {
+                throw fail(i >= bytes.count ? "truncated header (no \(what))" : "expected \(what) at byte \(i)")
+            }
             return v
         }
         let width = try number("width"), height = try number("height"), maxval = try number("maxval")
         guard width >= 1, height >= 1, width <= ImageLimits.maxSide, height <= ImageLimits.maxSide,
-              width * height <= ImageLimits.maxPixels else {
+            width * height <= ImageLimits.maxPixels
+        else {
             throw fail("dimensions \(width)x\(height) are out of range")
         }
         guard maxval >= 1, maxval <= 65535 else { throw fail("maxval \(maxval) is outside 1...65535") }
@@ -58,7 +67,8 @@ public enum PPM {
             i += 1
             let size = samples * (wide ? 2 : 1)
             guard bytes.count - i >= size else {
-                throw fail("truncated: \(size) bytes of pixels expected for \(width)x\(height), \(bytes.count - i) present")
+                throw fail(
+                    "truncated: \(size) bytes of pixels expected for \(width)x\(height), \(bytes.count - i) present")
             }
             raw = [Int](unsafeUninitializedCapacity: samples) { out, n in
                 for s in 0..<samples {

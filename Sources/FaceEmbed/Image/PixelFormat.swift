@@ -54,7 +54,9 @@ public struct PixelBuffer {
     public var rowStride: Int?
 
     /// Describes `pixels`; `rowStride` is in bytes and defaults to tightly packed rows.
-    public init(_ pixels: UnsafeBufferPointer<UInt8>, width: Int, height: Int, format: PixelFormat, rowStride: Int? = nil) {
+    public init(
+        _ pixels: UnsafeBufferPointer<UInt8>, width: Int, height: Int, format: PixelFormat, rowStride: Int? = nil
+    ) {
         self.pixels = pixels; self.width = width; self.height = height; self.format = format; self.rowStride = rowStride
     }
 
@@ -62,18 +64,25 @@ public struct PixelBuffer {
     /// 1...`ImageLimits.maxSide`, a row stride at least a row long, and every pixel inside `pixels`.
     func checked() throws(FaceEmbedError) -> CheckedPixels {
         let f = format
-        guard f.channels >= 1, f.channels <= 64, [f.red, f.green, f.blue].allSatisfy({ $0 >= 0 && $0 < f.channels }) else {
+        guard f.channels >= 1, f.channels <= 64, [f.red, f.green, f.blue].allSatisfy({ $0 >= 0 && $0 < f.channels })
+        else {
             throw .invalidArgument("pixel format channel indices must lie in 0..<\(f.channels) (at most 64 channels)")
         }
         guard width >= 1, height >= 1, width <= ImageLimits.maxSide, height <= ImageLimits.maxSide else {
-            throw .invalidImage(file: nil, reason: "dimensions \(width)x\(height) are outside 1...\(ImageLimits.maxSide)")
+            throw .invalidImage(
+                file: nil, reason: "dimensions \(width)x\(height) are outside 1...\(ImageLimits.maxSide)")
         }
         let row = f.planar ? width : width * f.channels
         let stride = rowStride ?? row
         // The stride is bounded by the buffer before it is multiplied (a huge caller stride overflowed here).
         guard stride >= row, stride <= pixels.count,
-              pixels.count >= (f.planar ? (f.channels * height - 1) * stride + width : (height - 1) * stride + row) else {
-            throw .invalidImage(file: nil, reason: "pixel buffer of \(pixels.count) bytes is too small for \(width)x\(height) with row stride \(stride)")
+            pixels.count >= (f.planar ? (f.channels * height - 1) * stride + width : (height - 1) * stride + row)
+        else {
+            throw .invalidImage(
+                file: nil,
+                reason:
+                    "pixel buffer of \(pixels.count) bytes is too small for \(width)x\(height) with row stride \(stride)"
+            )
         }
         return CheckedPixels(pixels: pixels, width: width, height: height, format: f, rowStride: stride)
     }

@@ -12,10 +12,13 @@ public struct RGBImage: Sendable, Equatable {
     /// Wraps interleaved RGB bytes; `pixels.count` must be `width * height * 3`.
     public init(width: Int, height: Int, pixels: [UInt8]) throws(FaceEmbedError) {
         guard width > 0, height > 0, width <= ImageLimits.maxSide, height <= ImageLimits.maxSide else {
-            throw .invalidImage(file: nil, reason: "dimensions \(width)x\(height) are outside 1...\(ImageLimits.maxSide)")
+            throw .invalidImage(
+                file: nil, reason: "dimensions \(width)x\(height) are outside 1...\(ImageLimits.maxSide)")
         }
         guard pixels.count == width * height * 3 else {
-            throw .invalidImage(file: nil, reason: "expected \(width * height * 3) bytes for \(width)x\(height) RGB, got \(pixels.count)")
+            throw .invalidImage(
+                file: nil,
+                reason: "expected \(width * height * 3) bytes for \(width)x\(height) RGB, got \(pixels.count)")
         }
         self.width = width
         self.height = height

@@ -8,8 +8,10 @@
 
 /// y = x · scale[c] + shift[c] (then PReLU) over `channels` planes of `plane` values each; in place is allowed.
 /// A missing scale is 1 and a missing shift 0.
-func channelAffine(input: UnsafePointer<Float>, scale: UnsafePointer<Float>?, shift: UnsafePointer<Float>?,
-                   slope: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, channels: Int, plane: Int) {
+func channelAffine(
+    input: UnsafePointer<Float>, scale: UnsafePointer<Float>?, shift: UnsafePointer<Float>?,
+    slope: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, channels: Int, plane: Int
+) {
     typealias V = SIMD8<Float>
     for c in 0..<channels {
         let sc = scale?[c] ?? 1, sh = shift?[c] ?? 0

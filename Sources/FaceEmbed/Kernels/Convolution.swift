@@ -21,8 +21,10 @@ package struct ConvGeometry: Equatable, Sendable {
     package var groups: Int
 
     /// Output size for the given input, kernel, stride and padding (MXNet's floor rule).
-    package init(inC: Int, inH: Int, inW: Int, outC: Int, kH: Int, kW: Int, strideH: Int, strideW: Int,
-         padH: Int, padW: Int, groups: Int) {
+    package init(
+        inC: Int, inH: Int, inW: Int, outC: Int, kH: Int, kW: Int, strideH: Int, strideW: Int,
+        padH: Int, padW: Int, groups: Int
+    ) {
         self.inC = inC; self.inH = inH; self.inW = inW; self.outC = outC
         self.kH = kH; self.kW = kW; self.strideH = strideH; self.strideW = strideW
         self.padH = padH; self.padW = padW; self.groups = groups
@@ -118,8 +120,9 @@ indirect enum ConvolutionKernel: Equatable, Sendable {
 extension ConvGeometry {
     /// One group's convolution (groups = 1).
     var group: ConvGeometry {
-        ConvGeometry(inC: inC / groups, inH: inH, inW: inW, outC: outC / groups, kH: kH, kW: kW, strideH: strideH,
-                     strideW: strideW, padH: padH, padW: padW, groups: 1)
+        ConvGeometry(
+            inC: inC / groups, inH: inH, inW: inW, outC: outC / groups, kH: kH, kW: kW, strideH: strideH,
+            strideW: strideW, padH: padH, padW: padW, groups: 1)
     }
 }
 

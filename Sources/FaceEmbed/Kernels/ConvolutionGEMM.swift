@@ -40,11 +40,13 @@ func packedGEMMConvolution(_ g: ConvGeometry, _ o: ConvolutionOperands, threads:
             packPanel(g, input: o.input, affine: o.inputAffine, n0: n0, nr: nr, into: packed)
             for t in tileRange {
                 let (m0, aOffset, mr) = gemmRowTile(t, outC: g.outC, k: g.k)
-                gemmTile(a: o.weights + aOffset, aStride: weightLanes, b: packed, ldb: gemmNR, k: g.k, c: tile,
-                         ldc: gemmNR, rows: mr)
+                gemmTile(
+                    a: o.weights + aOffset, aStride: weightLanes, b: packed, ldb: gemmNR, k: g.k, c: tile,
+                    ldc: gemmNR, rows: mr)
                 for r in 0..<mr {
-                    o.epilogue.apply(channel: m0 + r, acc: tile + r * gemmNR, out: o.output,
-                                     offset: (m0 + r) * g.pixels + n0, count: nr)
+                    o.epilogue.apply(
+                        channel: m0 + r, acc: tile + r * gemmNR, out: o.output,
+                        offset: (m0 + r) * g.pixels + n0, count: nr)
                 }
             }
         }
@@ -56,8 +58,9 @@ let gemmTileScratch = weightLanes * gemmNR
 
 /// `.pointwiseGEMM`: B is the input. `o.scratch` holds `threads` blocks of `gemmTileScratch` floats.
 func pointwiseGEMMConvolution(_ g: ConvGeometry, _ o: ConvolutionOperands, threads: Int) {
-    gemmConvolution16(g, b: o.input, ldb: g.pixels, weights: o.weights, epilogue: o.epilogue, output: o.output,
-                      tiles: o.scratch, threads: threads)
+    gemmConvolution16(
+        g, b: o.input, ldb: g.pixels, weights: o.weights, epilogue: o.epilogue, output: o.output,
+        tiles: o.scratch, threads: threads)
 }
 
 /// Shared scratch floats of `.im2colGEMM`: one band of the im2col, whole cache lines.
@@ -70,11 +73,13 @@ func im2colGEMMConvolution(_ g: ConvGeometry, _ o: ConvolutionOperands, threads:
     for p0 in stride(from: 0, to: g.pixels, by: band) {
         let pixels = p0..<min(p0 + band, g.pixels)
         parallelFor(parts, threads: threads) { part in
-            im2col(g, input: o.input, affine: o.inputAffine, rows: chunk(k, parts: parts, index: part), pixels: pixels,
-                   into: o.shared)
+            im2col(
+                g, input: o.input, affine: o.inputAffine, rows: chunk(k, parts: parts, index: part), pixels: pixels,
+                into: o.shared)
         }
-        gemmConvolution16(g, pixels: pixels, b: o.shared, ldb: pixels.count, weights: o.weights,
-                          epilogue: o.epilogue, output: o.output, tiles: o.scratch, threads: threads)
+        gemmConvolution16(
+            g, pixels: pixels, b: o.shared, ldb: pixels.count, weights: o.weights,
+            epilogue: o.epilogue, output: o.output, tiles: o.scratch, threads: threads)
     }
 }
 
@@ -86,9 +91,11 @@ let gemmPanelGroup = 16
 /// The GEMM for output pixels `pixels` (all by default) from a B matrix that is in memory, K rows of those pixels
 /// at stride `ldb`. Each block of weights runs over a group of `gemmPanelGroup` panels in turn (`gemmBlockPanel`).
 /// `tiles` holds `threads` C tiles of `gemmTileScratch` floats.
-func gemmConvolution16(_ g: ConvGeometry, pixels: Range<Int>? = nil, b: UnsafePointer<Float>, ldb: Int,
-                       weights: UnsafePointer<Float>, epilogue: Epilogue, output: UnsafeMutablePointer<Float>,
-                       tiles: UnsafeMutablePointer<Float>, threads: Int) {
+func gemmConvolution16(
+    _ g: ConvGeometry, pixels: Range<Int>? = nil, b: UnsafePointer<Float>, ldb: Int,
+    weights: UnsafePointer<Float>, epilogue: Epilogue, output: UnsafeMutablePointer<Float>,
+    tiles: UnsafeMutablePointer<Float>, threads: Int
+) {
     let base = pixels?.lowerBound ?? 0, n = pixels?.count ?? g.pixels, k = g.k
     let panels = (n + gemmNR - 1) / gemmNR
     let blocks = g.weightBlocks
@@ -102,8 +109,9 @@ func gemmConvolution16(_ g: ConvGeometry, pixels: Range<Int>? = nil, b: UnsafePo
                 let m0 = t * weightLanes, rows = min(weightLanes, g.outC - m0), a = weights + t * k * weightLanes
                 for panel in g0..<min(g0 + gemmPanelGroup, panelRange.upperBound) {
                     let n0 = panel * gemmNR
-                    gemmBlockPanel(a: a, b: b + n0, ldb: ldb, k: k, m0: m0, rows: rows, cols: min(gemmNR, n - n0),
-                                   epilogue: epilogue, output: output, ldo: g.pixels, n0: base + n0, tile: tile)
+                    gemmBlockPanel(
+                        a: a, b: b + n0, ldb: ldb, k: k, m0: m0, rows: rows, cols: min(gemmNR, n - n0),
+                        epilogue: epilogue, output: output, ldo: g.pixels, n0: base + n0, tile: tile)
                 }
             }
         }
@@ -116,7 +124,8 @@ func gemmConvolution16(_ g: ConvGeometry, pixels: Range<Int>? = nil, b: UnsafePo
 /// 0.033 ms for 512 → 128).
 func gemmSplit(pixels n: Int, panels: Int, blocks: Int, threads: Int) -> (byPanels: Bool, parts: Int) {
     let split = min(threads, max(panels, blocks))
-    let busiestPanels = (0..<split).lazy.map { chunk(panels, parts: split, index: $0) }
+    let busiestPanels =
+        (0..<split).lazy.map { chunk(panels, parts: split, index: $0) }
         .map { min(n, $0.upperBound * gemmNR) - min(n, $0.lowerBound * gemmNR) }.max() ?? 0
     let byPanels = busiestPanels * blocks * 8 <= (blocks + split - 1) / split * n * 9
     return (byPanels, max(1, min(split, byPanels ? panels : blocks)))
@@ -128,12 +137,15 @@ func gemmSplit(pixels n: Int, panels: Int, blocks: Int, threads: Int) -> (byPane
 /// into `tile`, whose cost follows its pixel count (a 16-pixel call would waste up to 15/16 of its work: 49 =
 /// 3·16 + 1 pixels on a 7×7 map).
 @inline(__always)
-func gemmBlockPanel(a: UnsafePointer<Float>, b: UnsafePointer<Float>, ldb: Int, k: Int, m0: Int, rows: Int, cols: Int,
-                    epilogue: Epilogue, output: UnsafeMutablePointer<Float>, ldo: Int, n0: Int,
-                    tile: UnsafeMutablePointer<Float>) {
+func gemmBlockPanel(
+    a: UnsafePointer<Float>, b: UnsafePointer<Float>, ldb: Int, k: Int, m0: Int, rows: Int, cols: Int,
+    epilogue: Epilogue, output: UnsafeMutablePointer<Float>, ldo: Int, n0: Int,
+    tile: UnsafeMutablePointer<Float>
+) {
     if cols == gemmNR {
-        gemmFullPanel(a: a, b: b, ldb: ldb, k: k, m0: m0, rows: rows, epilogue: epilogue, output: output, ldo: ldo,
-                      n0: n0)
+        gemmFullPanel(
+            a: a, b: b, ldb: ldb, k: k, m0: m0, rows: rows, epilogue: epilogue, output: output, ldo: ldo,
+            n0: n0)
         return
     }
     for j0 in stride(from: 0, to: cols, by: 4) {
@@ -147,8 +159,10 @@ func gemmBlockPanel(a: UnsafePointer<Float>, b: UnsafePointer<Float>, ldb: Int, 
 /// The full-panel case of `gemmBlockPanel`, not inlined into the panel loops (as the kernel was before it shared
 /// its k-loop), which keeps them small enough for the optimiser to inline everything inside.
 @inline(never)
-func gemmFullPanel(a: UnsafePointer<Float>, b: UnsafePointer<Float>, ldb: Int, k: Int, m0: Int, rows: Int,
-                   epilogue: Epilogue, output: UnsafeMutablePointer<Float>, ldo: Int, n0: Int) {
+func gemmFullPanel(
+    a: UnsafePointer<Float>, b: UnsafePointer<Float>, ldb: Int, k: Int, m0: Int, rows: Int,
+    epilogue: Epilogue, output: UnsafeMutablePointer<Float>, ldo: Int, n0: Int
+) {
     gemmKernel16x16(a: a, aStride: weightLanes, b: b, ldb: ldb, k: k, rows: rows) { r, x in
         let o = (m0 + r) * ldo + n0
         storeVector(epilogue.channel(m0 + r, offset: o, as: SIMD16<Float>.self)(x, at: 0), to: output + o)

@@ -74,8 +74,10 @@ func depthwiseConvolution(_ g: ConvGeometry, _ o: ConvolutionOperands, threads: 
 /// One channel on the 3×3 or general path: its input copied into the zero-bordered plane(s) at `plane`, then
 /// convolved from there.
 @inline(__always)
-func depthwisePlaneChannel(_ g: ConvGeometry, _ layout: DepthwiseLayout, _ o: ConvolutionOperands, channel c: Int,
-                           plane: UnsafeMutablePointer<Float>) {
+func depthwisePlaneChannel(
+    _ g: ConvGeometry, _ layout: DepthwiseLayout, _ o: ConvolutionOperands, channel c: Int,
+    plane: UnsafeMutablePointer<Float>
+) {
     let src = o.input + c * g.inH * g.inW, w = o.weights + c * g.kH * g.kW, pw = layout.planeWidth
     let sink = DepthwiseSink(o.epilogue, channel: c, output: o.output, count: g.pixels)
     if layout.path == .threeByThree && g.strideW == 2 {
@@ -84,19 +86,22 @@ func depthwisePlaneChannel(_ g: ConvGeometry, _ layout: DepthwiseLayout, _ o: Co
         let evenColumns = g.padW & 1 == 0 ? even : odd, oddColumns = g.padW & 1 == 0 ? odd : even
         for y in 0..<g.inH {
             let row = (y + g.padH) * pw
-            depthwiseSplitRow(src + y * g.inW, count: g.inW, evens: evenColumns + row + g.padW / 2,
-                              odds: oddColumns + row + (g.padW + 1) / 2)
+            depthwiseSplitRow(
+                src + y * g.inW, count: g.inW, evens: evenColumns + row + g.padW / 2,
+                odds: oddColumns + row + (g.padW + 1) / 2)
         }
-        depthwise3x3Stride2Channel(g, taps: DepthwiseTapRows(first: even, second: odd, shift: 1, width: pw),
-                                   weights: w, sink: sink)
+        depthwise3x3Stride2Channel(
+            g, taps: DepthwiseTapRows(first: even, second: odd, shift: 1, width: pw),
+            weights: w, sink: sink)
         return
     }
     for y in 0..<g.inH {
         depthwiseCopyRow(src + y * g.inW, to: plane + (y + g.padH) * pw + g.padW, count: g.inW)
     }
     if layout.path == .threeByThree {
-        depthwise3x3Stride1Channel(g, taps: DepthwiseTapRows(first: plane, second: plane + 1, shift: 2, width: pw),
-                                   weights: w, sink: sink)
+        depthwise3x3Stride1Channel(
+            g, taps: DepthwiseTapRows(first: plane, second: plane + 1, shift: 2, width: pw),
+            weights: w, sink: sink)
         return
     }
     let row = plane + layout.planeFloats
@@ -159,15 +164,19 @@ func depthwiseColumns(_ width: Int, _ body: (Int) -> Void) {
 /// compiler cannot relate the three overlapping loads of a kernel row, which it otherwise rebuilds from one another
 /// with shuffles and scalar loads (measured 1.5× slower).
 @inline(never)
-func depthwise3x3Stride1Channel(_ g: ConvGeometry, taps: DepthwiseTapRows, weights w: UnsafePointer<Float>,
-                                sink: DepthwiseSink) {
+func depthwise3x3Stride1Channel(
+    _ g: ConvGeometry, taps: DepthwiseTapRows, weights w: UnsafePointer<Float>,
+    sink: DepthwiseSink
+) {
     depthwise3x3Channel(g, stride: 1, taps: taps, weights: w, sink: sink)
 }
 
 /// As `depthwise3x3Stride1Channel`, for stride 2.
 @inline(never)
-func depthwise3x3Stride2Channel(_ g: ConvGeometry, taps: DepthwiseTapRows, weights w: UnsafePointer<Float>,
-                                sink: DepthwiseSink) {
+func depthwise3x3Stride2Channel(
+    _ g: ConvGeometry, taps: DepthwiseTapRows, weights w: UnsafePointer<Float>,
+    sink: DepthwiseSink
+) {
     depthwise3x3Channel(g, stride: 2, taps: taps, weights: w, sink: sink)
 }
 
@@ -175,8 +184,10 @@ func depthwise3x3Stride2Channel(_ g: ConvGeometry, taps: DepthwiseTapRows, weigh
 /// added into every output row whose window covers it (up to three): four independent accumulators, and at
 /// stride 1 half the loads (18 per 36 multiply-adds).
 @inline(__always)
-func depthwise3x3Channel(_ g: ConvGeometry, stride s: Int, taps: DepthwiseTapRows, weights w: UnsafePointer<Float>,
-                         sink: DepthwiseSink) {
+func depthwise3x3Channel(
+    _ g: ConvGeometry, stride s: Int, taps: DepthwiseTapRows, weights w: UnsafePointer<Float>,
+    sink: DepthwiseSink
+) {
     typealias V = SIMD8<Float>
     @inline(__always) func kernelRow(_ r: Int) -> (V, V, V) {
         (V(repeating: w[3 * r]), V(repeating: w[3 * r + 1]), V(repeating: w[3 * r + 2]))
@@ -187,8 +198,10 @@ func depthwise3x3Channel(_ g: ConvGeometry, stride s: Int, taps: DepthwiseTapRow
     @inline(__always) func load(_ r: Int, _ x: Int) -> (V, V, V) {
         let o = r &* taps.width &+ x
         let a = UnsafeRawPointer(taps.first + o), b = UnsafeRawPointer(taps.second + o)
-        return (a.loadUnaligned(as: V.self), b.loadUnaligned(as: V.self),
-                a.loadUnaligned(fromByteOffset: taps.shift &* 4, as: V.self))
+        return (
+            a.loadUnaligned(as: V.self), b.loadUnaligned(as: V.self),
+            a.loadUnaligned(fromByteOffset: taps.shift &* 4, as: V.self)
+        )
     }
     @inline(__always) func add(_ acc: inout V, _ t: (V, V, V), _ k: (V, V, V)) {
         multiplyAdd(&acc, k.0, t.0); multiplyAdd(&acc, k.1, t.1); multiplyAdd(&acc, k.2, t.2)
@@ -241,8 +254,10 @@ func depthwiseCopyRow(_ src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<
 /// Deinterleaves `count` floats: src[2m] to evens[m], src[2m + 1] to odds[m]. Whole 16- then 8-float loads; the
 /// last load overlaps the one before it, starting at an even index so every value still lands in its own place.
 @inline(__always)
-func depthwiseSplitRow(_ src: UnsafePointer<Float>, count n: Int, evens: UnsafeMutablePointer<Float>,
-                       odds: UnsafeMutablePointer<Float>) {
+func depthwiseSplitRow(
+    _ src: UnsafePointer<Float>, count n: Int, evens: UnsafeMutablePointer<Float>,
+    odds: UnsafeMutablePointer<Float>
+) {
     @inline(__always) func split16(_ x: Int) {
         let v = UnsafeRawPointer(src + x).loadUnaligned(as: SIMD16<Float>.self)
         UnsafeMutableRawPointer(evens + x / 2).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
@@ -286,8 +301,10 @@ func depthwiseGlobalChannel(_ g: ConvGeometry, _ o: ConvolutionOperands, channel
 /// One output row of one channel: row[x] = Σ w[ky][kx] · plane[oy·sh + ky][x·sw + kx]. Stride 1 computes
 /// `vectorWidth` values 8 at a time (the plane is wide enough); other strides run scalar.
 @inline(__always)
-func depthwiseRow(_ g: ConvGeometry, plane: UnsafePointer<Float>, planeWidth pw: Int, weights w: UnsafePointer<Float>,
-                  oy: Int, vectorWidth: Int, row: UnsafeMutablePointer<Float>) {
+func depthwiseRow(
+    _ g: ConvGeometry, plane: UnsafePointer<Float>, planeWidth pw: Int, weights w: UnsafePointer<Float>,
+    oy: Int, vectorWidth: Int, row: UnsafeMutablePointer<Float>
+) {
     typealias V = SIMD8<Float>
     var x = 0
     if g.strideW == 1 {

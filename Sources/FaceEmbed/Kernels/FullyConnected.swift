@@ -4,8 +4,10 @@
 // and rows go four at a time (four weight streams in flight), each with two SIMD8 accumulators.
 
 /// y = W · x + b for one image; rows split across `threads`.
-func fullyConnected(input: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>,
-                    output: UnsafeMutablePointer<Float>, inFeatures: Int, outFeatures: Int, threads: Int) {
+func fullyConnected(
+    input: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>,
+    output: UnsafeMutablePointer<Float>, inFeatures: Int, outFeatures: Int, threads: Int
+) {
     let parts = max(1, min(threads, outFeatures * inFeatures / 65_536))
     parallelFor(parts, threads: threads) { part in
         let rows = chunk(outFeatures, parts: parts, index: part)
@@ -27,8 +29,10 @@ func fullyConnected(input: UnsafePointer<Float>, weights: UnsafePointer<Float>, 
 
 /// (Σ a0[i]·x[i], Σ a1[i]·x[i], Σ a2[i]·x[i], Σ a3[i]·x[i]), each with two SIMD8 accumulators.
 @inline(__always)
-func dot4(_ a0: UnsafePointer<Float>, _ a1: UnsafePointer<Float>, _ a2: UnsafePointer<Float>, _ a3: UnsafePointer<Float>,
-          _ x: UnsafePointer<Float>, count: Int) -> SIMD4<Float> {
+func dot4(
+    _ a0: UnsafePointer<Float>, _ a1: UnsafePointer<Float>, _ a2: UnsafePointer<Float>, _ a3: UnsafePointer<Float>,
+    _ x: UnsafePointer<Float>, count: Int
+) -> SIMD4<Float> {
     typealias V = SIMD8<Float>
     var s0 = V(), s1 = V(), s2 = V(), s3 = V(), t0 = V(), t1 = V(), t2 = V(), t3 = V()
     let r0 = UnsafeRawPointer(a0), r1 = UnsafeRawPointer(a1), r2 = UnsafeRawPointer(a2), r3 = UnsafeRawPointer(a3)
@@ -36,11 +40,16 @@ func dot4(_ a0: UnsafePointer<Float>, _ a1: UnsafePointer<Float>, _ a2: UnsafePo
     var i = 0
     while i + 16 <= count {
         let b = i * 4
-        let x0 = xr.loadUnaligned(fromByteOffset: b, as: V.self), x1 = xr.loadUnaligned(fromByteOffset: b + 32, as: V.self)
-        s0 += r0.loadUnaligned(fromByteOffset: b, as: V.self) * x0; t0 += r0.loadUnaligned(fromByteOffset: b + 32, as: V.self) * x1
-        s1 += r1.loadUnaligned(fromByteOffset: b, as: V.self) * x0; t1 += r1.loadUnaligned(fromByteOffset: b + 32, as: V.self) * x1
-        s2 += r2.loadUnaligned(fromByteOffset: b, as: V.self) * x0; t2 += r2.loadUnaligned(fromByteOffset: b + 32, as: V.self) * x1
-        s3 += r3.loadUnaligned(fromByteOffset: b, as: V.self) * x0; t3 += r3.loadUnaligned(fromByteOffset: b + 32, as: V.self) * x1
+        let x0 = xr.loadUnaligned(fromByteOffset: b, as: V.self),
+            x1 = xr.loadUnaligned(fromByteOffset: b + 32, as: V.self)
+        s0 += r0.loadUnaligned(fromByteOffset: b, as: V.self) * x0;
+        t0 += r0.loadUnaligned(fromByteOffset: b + 32, as: V.self) * x1
+        s1 += r1.loadUnaligned(fromByteOffset: b, as: V.self) * x0;
+        t1 += r1.loadUnaligned(fromByteOffset: b + 32, as: V.self) * x1
+        s2 += r2.loadUnaligned(fromByteOffset: b, as: V.self) * x0;
+        t2 += r2.loadUnaligned(fromByteOffset: b + 32, as: V.self) * x1
+        s3 += r3.loadUnaligned(fromByteOffset: b, as: V.self) * x0;
+        t3 += r3.loadUnaligned(fromByteOffset: b + 32, as: V.self) * x1
         i += 16
     }
     var out = SIMD4((s0 + t0).sum(), (s1 + t1).sum(), (s2 + t2).sum(), (s3 + t3).sum())
@@ -56,7 +65,9 @@ func dot4(_ a0: UnsafePointer<Float>, _ a1: UnsafePointer<Float>, _ a2: UnsafePo
 @inline(__always)
 func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count n: Int) -> Float {
     typealias V = SIMD8<Float>
-    @inline(__always) func load(_ p: UnsafePointer<Float>, _ i: Int) -> V { UnsafeRawPointer(p + i).loadUnaligned(as: V.self) }
+    @inline(__always) func load(_ p: UnsafePointer<Float>, _ i: Int) -> V {
+        UnsafeRawPointer(p + i).loadUnaligned(as: V.self)
+    }
     var s0 = V(), s1 = V()
     var i = 0
     while i + 16 <= n {

@@ -27,8 +27,10 @@ let gemmTilesPerBlock = (weightLanes + gemmMR - 1) / gemmMR
 /// C[rows][16] (row stride ldc) = A · B[k][16 at stride ldb], A lane-packed (row r of the tile at a[k · aStride + r]).
 /// `rows` ≤ gemmMR; only those rows are stored. `spread` lines are requested along the way.
 @inline(__always)
-func gemmTile(a: UnsafePointer<Float>, aStride: Int, b: UnsafePointer<Float>, ldb: Int, k: Int,
-              c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, spread: PrefetchSpread = .none) {
+func gemmTile(
+    a: UnsafePointer<Float>, aStride: Int, b: UnsafePointer<Float>, ldb: Int, k: Int,
+    c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, spread: PrefetchSpread = .none
+) {
     #if FACEEMBED_AVX512
     gemmKernel16x16(a: a, aStride: aStride, b: b, ldb: ldb, k: k, rows: rows, spread: spread) { r, x in
         storeVector(x, to: c + r * ldc)
@@ -52,8 +54,10 @@ func gemmRowTile(_ t: Int, outC: Int, k: Int) -> (m0: Int, aOffset: Int, rows: I
 /// value, so a panel with few pixels (or Winograd tiles) costs no more than they do. Two accumulators per pixel
 /// (even and odd k) keep 8 FMA chains in flight; pixels past `cols` reread the last one and are discarded.
 @inline(__always)
-func gemmKernel16x4(a: UnsafePointer<Float>, aStride: Int = weightLanes, b: UnsafePointer<Float>, ldb: Int, k: Int,
-                    cols: Int, c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int) {
+func gemmKernel16x4(
+    a: UnsafePointer<Float>, aStride: Int = weightLanes, b: UnsafePointer<Float>, ldb: Int, k: Int,
+    cols: Int, c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int
+) {
     typealias V = SIMD16<Float>
     let j1 = min(1, cols - 1), j2 = min(2, cols - 1), j3 = min(3, cols - 1)
     var p0 = V(), p1 = V(), p2 = V(), p3 = V(), q0 = V(), q1 = V(), q2 = V(), q3 = V()
@@ -88,8 +92,10 @@ func gemmKernel16x4(a: UnsafePointer<Float>, aStride: Int = weightLanes, b: Unsa
 /// at stride ldb: 16 zmm accumulators, one B load and 16 broadcast-FMAs per k. Hands row r's 16 values to
 /// `row(r, values)` in registers, for r < rows. `spread` lines are requested along the way.
 @inline(__always)
-func gemmKernel16x16(a: UnsafePointer<Float>, aStride: Int, b: UnsafePointer<Float>, ldb: Int, k: Int, rows: Int,
-                     spread: PrefetchSpread = .none, _ row: (Int, SIMD16<Float>) -> Void) {
+func gemmKernel16x16(
+    a: UnsafePointer<Float>, aStride: Int, b: UnsafePointer<Float>, ldb: Int, k: Int, rows: Int,
+    spread: PrefetchSpread = .none, _ row: (Int, SIMD16<Float>) -> Void
+) {
     typealias V = SIMD16<Float>
     var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V(), c6 = V(), c7 = V()
     var c8 = V(), c9 = V(), c10 = V(), c11 = V(), c12 = V(), c13 = V(), c14 = V(), c15 = V()
@@ -116,8 +122,10 @@ func gemmKernel16x16(a: UnsafePointer<Float>, aStride: Int, b: UnsafePointer<Flo
 /// accumulators, two B loads and six broadcasts per k. Stores only `rows` rows. `spread` lines are requested
 /// along the way.
 @inline(__always)
-func gemmKernel6x16(a: UnsafePointer<Float>, aStride: Int, b: UnsafePointer<Float>, ldb: Int, k: Int,
-                    c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, spread: PrefetchSpread = .none) {
+func gemmKernel6x16(
+    a: UnsafePointer<Float>, aStride: Int, b: UnsafePointer<Float>, ldb: Int, k: Int,
+    c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, spread: PrefetchSpread = .none
+) {
     typealias V = SIMD8<Float>
     var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
     var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()

@@ -27,8 +27,10 @@ func im2colPixels(_ g: ConvGeometry) -> Int {
 /// input[ic][oy · strideH − padH + ky][ox · strideW − padW + kx] mapped through `affine`, zero in the padding.
 /// Within one output row the in-bounds taps of a row of B are a contiguous run of the input (stride 1) or every
 /// other float of one (stride 2, a deinterleave of 32 loaded floats), so they are copied 16 at a time.
-func im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, affine: InputAffine?, rows: Range<Int>,
-            pixels: Range<Int>, into b: UnsafeMutablePointer<Float>) {
+func im2col(
+    _ g: ConvGeometry, input: UnsafePointer<Float>, affine: InputAffine?, rows: Range<Int>,
+    pixels: Range<Int>, into b: UnsafeMutablePointer<Float>
+) {
     typealias V = SIMD16<Float>
     let taps = g.kH * g.kW, sW = g.strideW
     guard !pixels.isEmpty else { return }
@@ -67,16 +69,18 @@ func im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, affine: InputAffine?
             } else if sW == 2 && to - from >= 16 {
                 while ox < to {
                     ox = min(ox, to - 16)
-                    UnsafeMutableRawPointer(dst + ox).storeBytes(of: evenFloats16(plane + src + 2 * ox) * mul + add,
-                                                                 as: V.self)
+                    UnsafeMutableRawPointer(dst + ox).storeBytes(
+                        of: evenFloats16(plane + src + 2 * ox) * mul + add,
+                        as: V.self)
                     ox += 16
                 }
             } else if sW == 2 && to - from >= 8 {
                 let m8 = SIMD8<Float>(repeating: mul), a8 = SIMD8<Float>(repeating: add)
                 while ox < to {
                     ox = min(ox, to - 8)
-                    UnsafeMutableRawPointer(dst + ox).storeBytes(of: evenFloats8(plane + src + 2 * ox) * m8 + a8,
-                                                                 as: SIMD8<Float>.self)
+                    UnsafeMutableRawPointer(dst + ox).storeBytes(
+                        of: evenFloats8(plane + src + 2 * ox) * m8 + a8,
+                        as: SIMD8<Float>.self)
                     ox += 8
                 }
             }
@@ -90,15 +94,18 @@ func im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, affine: InputAffine?
 
 /// Gathers B[k][n0 ..< n0 + nr] into `packed[k * 16 + j]`, zero-filling columns past `nr`.
 @inline(__always)
-func packPanel(_ g: ConvGeometry, input: UnsafePointer<Float>, affine: InputAffine?, n0: Int, nr: Int,
-               into packed: UnsafeMutablePointer<Float>) {
+func packPanel(
+    _ g: ConvGeometry, input: UnsafePointer<Float>, affine: InputAffine?, n0: Int, nr: Int,
+    into packed: UnsafeMutablePointer<Float>
+) {
     if g.isPointwise && affine == nil {
         for k in 0..<g.k {
             let src = input + k * g.pixels + n0
             let dst = packed + k * gemmNR
             if nr == gemmNR {
-                UnsafeMutableRawPointer(dst).storeBytes(of: UnsafeRawPointer(src).loadUnaligned(as: SIMD16<Float>.self),
-                                                        as: SIMD16<Float>.self)
+                UnsafeMutableRawPointer(dst).storeBytes(
+                    of: UnsafeRawPointer(src).loadUnaligned(as: SIMD16<Float>.self),
+                    as: SIMD16<Float>.self)
             } else {
                 for j in 0..<nr { dst[j] = src[j] }
                 for j in nr..<gemmNR { dst[j] = 0 }
@@ -111,34 +118,35 @@ func packPanel(_ g: ConvGeometry, input: UnsafePointer<Float>, affine: InputAffi
     // replaced by zero, so the channel loop below is branch-free and never reads outside the plane.
     let taps = g.kH * g.kW
     withUnsafeTemporaryAllocation(of: Int32.self, capacity: taps * gemmNR) { offs in
-    withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: taps) { inside in
-        let offs = offs.baseAddress!, inside = inside.baseAddress!
-        for t in 0..<taps { inside[t] = SIMD16<Float>() }
-        for j in 0..<gemmNR {
-            let p = n0 + j
-            let iy0 = (p / g.outW) * g.strideH - g.padH, ix0 = (p % g.outW) * g.strideW - g.padW
-            for ky in 0..<g.kH {
-                for kx in 0..<g.kW {
-                    let t = ky * g.kW + kx, iy = iy0 + ky, ix = ix0 + kx
-                    let ok = j < nr && iy >= 0 && iy < g.inH && ix >= 0 && ix < g.inW
-                    offs[t * gemmNR + j] = ok ? Int32(iy * g.inW + ix) : 0
-                    if ok { inside[t][j] = 1 }
+        withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: taps) { inside in
+            let offs = offs.baseAddress!, inside = inside.baseAddress!
+            for t in 0..<taps { inside[t] = SIMD16<Float>() }
+            for j in 0..<gemmNR {
+                let p = n0 + j
+                let iy0 = (p / g.outW) * g.strideH - g.padH, ix0 = (p % g.outW) * g.strideW - g.padW
+                for ky in 0..<g.kH {
+                    for kx in 0..<g.kW {
+                        let t = ky * g.kW + kx, iy = iy0 + ky, ix = ix0 + kx
+                        let ok = j < nr && iy >= 0 && iy < g.inH && ix >= 0 && ix < g.inW
+                        offs[t * gemmNR + j] = ok ? Int32(iy * g.inW + ix) : 0
+                        if ok { inside[t][j] = 1 }
+                    }
+                }
+            }
+            var dst = packed
+            for ic in 0..<g.inC {
+                let plane = input + ic * g.inH * g.inW
+                let mul = affine?.scale[ic] ?? 1, add = affine?.shift[ic] ?? 0
+                for t in 0..<taps {
+                    let o = offs + t * gemmNR
+                    var v = SIMD16<Float>()
+                    for j in 0..<gemmNR { v[j] = plane[Int(o[j])] }
+                    if affine != nil { v = v * mul + add }
+                    v.replace(with: 0, where: inside[t] .== 0)
+                    UnsafeMutableRawPointer(dst).storeBytes(of: v, as: SIMD16<Float>.self)
+                    dst += gemmNR
                 }
             }
         }
-        var dst = packed
-        for ic in 0..<g.inC {
-            let plane = input + ic * g.inH * g.inW
-            let mul = affine?.scale[ic] ?? 1, add = affine?.shift[ic] ?? 0
-            for t in 0..<taps {
-                let o = offs + t * gemmNR
-                var v = SIMD16<Float>()
-                for j in 0..<gemmNR { v[j] = plane[Int(o[j])] }
-                if affine != nil { v = v * mul + add }
-                v.replace(with: 0, where: inside[t] .== 0)
-                UnsafeMutableRawPointer(dst).storeBytes(of: v, as: SIMD16<Float>.self)
-                dst += gemmNR
-            }
-        }
-    }}
+    }
 }

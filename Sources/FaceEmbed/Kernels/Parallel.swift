@@ -1,5 +1,6 @@
 import Dispatch
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -71,24 +72,29 @@ final class WorkerPool: @unchecked Sendable {
         #else
         var thread = pthread_t()
         #endif
-        let rc = pthread_create(&thread, nil, { arg in
-            let start = Unmanaged<WorkerStart>.fromOpaque(arg!).takeRetainedValue()
-            start.pool.workerLoop(start.index)
-            return nil
-        }, box)
+        let rc = pthread_create(
+            &thread, nil,
+            { arg in
+                let start = Unmanaged<WorkerStart>.fromOpaque(arg!).takeRetainedValue()
+                start.pool.workerLoop(start.index)
+                return nil
+            }, box)
         if rc == 0 {
             #if canImport(Darwin)
             pthread_detach(thread!)
             #else
             pthread_detach(thread)
             #endif
-        } else { Unmanaged<WorkerStart>.fromOpaque(box).release() }
+        } else {
+            Unmanaged<WorkerStart>.fromOpaque(box).release()
+        }
     }
 
     /// Runs `body` over `0..<count` with the pool's workers and the caller; false if the pool is busy or too small.
     func run(_ count: Int, _ body: @escaping (Int) -> Void) -> Bool {
         guard workers > 0, count < 1 << WorkerPool.indexBits,
-              busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return false }
+            busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
+        else { return false }
         job = body
         completed.store(0, ordering: .relaxed)
         generation = (generation + 1) & ((1 << 24) - 1)

@@ -50,30 +50,36 @@ func quantizedConvolutionScratch(_ g: ConvGeometry, precision: QuantizedPrecisio
 /// max |x| of the input, or nil to measure it. `scratch` holds `quantizedConvolutionScratch(g, precision:)` bytes.
 /// Returns the activation quantization it used.
 @discardableResult
-func quantizedConvolution(_ g: ConvGeometry, input: UnsafePointer<Float>, weights w: QuantizedWeightPointers,
-                          range: Float?, output: QuantizedOutput, scratch: UnsafeMutableRawPointer,
-                          threads: Int) -> ActivationQuantization {
+func quantizedConvolution(
+    _ g: ConvGeometry, input: UnsafePointer<Float>, weights w: QuantizedWeightPointers,
+    range: Float?, output: QuantizedOutput, scratch: UnsafeMutableRawPointer,
+    threads: Int
+) -> ActivationQuantization {
     precondition(g.groups == 1 && w.k == g.k && w.outC == g.outC, "quantized convolution: weights do not fit \(g)")
     let p = w.precision
-    let q = ActivationQuantization(range: range ?? maxAbs(input, count: g.inC * g.inH * g.inW), precision: p,
-                                   maxAbsRowSum: w.maxAbsRowSum)
+    let q = ActivationQuantization(
+        range: range ?? maxAbs(input, count: g.inC * g.inH * g.inW), precision: p,
+        maxAbsRowSum: w.maxAbsRowSum)
     let ld = quantizedLeadingDimension(g.pixels), kGroups = w.kGroups
     let kParts = max(1, min(threads, kGroups))
     if g.isPointwise {
         parallelFor(kParts, threads: threads) { part in
-            packPointwise(input, channels: g.inC, pixels: g.pixels, quantization: q,
-                          kGroups: chunk(kGroups, parts: kParts, index: part), into: scratch, ld: ld)
+            packPointwise(
+                input, channels: g.inC, pixels: g.pixels, quantization: q,
+                kGroups: chunk(kGroups, parts: kParts, index: part), into: scratch, ld: ld)
         }
     } else {
         let planes = scratch + (kGroups * ld * 4 + 63) / 64 * 64
         let cParts = max(1, min(threads, g.inC))
         parallelFor(cParts, threads: threads) { part in
-            quantizePlanes(g, input: input, quantization: q, channels: chunk(g.inC, parts: cParts, index: part),
-                           into: planes)
+            quantizePlanes(
+                g, input: input, quantization: q, channels: chunk(g.inC, parts: cParts, index: part),
+                into: planes)
         }
         parallelFor(kParts, threads: threads) { part in
-            gatherQuantized(g, planes: planes, precision: p, kGroups: chunk(kGroups, parts: kParts, index: part),
-                            into: scratch, ld: ld)
+            gatherQuantized(
+                g, planes: planes, precision: p, kGroups: chunk(kGroups, parts: kParts, index: part),
+                into: scratch, ld: ld)
         }
     }
     quantizedGEMM(w, b: scratch, ld: ld, pixels: g.pixels, quantization: q, output: output, threads: threads)
@@ -88,23 +94,29 @@ func quantizedFullyConnectedScratch(inFeatures: Int, precision: QuantizedPrecisi
 /// Quantized fully connected layer on one image: y[o] = Σ_i W[o][i] · x[i], then the epilogue (for `.float`).
 /// `weights` were quantized from [out][in]; `range` as for `quantizedConvolution`.
 @discardableResult
-func quantizedFullyConnected(input: UnsafePointer<Float>, weights w: QuantizedWeightPointers, range: Float?,
-                             output: QuantizedOutput, scratch: UnsafeMutableRawPointer,
-                             threads: Int) -> ActivationQuantization {
-    quantizedConvolution(fullyConnectedGeometry(w.k, w.outC), input: input, weights: w, range: range, output: output,
-                         scratch: scratch, threads: threads)
+func quantizedFullyConnected(
+    input: UnsafePointer<Float>, weights w: QuantizedWeightPointers, range: Float?,
+    output: QuantizedOutput, scratch: UnsafeMutableRawPointer,
+    threads: Int
+) -> ActivationQuantization {
+    quantizedConvolution(
+        fullyConnectedGeometry(w.k, w.outC), input: input, weights: w, range: range, output: output,
+        scratch: scratch, threads: threads)
 }
 
 /// A fully connected layer as the 1×1 convolution of a 1×1 map.
 private func fullyConnectedGeometry(_ inFeatures: Int, _ outFeatures: Int) -> ConvGeometry {
-    ConvGeometry(inC: inFeatures, inH: 1, inW: 1, outC: outFeatures, kH: 1, kW: 1, strideH: 1, strideW: 1, padH: 0,
-                 padW: 0, groups: 1)
+    ConvGeometry(
+        inC: inFeatures, inH: 1, inW: 1, outC: outFeatures, kH: 1, kW: 1, strideH: 1, strideW: 1, padH: 0,
+        padW: 0, groups: 1)
 }
 
 /// Packs k-groups `kGroups` of B for a 1×1, stride-1, unpadded convolution straight from the float input
 /// [channels][pixels]: quantizes 16 pixels of each of the G channels of a k-group and interleaves them.
-func packPointwise(_ input: UnsafePointer<Float>, channels: Int, pixels n: Int, quantization q: ActivationQuantization,
-                   kGroups: Range<Int>, into b: UnsafeMutableRawPointer, ld: Int) {
+func packPointwise(
+    _ input: UnsafePointer<Float>, channels: Int, pixels n: Int, quantization q: ActivationQuantization,
+    kGroups: Range<Int>, into b: UnsafeMutableRawPointer, ld: Int
+) {
     let group = q.precision.group, bits = UInt32(32 / group), mask: UInt32 = group == 4 ? 0xFF : 0xFFFF
     let zero = UInt32(bitPattern: q.precision.zeroPoint) & mask
     for kg in kGroups {
@@ -116,9 +128,11 @@ func packPointwise(_ input: UnsafePointer<Float>, channels: Int, pixels n: Int, 
                 var word = SIMD16<UInt32>()
                 for j in 0..<group {
                     let c = kg * group + j
-                    let v = c < channels
-                        ? SIMD16<UInt32>(truncatingIfNeeded: q.quantize16(
-                            UnsafeRawPointer(input + c * n + p).loadUnaligned(as: SIMD16<Float>.self))) & mask
+                    let v =
+                        c < channels
+                        ? SIMD16<UInt32>(
+                            truncatingIfNeeded: q.quantize16(
+                                UnsafeRawPointer(input + c * n + p).loadUnaligned(as: SIMD16<Float>.self))) & mask
                         : SIMD16(repeating: zero)
                     word |= v &<< (bits * UInt32(j))
                 }
@@ -140,8 +154,10 @@ func packPointwise(_ input: UnsafePointer<Float>, channels: Int, pixels n: Int, 
 }
 
 /// Quantizes input channels `channels` into padded planes (see the top of the file), the border the zero point.
-func quantizePlanes(_ g: ConvGeometry, input: UnsafePointer<Float>, quantization q: ActivationQuantization,
-                    channels: Range<Int>, into planes: UnsafeMutableRawPointer) {
+func quantizePlanes(
+    _ g: ConvGeometry, input: UnsafePointer<Float>, quantization q: ActivationQuantization,
+    channels: Range<Int>, into planes: UnsafeMutableRawPointer
+) {
     let hp = g.inH + 2 * g.padH, wp = g.inW + 2 * g.padW, eb = q.precision.elementBytes
     let zero = q.precision.zeroPoint
     @inline(__always) func put(_ row: UnsafeMutableRawPointer, _ i: Int, _ v: Int32) {
@@ -171,7 +187,8 @@ func quantizePlanes(_ g: ConvGeometry, input: UnsafePointer<Float>, quantization
                 if eb == 1 {
                     dst.storeBytes(of: SIMD16<UInt8>(truncatingIfNeeded: v), toByteOffset: i, as: SIMD16<UInt8>.self)
                 } else {
-                    dst.storeBytes(of: SIMD16<Int16>(truncatingIfNeeded: v), toByteOffset: 2 * i, as: SIMD16<Int16>.self)
+                    dst.storeBytes(
+                        of: SIMD16<Int16>(truncatingIfNeeded: v), toByteOffset: 2 * i, as: SIMD16<Int16>.self)
                 }
                 i += 16
             }
@@ -190,16 +207,20 @@ private func load16(_ p: UnsafeRawPointer, stride: Int, elementBytes eb: Int) ->
     default:
         var v = SIMD16<UInt32>()
         for i in 0..<16 {
-            v[i] = eb == 1 ? UInt32(p.load(fromByteOffset: i * stride, as: UInt8.self))
-                           : UInt32(p.loadUnaligned(fromByteOffset: 2 * i * stride, as: UInt16.self))
+            v[i] =
+                eb == 1
+                ? UInt32(p.load(fromByteOffset: i * stride, as: UInt8.self))
+                : UInt32(p.loadUnaligned(fromByteOffset: 2 * i * stride, as: UInt16.self))
         }
         return v
     }
 }
 
 /// Builds k-groups `kGroups` of B from the padded planes (see the top of the file).
-func gatherQuantized(_ g: ConvGeometry, planes: UnsafeRawPointer, precision: QuantizedPrecision, kGroups: Range<Int>,
-                     into b: UnsafeMutableRawPointer, ld: Int) {
+func gatherQuantized(
+    _ g: ConvGeometry, planes: UnsafeRawPointer, precision: QuantizedPrecision, kGroups: Range<Int>,
+    into b: UnsafeMutableRawPointer, ld: Int
+) {
     // One copy per common precision and stride, so that the loop over a k-group's rows unrolls and `load16` picks its
     // load at compile time (a generic copy spent about as long as the GEMM on a 3×3 layer's B).
     switch (precision, g.strideW) {
@@ -208,15 +229,18 @@ func gatherQuantized(_ g: ConvGeometry, planes: UnsafeRawPointer, precision: Qua
     case (.int16, 1): gatherRows(g, planes, kGroups, b, ld, group: 2, elementBytes: 2, stride: 1)
     case (.int16, 2): gatherRows(g, planes, kGroups, b, ld, group: 2, elementBytes: 2, stride: 2)
     default:
-        gatherRows(g, planes, kGroups, b, ld, group: precision.group, elementBytes: precision.elementBytes,
-                   stride: g.strideW)
+        gatherRows(
+            g, planes, kGroups, b, ld, group: precision.group, elementBytes: precision.elementBytes,
+            stride: g.strideW)
     }
 }
 
 /// `gatherQuantized` for G = `group` rows per k-group of `eb`-byte elements read at column stride `sW`.
 @inline(__always)
-private func gatherRows(_ g: ConvGeometry, _ planes: UnsafeRawPointer, _ kGroups: Range<Int>,
-                        _ b: UnsafeMutableRawPointer, _ ld: Int, group: Int, elementBytes eb: Int, stride sW: Int) {
+private func gatherRows(
+    _ g: ConvGeometry, _ planes: UnsafeRawPointer, _ kGroups: Range<Int>,
+    _ b: UnsafeMutableRawPointer, _ ld: Int, group: Int, elementBytes eb: Int, stride sW: Int
+) {
     let bits = UInt32(32 / group), hp = g.inH + 2 * g.padH, wp = g.inW + 2 * g.padW, taps = g.kH * g.kW
     let zero = SIMD16<UInt32>(repeating: group == 4 ? 128 : 0)
     withUnsafeTemporaryAllocation(of: Int.self, capacity: 4) { tap in
@@ -233,7 +257,9 @@ private func gatherRows(_ g: ConvGeometry, _ planes: UnsafeRawPointer, _ kGroups
                     ox = max(0, min(ox, g.outW - 16))
                     var word = SIMD16<UInt32>()
                     for j in 0..<group {
-                        let v = tap[j] < 0 ? zero
+                        let v =
+                            tap[j] < 0
+                            ? zero
                             : load16(planes + (tap[j] &+ rowOffset &+ ox &* sW) &* eb, stride: sW, elementBytes: eb)
                         word |= v &<< (bits &* UInt32(j))
                     }
@@ -246,8 +272,10 @@ private func gatherRows(_ g: ConvGeometry, _ planes: UnsafeRawPointer, _ kGroups
 }
 
 /// C = A · B over `pixels` pixels into `output` (see the top of the file).
-func quantizedGEMM(_ w: QuantizedWeightPointers, b: UnsafeRawPointer, ld: Int, pixels n: Int,
-                   quantization q: ActivationQuantization, output: QuantizedOutput, threads: Int) {
+func quantizedGEMM(
+    _ w: QuantizedWeightPointers, b: UnsafeRawPointer, ld: Int, pixels n: Int,
+    quantization q: ActivationQuantization, output: QuantizedOutput, threads: Int
+) {
     let panels = (n + 15) / 16, blocks = w.blocks, kGroups = w.kGroups, wide = w.precision == .int16
     let byPanels = panels >= 2 * threads || panels >= blocks
     let parts = max(1, min(threads, byPanels ? panels : blocks))
@@ -274,13 +302,16 @@ func quantizedGEMM(_ w: QuantizedWeightPointers, b: UnsafeRawPointer, ld: Int, p
                         let o = c * n + n0
                         f += SIMD16(repeating: epilogue.bias[c])
                         if let s = epilogue.slope { f = f.replacing(with: f * s[c], where: f .< 0) }
-                        if let r = epilogue.residual { f += UnsafeRawPointer(r + o).loadUnaligned(as: SIMD16<Float>.self) }
+                        if let r = epilogue.residual {
+                            f += UnsafeRawPointer(r + o).loadUnaligned(as: SIMD16<Float>.self)
+                        }
                         UnsafeMutableRawPointer(out + o).storeBytes(of: f, as: SIMD16<Float>.self)
                         return
                     }
                     UnsafeMutableRawPointer(tile + 16).storeBytes(of: f, as: SIMD16<Float>.self)
-                    epilogue.apply(channel: c, acc: UnsafeRawPointer(tile + 16).assumingMemoryBound(to: Float.self),
-                                   out: out, offset: c * n + n0, count: count)
+                    epilogue.apply(
+                        channel: c, acc: UnsafeRawPointer(tile + 16).assumingMemoryBound(to: Float.self),
+                        out: out, offset: c * n + n0, count: count)
                 }
             }
             for g0 in stride(from: panelRange.lowerBound, to: panelRange.upperBound, by: 16) {
@@ -290,16 +321,19 @@ func quantizedGEMM(_ w: QuantizedWeightPointers, b: UnsafeRawPointer, ld: Int, p
                     for panel in g0..<min(g0 + 16, panelRange.upperBound) {
                         let n0 = panel * 16, nr = min(16, n - n0)
                         if nr == 16 {
-                            quantizedKernel16x16(wide: wide, a: a, b: b + 4 * n0, ldb: 4 * ld, kGroups: kGroups,
-                                                 compensation: compensation, rows: rows) { r, v in
+                            quantizedKernel16x16(
+                                wide: wide, a: a, b: b + 4 * n0, ldb: 4 * ld, kGroups: kGroups,
+                                compensation: compensation, rows: rows
+                            ) { r, v in
                                 put(m0 + r, n0, v, count: 16)
                             }
                             continue
                         }
                         // Pixel j's sums have channel r in lane r: transpose them through the tiles.
                         for j in 0..<nr {
-                            let v = quantizedKernel16x1(wide: wide, a: a, x: b + 4 * (n0 + j), ldx: 4 * ld,
-                                                        kGroups: kGroups, compensation: compensation)
+                            let v = quantizedKernel16x1(
+                                wide: wide, a: a, x: b + 4 * (n0 + j), ldx: 4 * ld,
+                                kGroups: kGroups, compensation: compensation)
                             for r in 0..<rows { tile[r][j] = v[r] }
                         }
                         for r in 0..<rows { put(m0 + r, n0, tile[r], count: nr) }

@@ -20,37 +20,47 @@ import Builtin
 @inline(__always)
 func dotAccumulate(_ acc: inout SIMD16<Int32>, _ u: SIMD16<Int32>, _ s: SIMD16<Int32>, wide: Bool) {
     if wide {
-        acc._storage._value = Builtin.int_x86_avx512_vpdpwssd_512(acc._storage._value, u._storage._value, s._storage._value)
+        acc._storage._value = Builtin.int_x86_avx512_vpdpwssd_512(
+            acc._storage._value, u._storage._value, s._storage._value)
     } else {
-        acc._storage._value = Builtin.int_x86_avx512_vpdpbusd_512(acc._storage._value, u._storage._value, s._storage._value)
+        acc._storage._value = Builtin.int_x86_avx512_vpdpbusd_512(
+            acc._storage._value, u._storage._value, s._storage._value)
     }
 }
 
 /// Channels 0 ..< rows of one block × the 16 pixels of a panel (see the top of the file); `store(r, v)` receives
 /// channel r's 16 exact sums. `ldb` is the byte stride from one k-group of b to the next.
 @inline(__always)
-func quantizedKernel16x16(wide: Bool, a: UnsafeRawPointer, b: UnsafeRawPointer, ldb: Int, kGroups: Int,
-                          compensation: UnsafePointer<Int32>, rows: Int, _ store: (Int, SIMD16<Int32>) -> Void) {
+func quantizedKernel16x16(
+    wide: Bool, a: UnsafeRawPointer, b: UnsafeRawPointer, ldb: Int, kGroups: Int,
+    compensation: UnsafePointer<Int32>, rows: Int, _ store: (Int, SIMD16<Int32>) -> Void
+) {
     // One copy per instruction: a `wide` tested inside the loop kept the broadcasts out of the instructions.
     if wide {
-        vnniKernel16x16(wide: true, a: a, b: b, ldb: ldb, kGroups: kGroups, compensation: compensation, rows: rows, store)
+        vnniKernel16x16(
+            wide: true, a: a, b: b, ldb: ldb, kGroups: kGroups, compensation: compensation, rows: rows, store)
     } else {
-        vnniKernel16x16(wide: false, a: a, b: b, ldb: ldb, kGroups: kGroups, compensation: compensation, rows: rows, store)
+        vnniKernel16x16(
+            wide: false, a: a, b: b, ldb: ldb, kGroups: kGroups, compensation: compensation, rows: rows, store)
     }
 }
 
 /// `quantizedKernel16x16` for one instruction: 16 accumulators and one panel register, each channel's broadcast a
 /// memory operand.
 @inline(__always)
-private func vnniKernel16x16(wide: Bool, a: UnsafeRawPointer, b: UnsafeRawPointer, ldb: Int, kGroups: Int,
-                             compensation: UnsafePointer<Int32>, rows: Int, _ store: (Int, SIMD16<Int32>) -> Void) {
+private func vnniKernel16x16(
+    wide: Bool, a: UnsafeRawPointer, b: UnsafeRawPointer, ldb: Int, kGroups: Int,
+    compensation: UnsafePointer<Int32>, rows: Int, _ store: (Int, SIMD16<Int32>) -> Void
+) {
     typealias V = SIMD16<Int32>
     var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V(), c6 = V(), c7 = V()
     var c8 = V(), c9 = V(), c10 = V(), c11 = V(), c12 = V(), c13 = V(), c14 = V(), c15 = V()
     var x = b, ak = a
     for _ in 0..<kGroups {
         let xv = x.loadUnaligned(as: V.self)
-        @inline(__always) func w(_ r: Int) -> V { V(repeating: ak.loadUnaligned(fromByteOffset: 4 * r, as: Int32.self)) }
+        @inline(__always) func w(_ r: Int) -> V {
+            V(repeating: ak.loadUnaligned(fromByteOffset: 4 * r, as: Int32.self))
+        }
         dotAccumulate(&c0, xv, w(0), wide: wide); dotAccumulate(&c1, xv, w(1), wide: wide)
         dotAccumulate(&c2, xv, w(2), wide: wide); dotAccumulate(&c3, xv, w(3), wide: wide)
         dotAccumulate(&c4, xv, w(4), wide: wide); dotAccumulate(&c5, xv, w(5), wide: wide)
@@ -69,16 +79,21 @@ private func vnniKernel16x16(wide: Bool, a: UnsafeRawPointer, b: UnsafeRawPointe
 /// The 16 channels of one block × one pixel, whose k-group kg is the 32 bits at x + kg · ldx: lane r of the result
 /// is channel r's exact sum.
 @inline(__always)
-func quantizedKernel16x1(wide: Bool, a: UnsafeRawPointer, x: UnsafeRawPointer, ldx: Int, kGroups: Int,
-                         compensation: UnsafePointer<Int32>) -> SIMD16<Int32> {
-    wide ? vnniKernel16x1(wide: true, a: a, x: x, ldx: ldx, kGroups: kGroups, compensation: compensation)
-         : vnniKernel16x1(wide: false, a: a, x: x, ldx: ldx, kGroups: kGroups, compensation: compensation)
+func quantizedKernel16x1(
+    wide: Bool, a: UnsafeRawPointer, x: UnsafeRawPointer, ldx: Int, kGroups: Int,
+    compensation: UnsafePointer<Int32>
+) -> SIMD16<Int32> {
+    wide
+        ? vnniKernel16x1(wide: true, a: a, x: x, ldx: ldx, kGroups: kGroups, compensation: compensation)
+        : vnniKernel16x1(wide: false, a: a, x: x, ldx: ldx, kGroups: kGroups, compensation: compensation)
 }
 
 /// `quantizedKernel16x1` for one instruction.
 @inline(__always)
-private func vnniKernel16x1(wide: Bool, a: UnsafeRawPointer, x: UnsafeRawPointer, ldx: Int, kGroups: Int,
-                            compensation: UnsafePointer<Int32>) -> SIMD16<Int32> {
+private func vnniKernel16x1(
+    wide: Bool, a: UnsafeRawPointer, x: UnsafeRawPointer, ldx: Int, kGroups: Int,
+    compensation: UnsafePointer<Int32>
+) -> SIMD16<Int32> {
     typealias V = SIMD16<Int32>
     var s0 = V(), s1 = V(), s2 = V(), s3 = V()
     var xp = x, ap = a
@@ -114,8 +129,10 @@ func quantizedLane(_ v: UInt32, _ j: Int, wide: Bool, signed: Bool) -> Int32 {
 
 /// Portable form of the AVX-512 kernel of the same name: one channel at a time over all k-groups.
 @inline(__always)
-func quantizedKernel16x16(wide: Bool, a: UnsafeRawPointer, b: UnsafeRawPointer, ldb: Int, kGroups: Int,
-                          compensation: UnsafePointer<Int32>, rows: Int, _ store: (Int, SIMD16<Int32>) -> Void) {
+func quantizedKernel16x16(
+    wide: Bool, a: UnsafeRawPointer, b: UnsafeRawPointer, ldb: Int, kGroups: Int,
+    compensation: UnsafePointer<Int32>, rows: Int, _ store: (Int, SIMD16<Int32>) -> Void
+) {
     let group = wide ? 2 : 4
     for r in 0..<rows {
         var acc = SIMD16<Int32>()
@@ -132,8 +149,10 @@ func quantizedKernel16x16(wide: Bool, a: UnsafeRawPointer, b: UnsafeRawPointer, 
 
 /// Portable form of the AVX-512 kernel of the same name.
 @inline(__always)
-func quantizedKernel16x1(wide: Bool, a: UnsafeRawPointer, x: UnsafeRawPointer, ldx: Int, kGroups: Int,
-                         compensation: UnsafePointer<Int32>) -> SIMD16<Int32> {
+func quantizedKernel16x1(
+    wide: Bool, a: UnsafeRawPointer, x: UnsafeRawPointer, ldx: Int, kGroups: Int,
+    compensation: UnsafePointer<Int32>
+) -> SIMD16<Int32> {
     let group = wide ? 2 : 4
     var acc = SIMD16<Int32>()
     for kg in 0..<kGroups {

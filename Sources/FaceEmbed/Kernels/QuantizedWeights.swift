@@ -90,11 +90,17 @@ package struct QuantizedWeights: Sendable {
 
     /// Calls `body` with pointers to the packed arrays, valid only during the call.
     package func withPointers<R>(_ body: (QuantizedWeightPointers) -> R) -> R {
-        packed.withUnsafeBytes { p in scales.withUnsafeBufferPointer { s in compensation.withUnsafeBufferPointer { c in
-            body(QuantizedWeightPointers(precision: precision, outC: outC, k: k, packed: p.baseAddress!,
-                                         scales: s.baseAddress!, compensation: c.baseAddress!,
-                                         maxAbsRowSum: maxAbsRowSum))
-        }}}
+        packed.withUnsafeBytes { p in
+            scales.withUnsafeBufferPointer { s in
+                compensation.withUnsafeBufferPointer { c in
+                    body(
+                        QuantizedWeightPointers(
+                            precision: precision, outC: outC, k: k, packed: p.baseAddress!,
+                            scales: s.baseAddress!, compensation: c.baseAddress!,
+                            maxAbsRowSum: maxAbsRowSum))
+                }
+            }
+        }
     }
 }
 
@@ -107,7 +113,9 @@ package func quantizedWeightValues(_ weights: [Float], outC: Int, k: Int) -> (va
         guard m > 0 && m.isFinite else { continue }
         let inv = 127 / m
         scales[c] = m / 127
-        for kk in 0..<k { values[c * k + kk] = Int8(min(max((row[c * k + kk] * inv).rounded(.toNearestOrEven), -127), 127)) }
+        for kk in 0..<k {
+            values[c * k + kk] = Int8(min(max((row[c * k + kk] * inv).rounded(.toNearestOrEven), -127), 127))
+        }
     }
     return (values, scales)
 }
@@ -151,7 +159,8 @@ package struct ActivationQuantization: Sendable, Equatable {
     @inline(__always)
     package func quantize(_ x: Float) -> Int32 {
         let v = x * inverse
-        return (v.isNaN ? 0 : Int32(min(max(v, Float(low)), Float(high)).rounded(.toNearestOrEven))) + precision.zeroPoint
+        return (v.isNaN ? 0 : Int32(min(max(v, Float(low)), Float(high)).rounded(.toNearestOrEven)))
+            + precision.zeroPoint
     }
 
     /// The stored integers for 16 floats: round half to even by adding 1.5·2²³ (exact for |v| < 2²²; v is clamped

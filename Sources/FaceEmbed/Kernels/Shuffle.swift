@@ -22,8 +22,10 @@ func setLane(_ v: Builtin.Vec16xInt32, _ i: Int32, from: Builtin.Vec8xInt32, _ j
 
 /// An 8-lane shuffle mask from literals: lane k of the result takes lane m_k of the two sources laid end to end.
 @_transparent
-func shuffleMask(_ m0: Int32, _ m1: Int32, _ m2: Int32, _ m3: Int32, _ m4: Int32, _ m5: Int32, _ m6: Int32,
-                 _ m7: Int32) -> Builtin.Vec8xInt32 {
+func shuffleMask(
+    _ m0: Int32, _ m1: Int32, _ m2: Int32, _ m3: Int32, _ m4: Int32, _ m5: Int32, _ m6: Int32,
+    _ m7: Int32
+) -> Builtin.Vec8xInt32 {
     var m: Builtin.Vec8xInt32 = Builtin.zeroInitializer()
     m = setLane(m, 0, m0); m = setLane(m, 1, m1); m = setLane(m, 2, m2); m = setLane(m, 3, m3)
     m = setLane(m, 4, m4); m = setLane(m, 5, m5); m = setLane(m, 6, m6); m = setLane(m, 7, m7)
@@ -47,8 +49,10 @@ func shuffleMask(_ lo: Builtin.Vec8xInt32, _ hi: Builtin.Vec8xInt32) -> Builtin.
 /// x[4j + c] for j < 8, c < 4, where x is the 16 floats at `first` then the 16 at `second` (`first + 16` for 32
 /// consecutive floats): split into their four column phases.
 @inline(__always)
-func columnPhases(_ first: UnsafePointer<Float>,
-                  _ second: UnsafePointer<Float>) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+func columnPhases(
+    _ first: UnsafePointer<Float>,
+    _ second: UnsafePointer<Float>
+) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
     #if hasFeature(BuiltinModule)
     let lo = UnsafeRawPointer(first).loadUnaligned(as: SIMD16<Float>.self)._storage._value
     let hi = UnsafeRawPointer(second).loadUnaligned(as: SIMD16<Float>.self)._storage._value
@@ -63,8 +67,9 @@ func columnPhases(_ first: UnsafePointer<Float>,
         lo, hi, shuffleMask(3, 7, 11, 15, 19, 23, 27, 31))
     return (c0, c1, c2, c3)
     #else
-    let v = SIMD32(lowHalf: UnsafeRawPointer(first).loadUnaligned(as: SIMD16<Float>.self),
-                   highHalf: UnsafeRawPointer(second).loadUnaligned(as: SIMD16<Float>.self))
+    let v = SIMD32(
+        lowHalf: UnsafeRawPointer(first).loadUnaligned(as: SIMD16<Float>.self),
+        highHalf: UnsafeRawPointer(second).loadUnaligned(as: SIMD16<Float>.self))
     let e = v.evenHalf, o = v.oddHalf
     return (e.evenHalf, o.evenHalf, e.oddHalf, o.oddHalf)
     #endif
@@ -72,8 +77,10 @@ func columnPhases(_ first: UnsafePointer<Float>,
 
 /// The inverse of `columnPhases`: c0[0], c1[0], c2[0], c3[0], c0[1], … as two vectors of 16 (floats 0–15, 16–31).
 @inline(__always)
-func interleavingColumnPhases(_ c0: SIMD8<Float>, _ c1: SIMD8<Float>, _ c2: SIMD8<Float>,
-                              _ c3: SIMD8<Float>) -> (SIMD16<Float>, SIMD16<Float>) {
+func interleavingColumnPhases(
+    _ c0: SIMD8<Float>, _ c1: SIMD8<Float>, _ c2: SIMD8<Float>,
+    _ c3: SIMD8<Float>
+) -> (SIMD16<Float>, SIMD16<Float>) {
     #if hasFeature(BuiltinModule)
     let halves = shuffleMask(shuffleMask(0, 1, 2, 3, 4, 5, 6, 7), shuffleMask(8, 9, 10, 11, 12, 13, 14, 15))
     let a = Builtin.shufflevector_Vec8xFPIEEE32_Vec16xInt32(c0._storage._value, c1._storage._value, halves)
@@ -105,8 +112,9 @@ func evenFloats16(_ x: UnsafePointer<Float>) -> SIMD16<Float> {
         lo, hi, shuffleMask(shuffleMask(0, 2, 4, 6, 8, 10, 12, 14), shuffleMask(17, 19, 21, 23, 25, 27, 29, 31)))
     return r
     #else
-    return SIMD16(x[0], x[2], x[4], x[6], x[8], x[10], x[12], x[14],
-                  x[16], x[18], x[20], x[22], x[24], x[26], x[28], x[30])
+    return SIMD16(
+        x[0], x[2], x[4], x[6], x[8], x[10], x[12], x[14],
+        x[16], x[18], x[20], x[22], x[24], x[26], x[28], x[30])
     #endif
 }
 

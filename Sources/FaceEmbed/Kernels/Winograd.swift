@@ -77,8 +77,9 @@ func winogradConvolution(_ g: ConvGeometry, _ o: ConvolutionOperands, threads: I
     parallelFor(parts, threads: threads) { part in
         let mine = chunk(blocks, parts: parts, index: part)
         for blk in mine {
-            winogradBlock(g, p, o, block: blk, prefetchNext: blk + 1 < mine.upperBound,
-                          scratch: o.scratch + part * perThread)
+            winogradBlock(
+                g, p, o, block: blk, prefetchNext: blk + 1 < mine.upperBound,
+                scratch: o.scratch + part * perThread)
         }
     }
 }
@@ -92,10 +93,11 @@ func winogradInputPhase(_ g: ConvGeometry, _ p: WinogradPlan, _ o: ConvolutionOp
         // Zeroed once: every channel then writes the same interior positions, so the border and slack stay zero.
         plane.initialize(repeating: 0, count: p.paddedH * p.paddedW + winogradPlaneSlack)
         for c in chunk(ic, parts: parts, index: part) {
-            winogradTransformInput(g, p, input: o.input + c * g.inH * g.inW,
-                                   mul: o.inputAffine?.scale[c] ?? 1, add: o.inputAffine?.shift[c] ?? 0,
-                                   plane: plane, stage: stage, into: o.shared + c * gemmNR, panelStride: ic * gemmNR,
-                                   xiStride: vXi)
+            winogradTransformInput(
+                g, p, input: o.input + c * g.inH * g.inW,
+                mul: o.inputAffine?.scale[c] ?? 1, add: o.inputAffine?.shift[c] ?? 0,
+                plane: plane, stage: stage, into: o.shared + c * gemmNR, panelStride: ic * gemmNR,
+                xiStride: vXi)
         }
     }
 }
@@ -103,8 +105,10 @@ func winogradInputPhase(_ g: ConvGeometry, _ p: WinogradPlan, _ o: ConvolutionOp
 /// Phases A, C and D for block `blk` of 16 output channels, in one thread's `scratch` (U, then M, then phase D's
 /// plane). With `prefetchNext`, the next block's weights are requested during the GEMMs.
 @inline(__always)
-func winogradBlock(_ g: ConvGeometry, _ p: WinogradPlan, _ o: ConvolutionOperands, block blk: Int, prefetchNext: Bool,
-                   scratch u: UnsafeMutablePointer<Float>) {
+func winogradBlock(
+    _ g: ConvGeometry, _ p: WinogradPlan, _ o: ConvolutionOperands, block blk: Int, prefetchNext: Bool,
+    scratch u: UnsafeMutablePointer<Float>
+) {
     let ic = g.inC, L = weightLanes, tp = p.panels * gemmNR, mXi = p.mXiStride
     let m = u + 36 * ic * L, plane = m + 36 * mXi
     let m0 = blk * L, rows = min(L, g.outC - m0)
@@ -124,13 +128,16 @@ func winogradBlock(_ g: ConvGeometry, _ p: WinogradPlan, _ o: ConvolutionOperand
 /// through the first 16-tile kernel call of each ξ (r100, 1 thread: weight transform −5 ms, GEMMs +1.7 ms). Maps
 /// with under 9 tiles (7×7) do without: there it cost the narrow kernel more than it saved.
 @inline(__always)
-func winogradProducts(_ p: WinogradPlan, u: UnsafePointer<Float>, v: UnsafePointer<Float>, inC ic: Int, rows: Int,
-                      into m: UnsafeMutablePointer<Float>, prefetching next: UnsafeRawPointer?) {
+func winogradProducts(
+    _ p: WinogradPlan, u: UnsafePointer<Float>, v: UnsafePointer<Float>, inC ic: Int, rows: Int,
+    into m: UnsafeMutablePointer<Float>, prefetching next: UnsafeRawPointer?
+) {
     let L = weightLanes, tp = p.panels * gemmNR, vXi = p.vXiStride(inC: ic), mXi = p.mXiStride
     let linesPerXi = (ic + 3) / 4
     for xi in 0..<36 {
-        var spread = PrefetchSpread(base: next.map { $0 + xi * linesPerXi * 64 },
-                                    lines: min(linesPerXi, ic * 9 - xi * linesPerXi))
+        var spread = PrefetchSpread(
+            base: next.map { $0 + xi * linesPerXi * 64 },
+            lines: min(linesPerXi, ic * 9 - xi * linesPerXi))
         for panel in 0..<p.panels {
             let a = u + xi * L, b = v + xi * vXi + panel * ic * gemmNR
             let c = m + xi * mXi + panel * gemmNR
@@ -138,14 +145,16 @@ func winogradProducts(_ p: WinogradPlan, u: UnsafePointer<Float>, v: UnsafePoint
             if n <= 8 {
                 // Few tiles (7×7 maps, a panel's tail): channels in lanes, no work on absent tiles.
                 for j in stride(from: 0, to: n, by: 4) {
-                    gemmKernel16x4(a: a, aStride: 36 * L, b: b + j, ldb: gemmNR, k: ic, cols: min(4, n - j),
-                                   c: c + j, ldc: tp, rows: rows)
+                    gemmKernel16x4(
+                        a: a, aStride: 36 * L, b: b + j, ldb: gemmNR, k: ic, cols: min(4, n - j),
+                        c: c + j, ldc: tp, rows: rows)
                 }
             } else {
                 var r0 = 0
                 while r0 < rows {
-                    gemmTile(a: a + r0, aStride: 36 * L, b: b, ldb: gemmNR, k: ic, c: c + r0 * tp, ldc: tp,
-                             rows: min(gemmMR, rows - r0), spread: spread)
+                    gemmTile(
+                        a: a + r0, aStride: 36 * L, b: b, ldb: gemmNR, k: ic, c: c + r0 * tp, ldc: tp,
+                        rows: min(gemmMR, rows - r0), spread: spread)
                     spread = .none
                     r0 += gemmMR
                 }
@@ -156,10 +165,12 @@ func winogradProducts(_ p: WinogradPlan, u: UnsafePointer<Float>, v: UnsafePoint
 
 /// Bᵀ x B along one axis: six values in, six out.
 @inline(__always)
-func winogradB(_ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ x2: SIMD8<Float>, _ x3: SIMD8<Float>, _ x4: SIMD8<Float>,
-               _ x5: SIMD8<Float>) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
-    let a = x4 - x2 * 4, b = x3 - x1 * 4      // for y1, y2
-    let c = x4 - x2, d = (x3 - x1) * 2       // for y3, y4
+func winogradB(
+    _ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ x2: SIMD8<Float>, _ x3: SIMD8<Float>, _ x4: SIMD8<Float>,
+    _ x5: SIMD8<Float>
+) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+    let a = x4 - x2 * 4, b = x3 - x1 * 4  // for y1, y2
+    let c = x4 - x2, d = (x3 - x1) * 2  // for y3, y4
     return (x0 * 4 - x2 * 5 + x4, a + b, a - b, c + d, c - d, x1 * 4 - x3 * 5 + x5)
 }
 
@@ -177,9 +188,11 @@ func winogradStageFloats(_ p: WinogradPlan) -> Int { 36 * (p.panels * gemmNR + 8
 /// overwritten by the next row, or land in the padding); then S is copied into V panel by panel.
 /// `stage` holds `winogradStageFloats(p)` floats.
 @inline(__always)
-func winogradTransformInput(_ g: ConvGeometry, _ p: WinogradPlan, input: UnsafePointer<Float>, mul: Float, add: Float,
-                            plane: UnsafeMutablePointer<Float>, stage: UnsafeMutablePointer<Float>,
-                            into v: UnsafeMutablePointer<Float>, panelStride: Int, xiStride: Int) {
+func winogradTransformInput(
+    _ g: ConvGeometry, _ p: WinogradPlan, input: UnsafePointer<Float>, mul: Float, add: Float,
+    plane: UnsafeMutablePointer<Float>, stage: UnsafeMutablePointer<Float>,
+    into v: UnsafeMutablePointer<Float>, panelStride: Int, xiStride: Int
+) {
     typealias V = SIMD8<Float>
     let ss = p.panels * gemmNR + 8
     let pw = p.paddedW, ph = p.paddedH
@@ -232,8 +245,10 @@ func winogradTransformInput(_ g: ConvGeometry, _ p: WinogradPlan, input: UnsafeP
 
 /// Aᵀ m along one axis: six values in, four out.
 @inline(__always)
-func winogradA(_ m0: SIMD8<Float>, _ m1: SIMD8<Float>, _ m2: SIMD8<Float>, _ m3: SIMD8<Float>, _ m4: SIMD8<Float>,
-               _ m5: SIMD8<Float>) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+func winogradA(
+    _ m0: SIMD8<Float>, _ m1: SIMD8<Float>, _ m2: SIMD8<Float>, _ m3: SIMD8<Float>, _ m4: SIMD8<Float>,
+    _ m5: SIMD8<Float>
+) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
     let s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4
     return (m0 + s12 + s34, d12 + d34 * 2, s12 + s34 * 4, d12 + d34 * 8 + m5)
 }
@@ -246,8 +261,10 @@ func winogradA(_ m0: SIMD8<Float>, _ m1: SIMD8<Float>, _ m2: SIMD8<Float>, _ m3:
 /// before its second), each store then being overwritten by the later ones wherever it strays (the last rows'
 /// spill lands in the plane's slack).
 @inline(__always)
-func winogradTransformOutput(_ p: WinogradPlan, _ m: UnsafePointer<Float>, xiStride: Int,
-                             plane: UnsafeMutablePointer<Float>) {
+func winogradTransformOutput(
+    _ p: WinogradPlan, _ m: UnsafePointer<Float>, xiStride: Int,
+    plane: UnsafeMutablePointer<Float>
+) {
     typealias V = SIMD8<Float>
     let pw = p.outW, paired = p.rowsPerVector == 2
     for ty in stride(from: 0, to: p.tilesY, by: p.rowsPerVector) {
@@ -264,8 +281,10 @@ func winogradTransformOutput(_ p: WinogradPlan, _ m: UnsafePointer<Float>, xiStr
             let (a03, a13, a23, a33) = winogradA(ld(3), ld(9), ld(15), ld(21), ld(27), ld(33))
             let (a04, a14, a24, a34) = winogradA(ld(4), ld(10), ld(16), ld(22), ld(28), ld(34))
             let (a05, a15, a25, a35) = winogradA(ld(5), ld(11), ld(17), ld(23), ld(29), ld(35))
-            @inline(__always) func row(_ x0: V, _ x1: V, _ x2: V, _ x3: V, _ x4: V,
-                                       _ x5: V) -> (SIMD16<Float>, SIMD16<Float>) {
+            @inline(__always) func row(
+                _ x0: V, _ x1: V, _ x2: V, _ x3: V, _ x4: V,
+                _ x5: V
+            ) -> (SIMD16<Float>, SIMD16<Float>) {
                 let (o0, o1, o2, o3) = winogradA(x0, x1, x2, x3, x4, x5)
                 return interleavingColumnPhases(o0, o1, o2, o3)
             }
@@ -278,7 +297,8 @@ func winogradTransformOutput(_ p: WinogradPlan, _ m: UnsafePointer<Float>, xiStr
             if paired {
                 put(r0.0, row: 0, at: 0); put(r1.0, row: 1, at: 0); put(r2.0, row: 2, at: 0); put(r3.0, row: 3, at: 0)
                 if ty + 1 < p.tilesY {
-                    put(r0.1, row: 4, at: 0); put(r1.1, row: 5, at: 0); put(r2.1, row: 6, at: 0); put(r3.1, row: 7, at: 0)
+                    put(r0.1, row: 4, at: 0); put(r1.1, row: 5, at: 0); put(r2.1, row: 6, at: 0);
+                    put(r3.1, row: 7, at: 0)
                 }
             } else {
                 put(r0.0, row: 0, at: 0); put(r0.1, row: 0, at: 64); put(r1.0, row: 1, at: 0); put(r1.1, row: 1, at: 64)

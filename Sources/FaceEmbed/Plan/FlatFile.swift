@@ -51,8 +51,10 @@ package enum FlatFile {
         switch l {
         case let .convolution(c):
             let g = c.geometry
-            return [c.input, c.output, g.inC, g.inH, g.inW, g.outC, g.kH, g.kW, g.strideH, g.strideW, g.padH, g.padW,
-                    g.groups, c.weight, c.bias, c.slope ?? -1, c.residual ?? -1, c.inputScale ?? -1, c.inputShift ?? -1]
+            return [
+                c.input, c.output, g.inC, g.inH, g.inW, g.outC, g.kH, g.kW, g.strideH, g.strideW, g.padH, g.padW,
+                g.groups, c.weight, c.bias, c.slope ?? -1, c.residual ?? -1, c.inputScale ?? -1, c.inputShift ?? -1,
+            ]
         case let .affine(a):
             return [a.input, a.output, a.scale ?? -1, a.shift ?? -1, a.slope ?? -1]
         case let .fullyConnected(f):
@@ -66,18 +68,22 @@ package enum FlatFile {
 
     /// Parses and validates a flat file: header, checksum, tables, every index and shape, finite weights.
     /// Returns the plan and each tensor's byte offset.
-    package static func read(_ bytes: UnsafeRawBufferPointer, file: String?) throws(FaceEmbedError) -> (ModelPlan, [Int]) {
+    package static func read(_ bytes: UnsafeRawBufferPointer, file: String?) throws(FaceEmbedError) -> (
+        ModelPlan, [Int]
+    ) {
         var r = ByteReader(bytes) { .invalidWeights(file: file, reason: $0) }
         try r.need(headerSize, "the header")
         guard (0..<8).allSatisfy({ bytes[$0] == magic[$0] }) else {
-            throw r.fail("not a FaceEmbed weight file (bad magic); convert MXNet or ONNX models with `faceembed convert`")
+            throw r.fail(
+                "not a FaceEmbed weight file (bad magic); convert MXNet or ONNX models with `faceembed convert`")
         }
         try r.skip(8, "magic")
         let ver = try r.u32("version")
         guard ver == version else {
-            throw r.fail(ver == 1
-                ? "format version 1 (FaceEmbed 0.1) stores convolution weights in another layout: convert the model again with `faceembed convert`"
-                : "format version \(ver) is not supported (this FaceEmbed reads \(version))")
+            throw r.fail(
+                ver == 1
+                    ? "format version 1 (FaceEmbed 0.1) stores convolution weights in another layout: convert the model again with `faceembed convert`"
+                    : "format version \(ver) is not supported (this FaceEmbed reads \(version))")
         }
         guard try r.u32("header size") == UInt32(headerSize) else { throw r.fail("unexpected header size") }
         let kindRaw = try r.u32("kind")
@@ -85,7 +91,9 @@ package enum FlatFile {
         let embedding = Int(try r.u32("embedding size"))
         let input = ValueShape(c: Int(try r.u32("input c")), h: Int(try r.u32("input h")), w: Int(try r.u32("input w")))
         guard input == modelInputShape else { throw r.fail("input \(input.c)x\(input.h)x\(input.w) is not 3x112x112") }
-        guard let order = ChannelOrder(rawValue: try r.u32("channel order")) else { throw r.fail("unknown channel order") }
+        guard let order = ChannelOrder(rawValue: try r.u32("channel order")) else {
+            throw r.fail("unknown channel order")
+        }
         let mean = try r.f32("input mean"), scale = try r.f32("input scale")
         guard mean.isFinite, scale.isFinite, scale != 0 else { throw r.fail("input preprocessing is not finite") }
         let nValues = Int(try r.u32("value count")), nLayers = Int(try r.u32("layer count"))
@@ -98,8 +106,9 @@ package enum FlatFile {
             throw r.fail("the header says \(fileSize) bytes but the file has \(bytes.count): truncated or padded")
         }
         guard tableOffset == UInt64(headerSize), tableSize <= UInt64(bytes.count) - tableOffset,
-              dataOffset >= tableOffset + tableSize, dataOffset <= fileSize, bytes.count % alignment == 0,
-              nValues >= 1, nValues <= maxCount, nLayers <= maxCount, nTensors <= maxCount, output < nValues else {
+            dataOffset >= tableOffset + tableSize, dataOffset <= fileSize, bytes.count % alignment == 0,
+            nValues >= 1, nValues <= maxCount, nLayers <= maxCount, nTensors <= maxCount, output < nValues
+        else {
             throw r.fail("inconsistent header (offsets or counts out of range)")
         }
         var h = fnvOffset
@@ -111,7 +120,8 @@ package enum FlatFile {
         }
         var values: [ValueShape] = []
         for i in 0..<nValues {
-            let v = ValueShape(c: Int(try t.u32("value \(i)")), h: Int(try t.u32("value \(i)")), w: Int(try t.u32("value \(i)")))
+            let v = ValueShape(
+                c: Int(try t.u32("value \(i)")), h: Int(try t.u32("value \(i)")), w: Int(try t.u32("value \(i)")))
             guard v.c >= 1, v.h >= 1, v.w >= 1, v.c <= 65_536, v.h <= 4096, v.w <= 4096, v.count <= 1 << 26 else {
                 throw t.fail("value \(i) has shape \(v.c)x\(v.h)x\(v.w)")
             }
@@ -150,45 +160,63 @@ package enum FlatFile {
             }
             let off = try t.u64("tensor \(i) offset"), n = try t.u64("tensor \(i) count")
             guard n == UInt64(count), off % UInt64(alignment) == 0, off >= dataOffset,
-                  off <= UInt64(bytes.count), UInt64(count) * 4 <= UInt64(bytes.count) - off else {
+                off <= UInt64(bytes.count), UInt64(count) * 4 <= UInt64(bytes.count) - off
+            else {
                 throw t.fail("tensor \(tname) lies outside the data section")
             }
             for j in 0..<count {
-                let v = Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: Int(off) + j * 4, as: UInt32.self)))
-                guard v.isFinite else { throw .invalidWeights(file: file, reason: "tensor \(tname) holds NaN or infinity at \(j)") }
+                let v = Float(
+                    bitPattern: UInt32(
+                        littleEndian: bytes.loadUnaligned(fromByteOffset: Int(off) + j * 4, as: UInt32.self)))
+                guard v.isFinite else {
+                    throw .invalidWeights(file: file, reason: "tensor \(tname) holds NaN or infinity at \(j)")
+                }
                 // The converter flushes denormals; a file holding one was not written by it (and would run slower).
                 guard !v.isSubnormal else {
-                    throw .invalidWeights(file: file, reason: "tensor \(tname) holds a denormal value at \(j) (faceembed convert flushes them to zero)")
+                    throw .invalidWeights(
+                        file: file,
+                        reason:
+                            "tensor \(tname) holds a denormal value at \(j) (faceembed convert flushes them to zero)")
                 }
             }
             tensors.append(TensorInfo(name: tname, shape: shape))
             offsets.append(Int(off))
         }
-        let plan = ModelPlan(kind: kind, name: name.isEmpty ? kind.description : name, channelOrder: order,
-                             inputMean: mean, inputScale: scale, values: values, layers: layers, tensors: tensors,
-                             output: output)
+        let plan = ModelPlan(
+            kind: kind, name: name.isEmpty ? kind.description : name, channelOrder: order,
+            inputMean: mean, inputScale: scale, values: values, layers: layers, tensors: tensors,
+            output: output)
         try validate(plan, embeddingSize: embedding, fail: { .invalidWeights(file: file, reason: $0) })
         return (plan, offsets)
     }
 
-    private static func decodeLayer(code: UInt32, fields f: [Int], index i: Int,
-                                    fail: (String) -> FaceEmbedError) throws(FaceEmbedError) -> Layer {
+    private static func decodeLayer(
+        code: UInt32, fields f: [Int], index i: Int,
+        fail: (String) -> FaceEmbedError
+    ) throws(FaceEmbedError) -> Layer {
         func opt(_ v: Int) -> Int? { v < 0 ? nil : v }
         switch (code, f.count) {
         case (1, 19):
             // The fields are range-checked before anything divides by the strides (a zero stride trapped here once).
-            guard let g = ConvGeometry.checked(inC: f[2], inH: f[3], inW: f[4], outC: f[5], kH: f[6], kW: f[7],
-                                               strideH: f[8], strideW: f[9], padH: f[10], padW: f[11],
-                                               groups: f[12]) else {
+            guard
+                let g = ConvGeometry.checked(
+                    inC: f[2], inH: f[3], inW: f[4], outC: f[5], kH: f[6], kW: f[7],
+                    strideH: f[8], strideW: f[9], padH: f[10], padW: f[11],
+                    groups: f[12])
+            else {
                 throw fail("layer \(i): convolution geometry out of range")
             }
-            return .convolution(ConvLayer(input: f[0], output: f[1], geometry: g, weight: f[13], bias: f[14],
-                                          slope: opt(f[15]), residual: opt(f[16]), inputScale: opt(f[17]), inputShift: opt(f[18])))
+            return .convolution(
+                ConvLayer(
+                    input: f[0], output: f[1], geometry: g, weight: f[13], bias: f[14],
+                    slope: opt(f[15]), residual: opt(f[16]), inputScale: opt(f[17]), inputShift: opt(f[18])))
         case (2, 5):
             return .affine(AffineLayer(input: f[0], output: f[1], scale: opt(f[2]), shift: opt(f[3]), slope: opt(f[4])))
         case (3, 6):
-            return .fullyConnected(FullyConnectedLayer(input: f[0], output: f[1], weight: f[2], bias: f[3],
-                                                       inFeatures: f[4], outFeatures: f[5]))
+            return .fullyConnected(
+                FullyConnectedLayer(
+                    input: f[0], output: f[1], weight: f[2], bias: f[3],
+                    inFeatures: f[4], outFeatures: f[5]))
         case (4, 3):
             return .add(a: f[0], b: f[1], output: f[2])
         default:
@@ -198,28 +226,38 @@ package enum FlatFile {
 
     /// Checks that a plan is executable: values defined before use, each written once, shapes and tensor sizes
     /// consistent with every layer. Used on every loaded file, so a crafted file cannot misdirect a kernel.
-    package static func validate(_ plan: ModelPlan, embeddingSize: Int, fail: (String) -> FaceEmbedError) throws(FaceEmbedError) {
+    package static func validate(_ plan: ModelPlan, embeddingSize: Int, fail: (String) -> FaceEmbedError)
+        throws(FaceEmbedError)
+    {
         var defined = [Bool](repeating: false, count: plan.values.count)
         defined[0] = true
         func value(_ v: Int, _ i: Int) throws(FaceEmbedError) -> ValueShape {
-            guard v >= 0, v < plan.values.count, defined[v] else { throw fail("layer \(i) reads value \(v) before it is computed") }
+            guard v >= 0, v < plan.values.count, defined[v] else {
+                throw fail("layer \(i) reads value \(v) before it is computed")
+            }
             return plan.values[v]
         }
         func tensor(_ t: Int?, _ shape: [Int], _ i: Int) throws(FaceEmbedError) {
             guard let t else { return }
-            guard t >= 0, t < plan.tensors.count else { throw fail("layer \(i) refers to tensor \(t), which does not exist") }
+            guard t >= 0, t < plan.tensors.count else {
+                throw fail("layer \(i) refers to tensor \(t), which does not exist")
+            }
             guard plan.tensors[t].shape == shape else {
-                throw fail("layer \(i): tensor \(plan.tensors[t].name) has shape \(plan.tensors[t].shape), expected \(shape)")
+                throw fail(
+                    "layer \(i): tensor \(plan.tensors[t].name) has shape \(plan.tensors[t].shape), expected \(shape)")
             }
         }
         for (i, layer) in plan.layers.enumerated() {
             let out = layer.output
-            guard out > 0, out < plan.values.count, !defined[out] else { throw fail("layer \(i) writes value \(out) twice or out of range") }
+            guard out > 0, out < plan.values.count, !defined[out] else {
+                throw fail("layer \(i) writes value \(out) twice or out of range")
+            }
             let os = plan.values[out]
             switch layer {
             case let .convolution(c):
                 let g = c.geometry, x = try value(c.input, i)
-                guard x == ValueShape(c: g.inC, h: g.inH, w: g.inW), os == ValueShape(c: g.outC, h: g.outH, w: g.outW) else {
+                guard x == ValueShape(c: g.inC, h: g.inH, w: g.inW), os == ValueShape(c: g.outC, h: g.outH, w: g.outW)
+                else {
                     throw fail("layer \(i): convolution shapes do not match its values")
                 }
                 try tensor(c.weight, g.storedWeightShape, i)

@@ -51,8 +51,10 @@ package struct ConvLayer: Equatable, Sendable {
     /// Per-input-channel scale and shift applied to in-bounds taps only (both or neither).
     package var inputScale: Int?, inputShift: Int?
 
-    package init(input: Int, output: Int, geometry: ConvGeometry, weight: Int, bias: Int, slope: Int? = nil,
-                 residual: Int? = nil, inputScale: Int? = nil, inputShift: Int? = nil) {
+    package init(
+        input: Int, output: Int, geometry: ConvGeometry, weight: Int, bias: Int, slope: Int? = nil,
+        residual: Int? = nil, inputScale: Int? = nil, inputShift: Int? = nil
+    ) {
         self.input = input; self.output = output; self.geometry = geometry; self.weight = weight; self.bias = bias
         self.slope = slope; self.residual = residual; self.inputScale = inputScale; self.inputShift = inputShift
     }
@@ -145,8 +147,10 @@ package struct ModelPlan: Equatable, Sendable {
     /// Multiply-adds for one image.
     package var macs: Int { layers.reduce(0) { $0 + $1.macs } }
 
-    package init(kind: ModelKind, name: String, channelOrder: ChannelOrder, inputMean: Float, inputScale: Float,
-                 values: [ValueShape], layers: [Layer], tensors: [TensorInfo], output: Int) {
+    package init(
+        kind: ModelKind, name: String, channelOrder: ChannelOrder, inputMean: Float, inputScale: Float,
+        values: [ValueShape], layers: [Layer], tensors: [TensorInfo], output: Int
+    ) {
         self.kind = kind; self.name = name; self.channelOrder = channelOrder
         self.inputMean = inputMean; self.inputScale = inputScale
         self.values = values; self.layers = layers; self.tensors = tensors; self.output = output

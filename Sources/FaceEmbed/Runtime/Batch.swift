@@ -52,7 +52,8 @@ extension FaceModel {
 
     /// Embeddings of the faces with these landmarks in photos held in caller's pixel buffers of any size and format,
     /// one set of landmarks per photo: aligned, then embedded, shared out across threads.
-    public func embeddings(for photos: [PixelBuffer], landmarks: [FaceLandmarks]) throws(FaceEmbedError) -> [Embedding] {
+    public func embeddings(for photos: [PixelBuffer], landmarks: [FaceLandmarks]) throws(FaceEmbedError) -> [Embedding]
+    {
         let crops = try cropTransforms(landmarks, photos: photos.count)
         return embed(count: photos.count, crops: crops, stop: nil, BufferSource(buffers: try checked(photos)))!
     }
@@ -78,7 +79,9 @@ extension FaceModel {
     }
 
     /// The crop-to-photo transform of every set of landmarks, one per photo.
-    private func cropTransforms(_ landmarks: [FaceLandmarks], photos: Int) throws(FaceEmbedError) -> [SimilarityTransform] {
+    private func cropTransforms(_ landmarks: [FaceLandmarks], photos: Int) throws(FaceEmbedError)
+        -> [SimilarityTransform]
+    {
         guard landmarks.count == photos else {
             throw .invalidArgument("give one set of landmarks per photo (\(photos) photos, \(landmarks.count) sets)")
         }
@@ -126,8 +129,10 @@ extension FaceModel {
     }
 
     /// One image of `source` through the network in workspace `w`, cropped first when `crop` is given.
-    private func embedOne(_ i: Int, _ source: some FaceSource, crop: SimilarityTransform?, scratch: inout CropScratch,
-                          _ w: Workspace, threads: Int) -> Embedding {
+    private func embedOne(
+        _ i: Int, _ source: some FaceSource, crop: SimilarityTransform?, scratch: inout CropScratch,
+        _ w: Workspace, threads: Int
+    ) -> Embedding {
         source.withPixels(i) { pixels in
             guard let crop else { return run(w, pixels, threads: threads) }
             return scratch.crop(pixels, through: crop) { run(w, $0, threads: threads) }
@@ -137,7 +142,8 @@ extension FaceModel {
     /// One forward pass in workspace `w` on a checked 112 × 112 pixel buffer.
     private func run(_ w: Workspace, _ pixels: CheckedPixels, threads: Int) -> Embedding {
         let plan = network.plan
-        fillInput(network.input(w), from: pixels, order: plan.channelOrder, mean: plan.inputMean, scale: plan.inputScale)
+        fillInput(
+            network.input(w), from: pixels, order: plan.channelOrder, mean: plan.inputMean, scale: plan.inputScale)
         network.run(w, threads: threads)
         return Embedding(Array(UnsafeBufferPointer(start: network.output(w), count: plan.embeddingSize)))
     }
@@ -154,7 +160,9 @@ struct RGBSource: FaceSource {
     let faces: [RGBImage]
 
     func withPixels<R>(_ i: Int, _ body: (CheckedPixels) -> R) -> R {
-        faces[i].pixels.withUnsafeBufferPointer { body(CheckedPixels(rgb: $0, width: faces[i].width, height: faces[i].height)) }
+        faces[i].pixels.withUnsafeBufferPointer {
+            body(CheckedPixels(rgb: $0, width: faces[i].width, height: faces[i].height))
+        }
     }
 }
 
@@ -171,7 +179,9 @@ struct CropScratch {
     private var bytes = [UInt8](repeating: 0, count: FaceModel.inputSize * FaceModel.inputSize * 3)
 
     /// Crops `photo` through `transform` into the buffer and calls `body` with the crop.
-    mutating func crop<R>(_ photo: CheckedPixels, through transform: SimilarityTransform, _ body: (CheckedPixels) -> R) -> R {
+    mutating func crop<R>(_ photo: CheckedPixels, through transform: SimilarityTransform, _ body: (CheckedPixels) -> R)
+        -> R
+    {
         let s = FaceModel.inputSize
         return bytes.withUnsafeMutableBufferPointer { out in
             warpCrop(from: photo, through: transform, size: s, into: out)

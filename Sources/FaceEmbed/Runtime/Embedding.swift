@@ -25,7 +25,9 @@ public struct Embedding: Sendable, Equatable, Codable {
 
     /// Cosine of the angle to `other`, in -1...1 (0 when either is all zero). Same person: close to 1.
     public func cosineSimilarity(to other: Embedding) -> Float {
-        precondition(values.count == other.values.count, "embeddings of different sizes (\(values.count), \(other.values.count))")
+        precondition(
+            values.count == other.values.count, "embeddings of different sizes (\(values.count), \(other.values.count))"
+        )
         var dot = 0.0, a = 0.0, b = 0.0
         for i in values.indices {
             let x = Double(values[i]), y = Double(other.values[i])
@@ -46,7 +48,9 @@ public struct Embedding: Sendable, Equatable, Codable {
     /// `squaredDistance(to:)` in `Double`, as the LFW protocol measures it: each vector scaled by the reciprocal of
     /// its norm, then the squared differences summed.
     package func unitSquaredDistance(to other: Embedding) -> Double {
-        precondition(values.count == other.values.count, "embeddings of different sizes (\(values.count), \(other.values.count))")
+        precondition(
+            values.count == other.values.count, "embeddings of different sizes (\(values.count), \(other.values.count))"
+        )
         var na = 0.0, nb = 0.0
         for v in values { na += Double(v) * Double(v) }
         for v in other.values { nb += Double(v) * Double(v) }

@@ -59,8 +59,9 @@ public final class FaceModel: Sendable {
         #else
         let (plan, offsets) = try FlatFile.read(file.bytes, file: name)
         path = file.path
-        network = Network(plan: plan, storage: file, tensorOffsets: offsets,
-                          threads: threads ?? ProcessInfoLite.activeProcessorCount)
+        network = Network(
+            plan: plan, storage: file, tensorOffsets: offsets,
+            threads: threads ?? ProcessInfoLite.activeProcessorCount)
         #endif
     }
 
@@ -80,8 +81,10 @@ public final class FaceModel: Sendable {
     /// The embedding of an aligned 112 × 112 face given as raw 8-bit pixels in any `PixelFormat`
     /// (`.bgr` for an OpenCV buffer, `.rgba` for a bitmap, planar, …). `rowStride` is in bytes and defaults to
     /// tightly packed rows. The same as `embedding(for: PixelBuffer(pixels, …))`.
-    public func embedding(pixels: UnsafeBufferPointer<UInt8>, width: Int, height: Int, format: PixelFormat,
-                          rowStride: Int? = nil) throws(FaceEmbedError) -> Embedding {
+    public func embedding(
+        pixels: UnsafeBufferPointer<UInt8>, width: Int, height: Int, format: PixelFormat,
+        rowStride: Int? = nil
+    ) throws(FaceEmbedError) -> Embedding {
         try embedding(for: PixelBuffer(pixels, width: width, height: height, format: format, rowStride: rowStride))
     }
 
@@ -101,7 +104,8 @@ public final class FaceModel: Sendable {
     private func checkAligned(_ width: Int, _ height: Int) throws(FaceEmbedError) {
         let s = FaceModel.inputSize
         guard width == s, height == s else {
-            throw .invalidImage(file: nil, reason: "an aligned face must be \(s)x\(s), got \(width)x\(height) (align photos first)")
+            throw .invalidImage(
+                file: nil, reason: "an aligned face must be \(s)x\(s), got \(width)x\(height) (align photos first)")
         }
     }
 }

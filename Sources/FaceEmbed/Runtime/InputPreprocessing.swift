@@ -2,7 +2,9 @@
 // mapped to `(p - mean) * scale` (the preprocessing a `.feb` header records).
 
 /// Writes the model input (3 planes in `order`, `(p - mean) * scale`) from 8-bit pixels.
-func fillInput(_ dst: UnsafeMutablePointer<Float>, from src: CheckedPixels, order: ChannelOrder, mean: Float, scale: Float) {
+func fillInput(
+    _ dst: UnsafeMutablePointer<Float>, from src: CheckedPixels, order: ChannelOrder, mean: Float, scale: Float
+) {
     let f = src.format, plane = src.width * src.height
     let colors = order == .rgb ? [f.red, f.green, f.blue] : [f.blue, f.green, f.red]
     for (k, ch) in colors.enumerated() {

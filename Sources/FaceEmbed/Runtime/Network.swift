@@ -26,7 +26,8 @@ final class Workspace: @unchecked Sendable {
     /// Cache-line aligned floats (a default allocation of this size is only 16-byte aligned, so every 64-byte vector
     /// access of the kernels would straddle two cache lines).
     private static func zeroed(_ count: Int) -> UnsafeMutablePointer<Float> {
-        let p = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64).bindMemory(to: Float.self, capacity: count)
+        let p = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64).bindMemory(
+            to: Float.self, capacity: count)
         p.initialize(repeating: 0, count: count)
         return p
     }
@@ -90,8 +91,11 @@ final class Network: @unchecked Sendable {
             free.sort { $0.start < $1.start }
             var merged: [(start: Int, size: Int)] = []
             for b in free {
-                if let last = merged.last, last.start + last.size == b.start { merged[merged.count - 1].size += b.size }
-                else { merged.append(b) }
+                if let last = merged.last, last.start + last.size == b.start {
+                    merged[merged.count - 1].size += b.size
+                } else {
+                    merged.append(b)
+                }
             }
             free = merged
         }
@@ -109,7 +113,9 @@ final class Network: @unchecked Sendable {
         if let w = pool.withLock({ p -> Workspace? in
             guard let i = p.firstIndex(where: { $0.scratchCount >= need }) else { return nil }
             return p.remove(at: i)
-        }) { return w }
+        }) {
+            return w
+        }
         return Workspace(arena: arenaCount, scratch: need, shared: sharedScratch)
     }
 
@@ -146,26 +152,32 @@ final class Network: @unchecked Sendable {
     private func value(_ v: Int, _ w: Workspace) -> UnsafeMutablePointer<Float> { w.arena + valueOffset[v] }
 
     private func convolve(_ c: ConvLayer, _ kernel: ConvolutionKernel, _ w: Workspace, threads: Int) {
-        let epilogue = Epilogue(bias: tensors[c.bias], slope: c.slope.map { tensors[$0] },
-                                residual: c.residual.map { UnsafePointer(value($0, w)) })
+        let epilogue = Epilogue(
+            bias: tensors[c.bias], slope: c.slope.map { tensors[$0] },
+            residual: c.residual.map { UnsafePointer(value($0, w)) })
         let affine = c.inputScale.flatMap { s in
             c.inputShift.map { InputAffine(scale: tensors[s], shift: tensors[$0]) }
         }
-        kernel.run(c.geometry, ConvolutionOperands(input: value(c.input, w), weights: tensors[c.weight],
-                                                   inputAffine: affine, epilogue: epilogue, output: value(c.output, w),
-                                                   scratch: w.scratch, shared: w.shared), threads: threads)
+        kernel.run(
+            c.geometry,
+            ConvolutionOperands(
+                input: value(c.input, w), weights: tensors[c.weight],
+                inputAffine: affine, epilogue: epilogue, output: value(c.output, w),
+                scratch: w.scratch, shared: w.shared), threads: threads)
     }
 
     private func affine(_ a: AffineLayer, _ w: Workspace) {
         let s = plan.values[a.output]
-        channelAffine(input: value(a.input, w), scale: a.scale.map { tensors[$0] }, shift: a.shift.map { tensors[$0] },
-                      slope: a.slope.map { tensors[$0] }, output: value(a.output, w), channels: s.c, plane: s.h * s.w)
+        channelAffine(
+            input: value(a.input, w), scale: a.scale.map { tensors[$0] }, shift: a.shift.map { tensors[$0] },
+            slope: a.slope.map { tensors[$0] }, output: value(a.output, w), channels: s.c, plane: s.h * s.w)
     }
 
     private func fullyConnect(_ f: FullyConnectedLayer, _ w: Workspace, threads: Int) {
-        fullyConnected(input: value(f.input, w), weights: tensors[f.weight], bias: tensors[f.bias],
-                       output: value(f.output, w), inFeatures: f.inFeatures, outFeatures: f.outFeatures,
-                       threads: threads)
+        fullyConnected(
+            input: value(f.input, w), weights: tensors[f.weight], bias: tensors[f.bias],
+            output: value(f.output, w), inFeatures: f.inFeatures, outFeatures: f.outFeatures,
+            threads: threads)
     }
 }
 

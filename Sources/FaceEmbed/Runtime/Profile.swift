@@ -29,16 +29,18 @@ extension FaceModel {
         var samples = [[Double]](repeating: [], count: plan.layers.count)
         for it in 0..<(max(0, warmup) + max(1, iterations)) {
             pixels.withUnsafeBufferPointer { p in
-                fillInput(network.input(w), from: CheckedPixels(rgb: p, width: s, height: s), order: plan.channelOrder,
-                          mean: plan.inputMean, scale: plan.inputScale)
+                fillInput(
+                    network.input(w), from: CheckedPixels(rgb: p, width: s, height: s), order: plan.channelOrder,
+                    mean: plan.inputMean, scale: plan.inputScale)
             }
             if it < warmup { network.run(w, threads: t); continue }
             network.run(w, threads: t) { i, d in samples[i].append(d.inSeconds) }
         }
         return plan.layers.enumerated().map { i, layer in
             let s = samples[i].sorted()
-            return LayerProfile(index: i, kind: layerKind(layer), shape: layerShape(layer, plan),
-                                multiplyAdds: layer.macs, seconds: s[s.count / 2])
+            return LayerProfile(
+                index: i, kind: layerKind(layer), shape: layerShape(layer, plan),
+                multiplyAdds: layer.macs, seconds: s[s.count / 2])
         }
     }
 
@@ -48,7 +50,8 @@ extension FaceModel {
             let g = c.geometry
             let dw = g.groups > 1 && g.groups == g.inC && g.groups == g.outC
             return "\(dw ? "dwconv" : g.groups > 1 ? "gconv" : "conv") \(g.kH)x\(g.kW)/s\(g.strideH)"
-                + (c.inputScale != nil ? "+bn" : "") + (c.slope != nil ? "+prelu" : "") + (c.residual != nil ? "+add" : "")
+                + (c.inputScale != nil ? "+bn" : "") + (c.slope != nil ? "+prelu" : "")
+                + (c.residual != nil ? "+add" : "")
         case .affine: return "affine"
         case .fullyConnected: return "fc"
         case .add: return "add"

@@ -34,8 +34,9 @@ func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> { UnsafeRawPointer(p).lo
 @inline(__always)
 func multiplyAddBytes(_ acc: inout SIMD16<Int32>, _ rows: SIMD16<Int32>, _ query: SIMD16<Int32>) {
     #if FACEEMBED_AVX512 && hasFeature(BuiltinModule)
-    acc._storage._value = Builtin.int_x86_avx512_vpdpbusd_512(acc._storage._value, rows._storage._value,
-                                                              query._storage._value)
+    acc._storage._value = Builtin.int_x86_avx512_vpdpbusd_512(
+        acc._storage._value, rows._storage._value,
+        query._storage._value)
     #else
     for b: Int32 in 0..<4 {
         let u = (rows &>> (8 * b)) & 0xFF, s = (query &<< (24 - 8 * b)) &>> 24
@@ -46,8 +47,10 @@ func multiplyAddBytes(_ acc: inout SIMD16<Int32>, _ rows: SIMD16<Int32>, _ query
 
 /// The int8 dot products of one panel's 16 rows with 8 queries: `out[j]` lane r = Σ (row r + 128) · query j.
 @inline(__always)
-func panelDots8(_ panel: UnsafeRawPointer, _ words: UnsafePointer<Int32>, steps: Int,
-                _ out: UnsafeMutablePointer<SIMD16<Int32>>) {
+func panelDots8(
+    _ panel: UnsafeRawPointer, _ words: UnsafePointer<Int32>, steps: Int,
+    _ out: UnsafeMutablePointer<SIMD16<Int32>>
+) {
     var a0 = SIMD16<Int32>(), a1 = SIMD16<Int32>(), a2 = SIMD16<Int32>(), a3 = SIMD16<Int32>()
     var a4 = SIMD16<Int32>(), a5 = SIMD16<Int32>(), a6 = SIMD16<Int32>(), a7 = SIMD16<Int32>()
     for k in 0..<steps {
@@ -68,14 +71,18 @@ func panelDots1(_ panel: UnsafeRawPointer, _ words: UnsafePointer<Int32>, steps:
     var a0 = SIMD16<Int32>(), a1 = SIMD16<Int32>(), a2 = SIMD16<Int32>(), a3 = SIMD16<Int32>()
     var k = 0
     while k < steps {
-        multiplyAddBytes(&a0, panel.load(fromByteOffset: k * 64, as: SIMD16<Int32>.self),
-                         SIMD16(repeating: words[k * 8]))
-        multiplyAddBytes(&a1, panel.load(fromByteOffset: k * 64 + 64, as: SIMD16<Int32>.self),
-                         SIMD16(repeating: words[k * 8 + 8]))
-        multiplyAddBytes(&a2, panel.load(fromByteOffset: k * 64 + 128, as: SIMD16<Int32>.self),
-                         SIMD16(repeating: words[k * 8 + 16]))
-        multiplyAddBytes(&a3, panel.load(fromByteOffset: k * 64 + 192, as: SIMD16<Int32>.self),
-                         SIMD16(repeating: words[k * 8 + 24]))
+        multiplyAddBytes(
+            &a0, panel.load(fromByteOffset: k * 64, as: SIMD16<Int32>.self),
+            SIMD16(repeating: words[k * 8]))
+        multiplyAddBytes(
+            &a1, panel.load(fromByteOffset: k * 64 + 64, as: SIMD16<Int32>.self),
+            SIMD16(repeating: words[k * 8 + 8]))
+        multiplyAddBytes(
+            &a2, panel.load(fromByteOffset: k * 64 + 128, as: SIMD16<Int32>.self),
+            SIMD16(repeating: words[k * 8 + 16]))
+        multiplyAddBytes(
+            &a3, panel.load(fromByteOffset: k * 64 + 192, as: SIMD16<Int32>.self),
+            SIMD16(repeating: words[k * 8 + 24]))
         k += 4
     }
     return (a0 &+ a1) &+ (a2 &+ a3)

@@ -85,8 +85,10 @@ public final class Gallery: Sendable {
 
     /// Builds a gallery in memory from `entries` (each embedding is normalised; ids need not be unique).
     /// Throws `.invalidArgument` for an embedding of another size, non-finite or all zero.
-    public init(dimension: Int, entries: [(id: String, embedding: Embedding)],
-                quantized: Bool = true) throws(FaceEmbedError) {
+    public init(
+        dimension: Int, entries: [(id: String, embedding: Embedding)],
+        quantized: Bool = true
+    ) throws(FaceEmbedError) {
         let buffer = try Gallery.encode(dimension: dimension, entries: entries, quantized: quantized)
         storage = GalleryStorage(owning: buffer)
         do {
@@ -137,8 +139,10 @@ public final class Gallery: Sendable {
     }
 
     /// The whole file image of a gallery built from `entries`.
-    static func encode(dimension: Int, entries: [(id: String, embedding: Embedding)],
-                       quantized: Bool) throws(FaceEmbedError) -> UnsafeMutableRawBufferPointer {
+    static func encode(
+        dimension: Int, entries: [(id: String, embedding: Embedding)],
+        quantized: Bool
+    ) throws(FaceEmbedError) -> UnsafeMutableRawBufferPointer {
         guard dimension >= 1, dimension <= GalleryFile.maxDimension else {
             throw .invalidArgument("gallery dimension \(dimension) is out of range 1...\(GalleryFile.maxDimension)")
         }
@@ -148,20 +152,23 @@ public final class Gallery: Sendable {
             text += e.id.utf8
             offsets.append(UInt64(text.count))
         }
-        let layout = GalleryLayout(dimension: dimension, count: entries.count, quantized: quantized,
-                                   idBytes: text.count)
+        let layout = GalleryLayout(
+            dimension: dimension, count: entries.count, quantized: quantized,
+            idBytes: text.count)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: layout.fileSize, alignment: 64)
         buffer.initializeMemory(as: UInt8.self, repeating: 0)
         let base = buffer.baseAddress!
         if quantized {
-            (base + layout.int8Offset).initializeMemory(as: UInt8.self, repeating: 128,
-                                                        count: layout.panels * layout.panelBytes)
+            (base + layout.int8Offset).initializeMemory(
+                as: UInt8.self, repeating: 128,
+                count: layout.panels * layout.panelBytes)
         }
         for (i, e) in entries.enumerated() {
             let row = (base + layout.rowsOffset + i * layout.rowStride).assumingMemoryBound(to: Float.self)
             do {
-                try RowEncoder.normalize(e.embedding, dimension: dimension, lanes: layout.lanes, into: row,
-                                         what: "embedding \(i) (\(e.id))")
+                try RowEncoder.normalize(
+                    e.embedding, dimension: dimension, lanes: layout.lanes, into: row,
+                    what: "embedding \(i) (\(e.id))")
             } catch {
                 buffer.deallocate()
                 throw error
@@ -169,10 +176,12 @@ public final class Gallery: Sendable {
             guard quantized else { continue }
             let panel = base + layout.int8Offset + (i / 16) * layout.panelBytes
             let (scale, error) = RowEncoder.quantize(row, lanes: layout.lanes, into: panel, lane: i % 16)
-            buffer.storeBytes(of: scale.bitPattern.littleEndian, toByteOffset: layout.scalesOffset + i * 4,
-                              as: UInt32.self)
-            buffer.storeBytes(of: error.bitPattern.littleEndian, toByteOffset: layout.errorsOffset + i * 4,
-                              as: UInt32.self)
+            buffer.storeBytes(
+                of: scale.bitPattern.littleEndian, toByteOffset: layout.scalesOffset + i * 4,
+                as: UInt32.self)
+            buffer.storeBytes(
+                of: error.bitPattern.littleEndian, toByteOffset: layout.errorsOffset + i * 4,
+                as: UInt32.self)
         }
         let table = RowEncoder.idTable(offsets: offsets, text: text)
         UnsafeMutableRawBufferPointer(rebasing: buffer[layout.idsOffset..<(layout.idsOffset + table.count)])

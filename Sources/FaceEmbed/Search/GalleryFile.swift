@@ -79,8 +79,10 @@ package enum GalleryFile {
 
     /// Checks the header, the checksum, the id table and every row of a whole gallery file, and returns its layout.
     /// Reads every byte once (the rows with `threads` threads).
-    package static func read(_ bytes: UnsafeRawBufferPointer, file: String?,
-                             threads: Int) throws(FaceEmbedError) -> GalleryLayout {
+    package static func read(
+        _ bytes: UnsafeRawBufferPointer, file: String?,
+        threads: Int
+    ) throws(FaceEmbedError) -> GalleryLayout {
         let fail = { (reason: String) in FaceEmbedError.invalidWeights(file: file, reason: "gallery: \(reason)") }
         let layout = try readHeader(bytes, fail: fail)
         let stored = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: checksumOffset, as: UInt64.self))
@@ -91,8 +93,10 @@ package enum GalleryFile {
     }
 
     /// The header's fields, each against the file's real size and the layout its dimension and count imply.
-    static func readHeader(_ bytes: UnsafeRawBufferPointer,
-                           fail: @escaping (String) -> FaceEmbedError) throws(FaceEmbedError) -> GalleryLayout {
+    static func readHeader(
+        _ bytes: UnsafeRawBufferPointer,
+        fail: @escaping (String) -> FaceEmbedError
+    ) throws(FaceEmbedError) -> GalleryLayout {
         var r = ByteReader(bytes, fail: fail)
         try r.need(headerSize, "the header")
         guard (0..<8).allSatisfy({ bytes[$0] == magic[$0] }) else { throw fail("not a FaceEmbed gallery (bad magic)") }
@@ -114,19 +118,24 @@ package enum GalleryFile {
         for name in ["rows offset", "int8 offset", "scales offset", "errors offset", "ids offset", "ids size"] {
             fields.append(try r.u64(name))
         }
-        var layout = GalleryLayout(dimension: dimension, count: Int(count), quantized: flags & quantizedFlag != 0,
-                                   idBytes: 0)
+        var layout = GalleryLayout(
+            dimension: dimension, count: Int(count), quantized: flags & quantizedFlag != 0,
+            idBytes: 0)
         // Sizes are bounded (2³¹ rows × 2¹⁸ bytes), so the layout's arithmetic cannot overflow.
         guard UInt64(layout.idsOffset) <= fileSize,
-              UInt64(layout.idsOffset) + UInt64((layout.count + 1) * 8) <= fileSize
+            UInt64(layout.idsOffset) + UInt64((layout.count + 1) * 8) <= fileSize
         else { throw fail("\(count) rows of dimension \(dimension) need more than the file's \(fileSize) bytes") }
-        let idBytes = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: layout.idsOffset + layout.count * 8,
-                                                              as: UInt64.self))
+        let idBytes = UInt64(
+            littleEndian: bytes.loadUnaligned(
+                fromByteOffset: layout.idsOffset + layout.count * 8,
+                as: UInt64.self))
         guard idBytes <= fileSize else { throw fail("the id table claims \(idBytes) bytes of text") }
         layout.idBytes = Int(idBytes)
         let q = layout.quantized
-        let expected = [layout.rowsOffset, q ? layout.int8Offset : 0, q ? layout.scalesOffset : 0,
-                        q ? layout.errorsOffset : 0, layout.idsOffset, layout.idsSize].map(UInt64.init)
+        let expected = [
+            layout.rowsOffset, q ? layout.int8Offset : 0, q ? layout.scalesOffset : 0,
+            q ? layout.errorsOffset : 0, layout.idsOffset, layout.idsSize,
+        ].map(UInt64.init)
         guard fields == expected, layout.fileSize == bytes.count else {
             throw fail("section offsets or sizes disagree with \(count) rows of dimension \(dimension)")
         }
@@ -135,12 +144,17 @@ package enum GalleryFile {
     }
 
     /// Id offsets start at 0, never decrease, end at the text's size; ids are valid UTF-8 of at most `maxIdBytes`.
-    static func checkIds(_ bytes: UnsafeRawBufferPointer, _ layout: GalleryLayout,
-                         fail: (String) -> FaceEmbedError) throws(FaceEmbedError) {
+    static func checkIds(
+        _ bytes: UnsafeRawBufferPointer, _ layout: GalleryLayout,
+        fail: (String) -> FaceEmbedError
+    ) throws(FaceEmbedError) {
         let table = layout.idsOffset, text = table + (layout.count + 1) * 8
         func offset(_ i: Int) -> Int {
-            Int(truncatingIfNeeded: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: table + i * 8,
-                                                                               as: UInt64.self)))
+            Int(
+                truncatingIfNeeded: UInt64(
+                    littleEndian: bytes.loadUnaligned(
+                        fromByteOffset: table + i * 8,
+                        as: UInt64.self)))
         }
         guard offset(0) == 0 else { throw fail("id 0 does not start at offset 0") }
         var start = 0
@@ -156,8 +170,10 @@ package enum GalleryFile {
     }
 
     /// Every row finite, unit length, zero in its padding lanes; every int8 row within its stored error bound.
-    static func checkRows(_ bytes: UnsafeRawBufferPointer, _ layout: GalleryLayout, threads: Int,
-                          fail: (String) -> FaceEmbedError) throws(FaceEmbedError) {
+    static func checkRows(
+        _ bytes: UnsafeRawBufferPointer, _ layout: GalleryLayout, threads: Int,
+        fail: (String) -> FaceEmbedError
+    ) throws(FaceEmbedError) {
         let parts = max(1, min(threads, layout.panels))
         let faults = UnsafeMutableBufferPointer<String?>.allocate(capacity: parts)
         faults.initialize(repeating: nil)
@@ -189,7 +205,8 @@ package enum GalleryFile {
             let scale = scaleOrError(bytes, layout.scalesOffset, i), bound = scaleOrError(bytes, layout.errorsOffset, i)
             let q = Int8Row(bytes.baseAddress! + layout.int8Offset + panel * layout.panelBytes, lane: lane)
             guard scale.isFinite, scale >= 0, bound.isFinite, (0..<lanes).allSatisfy({ j in j < d || q[j] == 0 }),
-                  Double(bound) >= Quantizer.error(row, { q[$0] }, scale: scale, count: d) else {
+                Double(bound) >= Quantizer.error(row, { q[$0] }, scale: scale, count: d)
+            else {
                 return "row \(i)'s int8 copy is not within its stored error bound"
             }
         }
@@ -197,13 +214,16 @@ package enum GalleryFile {
     }
 
     /// Padding lanes of the last panel: int8 zero (byte 128), scale and error zero.
-    static func padFault(_ bytes: UnsafeRawBufferPointer, _ layout: GalleryLayout, _ panel: Int,
-                         _ lane: Int) -> String? {
+    static func padFault(
+        _ bytes: UnsafeRawBufferPointer, _ layout: GalleryLayout, _ panel: Int,
+        _ lane: Int
+    ) -> String? {
         guard layout.quantized else { return nil }
         let i = panel * 16 + lane
         let q = Int8Row(bytes.baseAddress! + layout.int8Offset + panel * layout.panelBytes, lane: lane)
         guard scaleOrError(bytes, layout.scalesOffset, i) == 0, scaleOrError(bytes, layout.errorsOffset, i) == 0,
-              (0..<layout.lanes).allSatisfy({ q[$0] == 0 }) else { return "padding of the last int8 panel is not zero" }
+            (0..<layout.lanes).allSatisfy({ q[$0] == 0 })
+        else { return "padding of the last int8 panel is not zero" }
         return nil
     }
 

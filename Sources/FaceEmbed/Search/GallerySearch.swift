@@ -18,16 +18,20 @@
 extension Gallery {
     /// The `k` rows most similar to `query` (cosine similarity, highest first, ties by lower index); fewer when
     /// the gallery holds fewer rows. `query` is normalised; it must have `dimension` finite values, not all zero.
-    public func search(_ query: Embedding, top k: Int,
-                       threads: Int = Gallery.defaultThreads) throws(FaceEmbedError) -> [Match] {
+    public func search(
+        _ query: Embedding, top k: Int,
+        threads: Int = Gallery.defaultThreads
+    ) throws(FaceEmbedError) -> [Match] {
         try search([query], top: k, threads: threads)[0]
     }
 
     /// `search(_:top:threads:)` for many queries at once: each block of rows is reused by every query while it is
     /// in cache, so a batch of 100 queries costs far less than 100 single searches. Results are in query order and
     /// identical to single searches.
-    public func search(_ queries: [Embedding], top k: Int,
-                       threads: Int = Gallery.defaultThreads) throws(FaceEmbedError) -> [[Match]] {
+    public func search(
+        _ queries: [Embedding], top k: Int,
+        threads: Int = Gallery.defaultThreads
+    ) throws(FaceEmbedError) -> [[Match]] {
         guard k >= 0 else { throw .invalidArgument("search: top k must be 0 or more, not \(k)") }
         guard !queries.isEmpty else { return [] }
         let batch = try QueryBatch(queries, lanes: layout.lanes, dimension: dimension)
@@ -209,20 +213,24 @@ final class QueryBatch {
         let epsilon = Float(lanes + 16) * 0x1p-22
         for (i, e) in queries.enumerated() {
             // Every property is set, so a throw here still runs deinit, which frees the buffers.
-            try RowEncoder.normalize(e, dimension: dimension, lanes: lanes, into: floats + i * lanes,
-                                     what: "query \(i)")
+            try RowEncoder.normalize(
+                e, dimension: dimension, lanes: lanes, into: floats + i * lanes,
+                what: "query \(i)")
             let (scale, error) = Quantizer.quantize(floats + i * lanes, count: lanes, into: q)
             var sum: Int32 = 0
             for j in 0..<lanes { sum += Int32(q[j]) }
             let g = i / 8, steps = lanes / 4
             for k in 0..<steps {
-                let w = UInt32(UInt8(bitPattern: q[4 * k])) | UInt32(UInt8(bitPattern: q[4 * k + 1])) << 8
+                let w =
+                    UInt32(UInt8(bitPattern: q[4 * k])) | UInt32(UInt8(bitPattern: q[4 * k + 1])) << 8
                     | UInt32(UInt8(bitPattern: q[4 * k + 2])) << 16 | UInt32(UInt8(bitPattern: q[4 * k + 3])) << 24
                 words[(g * steps + k) * 8 + i % 8] = Int32(bitPattern: w)
             }
-            constants.append(QueryConstants(correction: SIMD16(repeating: 128 * sum), scale: scale,
-                                            norm: Quantizer.norm(q, scale: scale, count: lanes),
-                                            margin: GalleryFile.rowNormBound * error + epsilon))
+            constants.append(
+                QueryConstants(
+                    correction: SIMD16(repeating: 128 * sum), scale: scale,
+                    norm: Quantizer.norm(q, scale: scale, count: lanes),
+                    margin: GalleryFile.rowNormBound * error + epsilon))
         }
     }
 

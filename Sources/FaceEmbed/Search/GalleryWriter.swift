@@ -15,8 +15,10 @@ import Darwin
 /// Turns one embedding into a stored row and its int8 copy.
 enum RowEncoder {
     /// Checks `e` (size, finite, not zero) and writes it normalised (in Double) to `row`, zero padded to `lanes`.
-    static func normalize(_ e: Embedding, dimension: Int, lanes: Int, into row: UnsafeMutablePointer<Float>,
-                          what: String) throws(FaceEmbedError) {
+    static func normalize(
+        _ e: Embedding, dimension: Int, lanes: Int, into row: UnsafeMutablePointer<Float>,
+        what: String
+    ) throws(FaceEmbedError) {
         guard e.values.count == dimension else {
             throw .invalidArgument("\(what) has \(e.values.count) values; the gallery's dimension is \(dimension)")
         }
@@ -31,13 +33,16 @@ enum RowEncoder {
     }
 
     /// Quantises a row into lane `lane` of `panel` (bytes are value + 128) and returns its scale and error bound.
-    static func quantize(_ row: UnsafePointer<Float>, lanes: Int, into panel: UnsafeMutableRawPointer,
-                         lane: Int) -> (scale: Float, error: Float) {
+    static func quantize(
+        _ row: UnsafePointer<Float>, lanes: Int, into panel: UnsafeMutableRawPointer,
+        lane: Int
+    ) -> (scale: Float, error: Float) {
         withUnsafeTemporaryAllocation(of: Int8.self, capacity: lanes) { q in
             let r = Quantizer.quantize(row, count: lanes, into: q.baseAddress!)
             for j in 0..<lanes {
-                panel.storeBytes(of: UInt8(Int(q[j]) + 128), toByteOffset: (j >> 2) * 64 + lane * 4 + (j & 3),
-                                 as: UInt8.self)
+                panel.storeBytes(
+                    of: UInt8(Int(q[j]) + 128), toByteOffset: (j >> 2) * 64 + lane * 4 + (j & 3),
+                    as: UInt8.self)
             }
             return r
         }

@@ -7,8 +7,10 @@
 
 enum Quantizer {
     /// Quantises `x[0..<count]` into `q` and returns the scale and the error bound.
-    static func quantize(_ x: UnsafePointer<Float>, count: Int,
-                         into q: UnsafeMutablePointer<Int8>) -> (scale: Float, error: Float) {
+    static func quantize(
+        _ x: UnsafePointer<Float>, count: Int,
+        into q: UnsafeMutablePointer<Int8>
+    ) -> (scale: Float, error: Float) {
         var m: Float = 0
         for j in 0..<count { m = max(m, abs(x[j])) }
         guard m > 0 else {

@@ -1,4 +1,5 @@
 import FaceEmbed
+
 // A small JSON reader for MXNet `model-symbol.json`: objects, arrays, strings, numbers, true/false/null.
 // Bounded: nesting depth and string lengths are limited, and every byte access is checked, so a hostile file
 // ends in an error, never a trap or a runaway allocation.
@@ -14,7 +15,8 @@ enum JSONValue: Equatable, Sendable {
 
     static func == (a: JSONValue, b: JSONValue) -> Bool {
         switch (a, b) {
-        case let (.object(x), .object(y)): return x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+        case let (.object(x), .object(y)):
+            return x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
         case let (.array(x), .array(y)): return x == y
         case let (.string(x), .string(y)): return x == y
         case let (.number(x), .number(y)): return x == y
@@ -107,8 +109,10 @@ struct JSONParser {
 
     /// Reads the comma-separated elements of an object or array, each with `element`, from just after its opening
     /// bracket to just after the `close` one.
-    private mutating func elements(until close: Unicode.Scalar, _ what: String,
-                                   _ element: (inout JSONParser) throws(FaceEmbedError) -> Void) throws(FaceEmbedError) {
+    private mutating func elements(
+        until close: Unicode.Scalar, _ what: String,
+        _ element: (inout JSONParser) throws(FaceEmbedError) -> Void
+    ) throws(FaceEmbedError) {
         i += 1  // the opening bracket
         skipSpace()
         if i < bytes.count, bytes[i] == UInt8(ascii: close) { i += 1; return }
@@ -125,9 +129,10 @@ struct JSONParser {
     private mutating func number() throws(FaceEmbedError) -> Double {
         let start = i
         while i < bytes.count, i - start < 64,
-              (bytes[i] >= UInt8(ascii: "0") && bytes[i] <= UInt8(ascii: "9")) || bytes[i] == UInt8(ascii: "-")
+            (bytes[i] >= UInt8(ascii: "0") && bytes[i] <= UInt8(ascii: "9")) || bytes[i] == UInt8(ascii: "-")
                 || bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: ".") || bytes[i] == UInt8(ascii: "e")
-                || bytes[i] == UInt8(ascii: "E") { i += 1 }
+                || bytes[i] == UInt8(ascii: "E")
+        { i += 1 }
         guard i > start, let d = Double(String(decoding: bytes[start..<i], as: UTF8.self)) else {
             throw fail("expected a value")
         }
@@ -153,7 +158,8 @@ struct JSONParser {
             case UInt8(ascii: "b"): out.append(0x08)
             case UInt8(ascii: "f"): out.append(0x0C)
             case UInt8(ascii: "u"):
-                guard i + 4 <= bytes.count, let code = UInt32(String(decoding: bytes[i..<i + 4], as: UTF8.self), radix: 16)
+                guard i + 4 <= bytes.count,
+                    let code = UInt32(String(decoding: bytes[i..<i + 4], as: UTF8.self), radix: 16)
                 else { throw fail("bad \\u escape") }
                 i += 4
                 out.append(contentsOf: Array(String(Unicode.Scalar(code).map { Character($0) } ?? "\u{FFFD}").utf8))

@@ -1,4 +1,5 @@
 import FaceEmbed
+
 // Reader for MXNet `.params` files (a saved NDArray list), little-endian:
 //
 //   u64 0x112 (list magic) · u64 0 · u64 N
@@ -90,10 +91,14 @@ struct MXNetParams {
         case v1, v2, v3:
             if magic != v1 {
                 let stype = try r.i32("\(what) storage type")
-                guard stype == 0 else { throw r.fail("\(what) has sparse storage type \(stype); only dense arrays are supported") }
+                guard stype == 0 else {
+                    throw r.fail("\(what) has sparse storage type \(stype); only dense arrays are supported")
+                }
             }
             let ndim = try r.i32("\(what) ndim")
-            if magic == v3 && ndim == -1 { return MXNetArray(name: "", kind: "", shape: [], dtype: 0, dataOffset: r.offset, count: 0) }
+            if magic == v3 && ndim == -1 {
+                return MXNetArray(name: "", kind: "", shape: [], dtype: 0, dataOffset: r.offset, count: 0)
+            }
             guard ndim >= 0, ndim <= 8 else { throw r.fail("\(what) has \(ndim) dimensions") }
             for d in 0..<Int(ndim) {
                 let v = try r.i64("\(what) dim \(d)")
@@ -140,7 +145,11 @@ struct MXNetParams {
         for i in 0..<a.count {
             let v = type.float(bytes, at: a.dataOffset + i * type.size)
             guard v.isFinite else {
-                throw .invalidWeights(file: file, reason: "parameter \(a.name) holds \(v.isNaN ? "NaN" : "an infinite value") at index \(i) of shape \(a.shape)")
+                throw .invalidWeights(
+                    file: file,
+                    reason:
+                        "parameter \(a.name) holds \(v.isNaN ? "NaN" : "an infinite value") at index \(i) of shape \(a.shape)"
+                )
             }
         }
     }

@@ -1,4 +1,5 @@
 import FaceEmbed
+
 // Reader for MXNet `model-symbol.json`:
 //   {"nodes": [{"op", "name", "attrs" | "attr" | "param": {k: "string"}, "inputs": [[node, output, version]]}],
 //    "arg_nodes": [...], "heads": [[node, output, version]], "attrs": {...}}
@@ -32,7 +33,9 @@ struct MXNetSymbol: Sendable {
         guard list.count <= 1_000_000 else { throw fail("\(list.count) nodes") }
         var nodes: [SymbolNode] = []
         for (i, n) in list.enumerated() {
-            guard let op = n["op"]?.string, let name = n["name"]?.string else { throw fail("node \(i) has no op or name") }
+            guard let op = n["op"]?.string, let name = n["name"]?.string else {
+                throw fail("node \(i) has no op or name")
+            }
             var attrs: [String: String] = [:]
             // Older files spell "attrs" as "attr" or "param".
             for key in ["param", "attr", "attrs"] {
@@ -46,14 +49,17 @@ struct MXNetSymbol: Sendable {
                     throw fail("node \(i) (\(name)) input \(j) does not refer to an earlier node")
                 }
                 if ref.count > 1, let slot = ref[1].int, slot != 0 {
-                    throw fail("node \(i) (\(name)) uses output \(slot) of node \(idx); only single-output operators are supported")
+                    throw fail(
+                        "node \(i) (\(name)) uses output \(slot) of node \(idx); only single-output operators are supported"
+                    )
                 }
                 inputs.append(idx)
             }
             nodes.append(SymbolNode(op: op, name: name, attrs: attrs, inputs: inputs))
         }
         guard let heads = root["heads"]?.array, heads.count == 1, let head = heads[0].array?.first?.int,
-              head >= 0, head < nodes.count else { throw fail("expected exactly one head (the embedding)") }
+            head >= 0, head < nodes.count
+        else { throw fail("expected exactly one head (the embedding)") }
         self.nodes = nodes
         self.head = head
     }

@@ -1,4 +1,5 @@
 import FaceEmbed
+
 // Reads an ONNX model file (a protobuf `ModelProto`) into the parts FaceEmbed's importer needs: the graph's nodes
 // with their attributes, initializers, inputs and outputs. Tensor data is not copied: a tensor records the byte
 // range of its `raw_data` (or packed `float_data`) in the mapped file, and is converted to float32 only when asked.
@@ -173,8 +174,10 @@ final class ONNXModel: @unchecked Sendable {
         opsets.first { $0.domain.isEmpty || $0.domain == "ai.onnx" }?.version ?? 1
     }
 
-    private static func parseGraph(_ r: inout ProtoReader, bytes: UnsafeRawBufferPointer,
-                                   fail: @escaping (String) -> FaceEmbedError) throws(FaceEmbedError) -> ONNXGraph {
+    private static func parseGraph(
+        _ r: inout ProtoReader, bytes: UnsafeRawBufferPointer,
+        fail: @escaping (String) -> FaceEmbedError
+    ) throws(FaceEmbedError) -> ONNXGraph {
         var g = ONNXGraph(name: "", nodes: [], initializers: [], inputs: [], outputs: [])
         while let key = try r.next() {
             switch key.number {
@@ -197,8 +200,10 @@ final class ONNXModel: @unchecked Sendable {
         return g
     }
 
-    private static func parseNode(_ r: inout ProtoReader, bytes: UnsafeRawBufferPointer,
-                                  fail: @escaping (String) -> FaceEmbedError) throws(FaceEmbedError) -> ONNXNode {
+    private static func parseNode(
+        _ r: inout ProtoReader, bytes: UnsafeRawBufferPointer,
+        fail: @escaping (String) -> FaceEmbedError
+    ) throws(FaceEmbedError) -> ONNXNode {
         var n = ONNXNode(name: "", opType: "", domain: "", inputs: [], outputs: [], attributes: [:])
         while let key = try r.next() {
             switch key.number {
@@ -213,14 +218,18 @@ final class ONNXModel: @unchecked Sendable {
                 n.attributes[name] = value
             default: try r.skip(key)
             }
-            guard n.inputs.count + n.outputs.count <= 4096 else { throw fail("a node with more than 4096 inputs and outputs") }
+            guard n.inputs.count + n.outputs.count <= 4096 else {
+                throw fail("a node with more than 4096 inputs and outputs")
+            }
         }
         guard !n.opType.isEmpty else { throw fail("a node (\(n.label)) has no op_type") }
         return n
     }
 
-    private static func parseAttribute(_ r: inout ProtoReader, bytes: UnsafeRawBufferPointer,
-                                       fail: @escaping (String) -> FaceEmbedError) throws(FaceEmbedError) -> (String, ONNXAttribute) {
+    private static func parseAttribute(
+        _ r: inout ProtoReader, bytes: UnsafeRawBufferPointer,
+        fail: @escaping (String) -> FaceEmbedError
+    ) throws(FaceEmbedError) -> (String, ONNXAttribute) {
         var name = "", type: Int64 = 0
         var f: Float?, i: Int64?, s: String?, t: ONNXTensor?
         var floats: [Float] = [], ints: [Int64] = []
@@ -257,16 +266,30 @@ final class ONNXModel: @unchecked Sendable {
         case 6: value = .floats(floats)
         case 7: value = .ints(ints)
         case 0:
-            if let f { value = .float(f) } else if let i { value = .int(i) } else if let s { value = .string(s) }
-            else if let t { value = .tensor(t) } else if sawFloats { value = .floats(floats) } else if sawInts { value = .ints(ints) }
-            else { value = .other(type: otherType ?? 0) }
+            if let f {
+                value = .float(f)
+            } else if let i {
+                value = .int(i)
+            } else if let s {
+                value = .string(s)
+            } else if let t {
+                value = .tensor(t)
+            } else if sawFloats {
+                value = .floats(floats)
+            } else if sawInts {
+                value = .ints(ints)
+            } else {
+                value = .other(type: otherType ?? 0)
+            }
         default: value = .other(type: Int(clamping: type))
         }
         return (name, value)
     }
 
-    private static func parseTensor(_ r: inout ProtoReader, bytes: UnsafeRawBufferPointer,
-                                    fail: @escaping (String) -> FaceEmbedError) throws(FaceEmbedError) -> ONNXTensor {
+    private static func parseTensor(
+        _ r: inout ProtoReader, bytes: UnsafeRawBufferPointer,
+        fail: @escaping (String) -> FaceEmbedError
+    ) throws(FaceEmbedError) -> ONNXTensor {
         var f = TensorFields()
         while let key = try r.next() { try f.read(key, &r, bytes: bytes, fail: fail) }
         let label = f.name.isEmpty ? "(unnamed)" : f.name
@@ -300,11 +323,17 @@ final class ONNXModel: @unchecked Sendable {
                             var dims: [Int?] = []
                             while let k3 = try shape.next() {
                                 guard k3.number == 1 else { try shape.skip(k3); continue }
-                                guard dims.count < maxDims else { throw r.fail("value \(v.name) has more than \(maxDims) dimensions") }
+                                guard dims.count < maxDims else {
+                                    throw r.fail("value \(v.name) has more than \(maxDims) dimensions")
+                                }
                                 var dim = try shape.message(k3, "dim")
                                 var value: Int?
                                 while let k4 = try dim.next() {
-                                    if k4.number == 1 { value = Int(exactly: try dim.int(k4, "dim_value")) } else { try dim.skip(k4) }
+                                    if k4.number == 1 {
+                                        value = Int(exactly: try dim.int(k4, "dim_value"))
+                                    } else {
+                                        try dim.skip(k4)
+                                    }
                                 }
                                 dims.append(value)
                             }
@@ -328,8 +357,10 @@ private struct TensorFields {
     /// Which data fields appeared.
     var kinds = Set<Int>()
 
-    mutating func read(_ key: ProtoKey, _ r: inout ProtoReader, bytes: UnsafeRawBufferPointer,
-                       fail: (String) -> FaceEmbedError) throws(FaceEmbedError) {
+    mutating func read(
+        _ key: ProtoKey, _ r: inout ProtoReader, bytes: UnsafeRawBufferPointer,
+        fail: (String) -> FaceEmbedError
+    ) throws(FaceEmbedError) {
         switch key.number {
         case 1: try r.appendInts(key, to: &dims, limit: ONNXModel.maxDims, "tensor dims")
         case 2: type = try r.int(key, "tensor data_type")
@@ -348,8 +379,10 @@ private struct TensorFields {
     }
 
     /// float_data: packed chunks stay in the file; values given one by one (or mixed) are materialised in order.
-    mutating func readFloatData(_ key: ProtoKey, _ r: inout ProtoReader, bytes: UnsafeRawBufferPointer,
-                                fail: (String) -> FaceEmbedError) throws(FaceEmbedError) {
+    mutating func readFloatData(
+        _ key: ProtoKey, _ r: inout ProtoReader, bytes: UnsafeRawBufferPointer,
+        fail: (String) -> FaceEmbedError
+    ) throws(FaceEmbedError) {
         if key.wireType == ProtoReader.lengthDelimited, floats.isEmpty {
             let range = try r.readBytes()
             guard range.count % 4 == 0 else { throw fail("tensor \(name): packed float_data of \(range.count) bytes") }
@@ -361,8 +394,10 @@ private struct TensorFields {
         }
     }
 
-    mutating func readDoubleData(_ key: ProtoKey, _ r: inout ProtoReader, bytes: UnsafeRawBufferPointer,
-                                 fail: (String) -> FaceEmbedError) throws(FaceEmbedError) {
+    mutating func readDoubleData(
+        _ key: ProtoKey, _ r: inout ProtoReader, bytes: UnsafeRawBufferPointer,
+        fail: (String) -> FaceEmbedError
+    ) throws(FaceEmbedError) {
         if key.wireType == ProtoReader.lengthDelimited {
             let range = try r.readBytes()
             guard range.count % 8 == 0, doubles.count + range.count / 8 <= ONNXModel.maxListCount else {
@@ -393,8 +428,10 @@ private struct TensorFields {
     }
 
     /// The data and how many elements it holds (nil: raw data of a type FaceEmbed does not read, kept for messages).
-    func storage(_ label: String,
-                 fail: (String) -> FaceEmbedError) throws(FaceEmbedError) -> (ONNXTensor.Storage, stored: Int?) {
+    func storage(
+        _ label: String,
+        fail: (String) -> FaceEmbedError
+    ) throws(FaceEmbedError) -> (ONNXTensor.Storage, stored: Int?) {
         let typed = ElementType(rawValue: Int(clamping: type))
         switch kinds.first {
         case 9?:

@@ -1,4 +1,5 @@
 import FaceEmbed
+
 // Protocol Buffers wire-format decoding over a byte buffer, enough to read ONNX files without a generated schema.
 //
 // A message is a sequence of fields, each a varint key `(number << 3) | wireType` followed by its payload:
@@ -31,7 +32,9 @@ struct ProtoReader {
         self.init(base, range: 0..<base.count, depth: 0, fail: fail)
     }
 
-    private init(_ base: UnsafeRawBufferPointer, range: Range<Int>, depth: Int, fail: @escaping (String) -> FaceEmbedError) {
+    private init(
+        _ base: UnsafeRawBufferPointer, range: Range<Int>, depth: Int, fail: @escaping (String) -> FaceEmbedError
+    ) {
         self.base = base
         offset = range.lowerBound
         end = range.upperBound
@@ -47,7 +50,9 @@ struct ProtoReader {
         let at = offset
         let key = try readVarint()
         let number = key >> 3, wire = Int(key & 7)
-        guard number >= 1, number <= (1 << 29) - 1 else { throw fail("protobuf: field number \(number) at offset \(at)") }
+        guard number >= 1, number <= (1 << 29) - 1 else {
+            throw fail("protobuf: field number \(number) at offset \(at)")
+        }
         guard wire == Self.varint || wire == Self.fixed64 || wire == Self.lengthDelimited || wire == Self.fixed32 else {
             throw fail("protobuf: wire type \(wire) (field \(number)) at offset \(at) is not supported")
         }
@@ -63,7 +68,9 @@ struct ProtoReader {
             guard offset < end else { throw fail("protobuf: truncated varint at offset \(start)") }
             let b = base[offset]
             offset += 1
-            guard shift < 63 || (shift == 63 && b <= 1) else { throw fail("protobuf: varint longer than 64 bits at offset \(start)") }
+            guard shift < 63 || (shift == 63 && b <= 1) else {
+                throw fail("protobuf: varint longer than 64 bits at offset \(start)")
+            }
             result |= UInt64(b & 0x7F) << shift
             if b & 0x80 == 0 { return result }
             shift += 7
@@ -87,7 +94,8 @@ struct ProtoReader {
         let at = offset
         let n = try readVarint()
         guard n <= UInt64(end - offset) else {
-            throw fail("protobuf: length \(n) at offset \(at) runs past the end of its message (\(end - offset) bytes left)")
+            throw fail(
+                "protobuf: length \(n) at offset \(at) runs past the end of its message (\(end - offset) bytes left)")
         }
         let r = offset..<offset + Int(n)
         offset += Int(n)
@@ -152,7 +160,8 @@ struct ProtoReader {
 
     /// Appends one or more values of a repeated varint field, packed (length-delimited) or not.
     /// `limit` bounds how many values the list may hold in all.
-    mutating func appendInts(_ key: ProtoKey, to list: inout [Int64], limit: Int, _ what: String) throws(FaceEmbedError) {
+    mutating func appendInts(_ key: ProtoKey, to list: inout [Int64], limit: Int, _ what: String) throws(FaceEmbedError)
+    {
         if key.wireType == Self.lengthDelimited {
             let r = try readBytes()
             var sub = ProtoReader(base, range: r, depth: depth, fail: fail)
@@ -167,13 +176,16 @@ struct ProtoReader {
     }
 
     /// Appends one or more values of a repeated float field, packed or not.
-    mutating func appendFloats(_ key: ProtoKey, to list: inout [Float], limit: Int, _ what: String) throws(FaceEmbedError) {
+    mutating func appendFloats(_ key: ProtoKey, to list: inout [Float], limit: Int, _ what: String)
+        throws(FaceEmbedError)
+    {
         if key.wireType == Self.lengthDelimited {
             let r = try readBytes()
             guard r.count % 4 == 0 else { throw fail("\(what): packed floats of \(r.count) bytes") }
             guard list.count + r.count / 4 <= limit else { throw fail("\(what): more than \(limit) values") }
             for o in stride(from: r.lowerBound, to: r.upperBound, by: 4) {
-                list.append(Float(bitPattern: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: o, as: UInt32.self))))
+                list.append(
+                    Float(bitPattern: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: o, as: UInt32.self))))
             }
         } else {
             guard list.count < limit else { throw fail("\(what): more than \(limit) values") }

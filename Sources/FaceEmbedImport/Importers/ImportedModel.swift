@@ -88,22 +88,30 @@ struct InputPreprocessing {
 
 /// The geometry of a convolution read from a model, or an error (`fail`) naming what does not fit `PlanLimits` or
 /// the input. `kernel`, `stride` and `pad` are (height, width).
-func convGeometry(input x: ValueShape, filters: Int, kernel: [Int], stride: [Int], pad: [Int], groups: Int,
-                  fail: (String) -> FaceEmbedError) throws(FaceEmbedError) -> ConvGeometry {
-    guard let g = ConvGeometry.checked(inC: x.c, inH: x.h, inW: x.w, outC: filters, kH: kernel[0], kW: kernel[1],
-                                       strideH: stride[0], strideW: stride[1], padH: pad[0], padW: pad[1],
-                                       groups: groups) else {
-        throw fail("kernel \(kernel), stride \(stride), pad \(pad), \(filters) filters in \(groups) groups "
-            + "do not fit a \(x.c)x\(x.h)x\(x.w) input (FaceEmbed runs kernels up to \(PlanLimits.maxKernel), "
-            + "strides up to \(PlanLimits.maxStride), pads up to \(PlanLimits.maxPad))")
+func convGeometry(
+    input x: ValueShape, filters: Int, kernel: [Int], stride: [Int], pad: [Int], groups: Int,
+    fail: (String) -> FaceEmbedError
+) throws(FaceEmbedError) -> ConvGeometry {
+    guard
+        let g = ConvGeometry.checked(
+            inC: x.c, inH: x.h, inW: x.w, outC: filters, kH: kernel[0], kW: kernel[1],
+            strideH: stride[0], strideW: stride[1], padH: pad[0], padW: pad[1],
+            groups: groups)
+    else {
+        throw fail(
+            "kernel \(kernel), stride \(stride), pad \(pad), \(filters) filters in \(groups) groups "
+                + "do not fit a \(x.c)x\(x.h)x\(x.w) input (FaceEmbed runs kernels up to \(PlanLimits.maxKernel), "
+                + "strides up to \(PlanLimits.maxStride), pads up to \(PlanLimits.maxPad))")
     }
     return g
 }
 
 /// Folds batch-norm parameters into a per-channel scale and shift (`fixGamma` ignores `gamma`, as MXNet's
 /// `fix_gamma` does).
-func batchNormScaleShift(gamma: [Float], beta: [Float], mean: [Float], variance: [Float], eps: Float,
-                         fixGamma: Bool) -> (scale: [Float], shift: [Float]) {
+func batchNormScaleShift(
+    gamma: [Float], beta: [Float], mean: [Float], variance: [Float], eps: Float,
+    fixGamma: Bool
+) -> (scale: [Float], shift: [Float]) {
     var scale = [Float](repeating: 0, count: beta.count), shift = scale
     for c in 0..<beta.count {
         let s = (fixGamma ? 1 : gamma[c]) / (variance[c] + eps).squareRoot()
@@ -115,8 +123,10 @@ func batchNormScaleShift(gamma: [Float], beta: [Float], mean: [Float], variance:
 
 /// The error text for the operators of a graph that no handler knows, listed together with the first node of each,
 /// or nil when every operator is known. `unknown` holds (operator, node) pairs in graph order.
-func unsupportedOperatorsMessage(_ unknown: [(op: String, node: String)], format: String,
-                                 supported: some Sequence<String>) -> String? {
+func unsupportedOperatorsMessage(
+    _ unknown: [(op: String, node: String)], format: String,
+    supported: some Sequence<String>
+) -> String? {
     guard !unknown.isEmpty else { return nil }
     let nodes = Dictionary(grouping: unknown, by: \.op)
     let list = nodes.keys.sorted().map { op in

@@ -1,4 +1,5 @@
 import FaceEmbed
+
 // Turns an MXNet symbol + params into a fused `ModelPlan`, checking every shape on the way.
 //
 // 1. Refuse up front, by name, every operator outside the supported set (the keys of `MXNetImporter.handlers`).
@@ -15,8 +16,10 @@ enum MXNetImporter {
     typealias Handler = @Sendable (inout MXNetContext) throws(FaceEmbedError) -> Void
 
     /// Builds the fused plan for `symbol` with weights from `params`; `symbolFile` names the symbol file in errors.
-    static func importModel(symbol: MXNetSymbol, params: MXNetParams,
-                            symbolFile: String?) throws(FaceEmbedError) -> ImportedModel {
+    static func importModel(
+        symbol: MXNetSymbol, params: MXNetParams,
+        symbolFile: String?
+    ) throws(FaceEmbedError) -> ImportedModel {
         let steps = try handlers(for: symbol, file: symbolFile)
         var context = MXNetContext(symbol: symbol, params: params, symbolFile: symbolFile)
         for (n, handle) in steps.enumerated() {
@@ -25,8 +28,9 @@ enum MXNetImporter {
         }
         let output = try context.embedding()
         let (kind, name) = try recognise(symbol.nodes, ops: context.graph.ops, fail: context.fail)
-        return PlanFusion.plan(context.graph, output: output, kind: kind, name: name, channelOrder: .rgb,
-                               inputMean: context.preprocessing.mean, inputScale: context.preprocessing.scale)
+        return PlanFusion.plan(
+            context.graph, output: output, kind: kind, name: name, channelOrder: .rgb,
+            inputMean: context.preprocessing.mean, inputScale: context.preprocessing.scale)
     }
 
     /// Each node's handler; every operator without one is refused, all of them named in one error.
@@ -44,8 +48,10 @@ enum MXNetImporter {
 
     /// Identifies the family: MobileFaceNet (a 7×7 global depthwise convolution head) or LResNet-IR (stages of
     /// `stageS_unitU` residual units; depth = 2 × units + 2).
-    private static func recognise(_ nodes: [SymbolNode], ops: [FusionOp],
-                                  fail: (String) -> FaceEmbedError) throws(FaceEmbedError) -> (ModelKind, String) {
+    private static func recognise(
+        _ nodes: [SymbolNode], ops: [FusionOp],
+        fail: (String) -> FaceEmbedError
+    ) throws(FaceEmbedError) -> (ModelKind, String) {
         let hasGDC = ops.contains {
             if case let .conv(_, _, _, g) = $0 { return g.groups == g.inC && g.groups > 1 && g.kH == 7 && g.outH == 1 }
             return false
@@ -58,8 +64,9 @@ enum MXNetImporter {
         if !units.isEmpty {
             return (.iresnet, "LResNet\(2 * units.count + 2)E-IR")
         }
-        throw fail("not a model FaceEmbed knows: expected MobileFaceNet (global depthwise 7x7 head) or LResNet-IR "
-            + "(stageN_unitM blocks)")
+        throw fail(
+            "not a model FaceEmbed knows: expected MobileFaceNet (global depthwise 7x7 head) or LResNet-IR "
+                + "(stageN_unitM blocks)")
     }
 }
 

@@ -1,4 +1,5 @@
 import FaceEmbed
+
 // One handler per MXNet operator: it reads its node through the `MXNetContext` and emits fusion ops or makes its
 // value one already known. Supporting a new operator is one entry in `handlers` and one function here.
 
@@ -52,28 +53,33 @@ extension MXNetImporter {
         guard (node.attrs["layout"] ?? "NCHW") == "NCHW" else {
             throw c.fail("\(node.name): only NCHW layout is supported")
         }
-        let g = try convGeometry(input: xs, filters: filters, kernel: kernel, stride: stride, pad: pad,
-                                 groups: groups) { c.fail("\(node.name): convolution \($0)") }
+        let g = try convGeometry(
+            input: xs, filters: filters, kernel: kernel, stride: stride, pad: pad,
+            groups: groups
+        ) { c.fail("\(node.name): convolution \($0)") }
         let w = try c.param(1, "weight", shape: [filters, xs.c / groups, kernel[0], kernel[1]])
-        c.emit(.conv(x: x, weight: c.lazy(w), bias: try c.bias(filters), geometry: g),
-               ValueShape(c: filters, h: g.outH, w: g.outW))
+        c.emit(
+            .conv(x: x, weight: c.lazy(w), bias: try c.bias(filters), geometry: g),
+            ValueShape(c: filters, h: g.outH, w: g.outW))
     }
 
     private static func batchNorm(_ c: inout MXNetContext) throws(FaceEmbedError) {
         let node = c.node, x = try c.value(), channels = [c.graph.shapes[x].c]
         guard try node.int("axis", default: 1) == 1 else { throw c.fail("\(node.name): BatchNorm axis must be 1") }
         let fixGamma = try node.bool("fix_gamma", default: true)
-        let bn = BatchNormParams(gamma: fixGamma ? nil : try c.param(1, "gamma", shape: channels),
-                                 beta: try c.param(2, "beta", shape: channels),
-                                 mean: try c.param(3, "moving_mean", shape: channels),
-                                 variance: try c.param(4, "moving_var", shape: channels),
-                                 eps: try node.float("eps", default: 1e-3), fixGamma: fixGamma)
+        let bn = BatchNormParams(
+            gamma: fixGamma ? nil : try c.param(1, "gamma", shape: channels),
+            beta: try c.param(2, "beta", shape: channels),
+            mean: try c.param(3, "moving_mean", shape: channels),
+            variance: try c.param(4, "moving_var", shape: channels),
+            eps: try node.float("eps", default: 1e-3), fixGamma: fixGamma)
         guard bn.eps.isFinite, bn.eps >= 0 else {
             throw c.fail("\(node.name): BatchNorm eps \(bn.eps) is not a non-negative number")
         }
         if let ch = c.params.floats(bn.variance).firstIndex(where: { !($0 + bn.eps > 0) }) {
-            throw c.wrong("parameter \(bn.variance.name) of \(node.name): moving variance + eps is not positive "
-                + "at channel \(ch)")
+            throw c.wrong(
+                "parameter \(bn.variance.name) of \(node.name): moving variance + eps is not positive "
+                    + "at channel \(ch)")
         }
         let params = c.params
         let affine = ChannelAffine(scale: { bn.scaleShift(params).scale }, shift: { bn.scaleShift(params).shift })
@@ -110,8 +116,9 @@ extension MXNetImporter {
             throw c.fail("\(node.name): FullyConnected num_hidden \(hidden) / flatten is not supported")
         }
         let w = try c.param(1, "weight", shape: [hidden, c.graph.shapes[x].count])
-        c.emit(.fullyConnected(x: x, weight: c.lazy(w), bias: try c.bias(hidden), outFeatures: hidden),
-               ValueShape(c: hidden, h: 1, w: 1))
+        c.emit(
+            .fullyConnected(x: x, weight: c.lazy(w), bias: try c.bias(hidden), outFeatures: hidden),
+            ValueShape(c: hidden, h: 1, w: 1))
     }
 }
 
@@ -123,8 +130,9 @@ private struct BatchNormParams {
     /// The per-channel scale and shift (gamma taken as 1 under fix_gamma).
     func scaleShift(_ p: MXNetParams) -> (scale: [Float], shift: [Float]) {
         let beta = p.floats(self.beta)
-        return batchNormScaleShift(gamma: gamma.map { p.floats($0) } ?? [Float](repeating: 1, count: beta.count),
-                                   beta: beta, mean: p.floats(mean), variance: p.floats(variance), eps: eps,
-                                   fixGamma: fixGamma)
+        return batchNormScaleShift(
+            gamma: gamma.map { p.floats($0) } ?? [Float](repeating: 1, count: beta.count),
+            beta: beta, mean: p.floats(mean), variance: p.floats(variance), eps: eps,
+            fixGamma: fixGamma)
     }
 }

@@ -1,4 +1,5 @@
 import FaceEmbed
+
 // What every ONNX operator handler works with: the values defined so far, the fusion graph being built, the input
 // preprocessing found so far, and the node at hand with helpers to read its inputs and attributes (written once
 // here, so a handler is only its operator's own logic).
@@ -36,8 +37,9 @@ struct ONNXContext {
         for t in graph.initializers where !t.name.isEmpty { values[t.name] = .constant(t) }
         let realInputs = graph.inputs.filter { values[$0.name] == nil }
         guard realInputs.count == 1, let input = realInputs.first else {
-            throw .unsupportedModel(file: model.file,
-                                    reason: "the graph must have exactly one input (it has \(realInputs.map(\.name)))")
+            throw .unsupportedModel(
+                file: model.file,
+                reason: "the graph must have exactly one input (it has \(realInputs.map(\.name)))")
         }
         try Self.check(input, file: model.file)
         values[input.name] = .computed(ONNXActivation(op: 0, rank: 4))
@@ -88,8 +90,9 @@ struct ONNXContext {
     func computed(_ i: Int) throws(FaceEmbedError) -> ONNXActivation {
         guard i < node.inputs.count, !node.inputs[i].isEmpty else { throw fail("\(described) lacks input \(i)") }
         guard let v = values[node.inputs[i]] else {
-            throw fail("\(described) reads \(node.inputs[i]), which no earlier node computes "
-                + "(the graph must be topologically sorted)")
+            throw fail(
+                "\(described) reads \(node.inputs[i]), which no earlier node computes "
+                    + "(the graph must be topologically sorted)")
         }
         guard case let .computed(x) = v else {
             throw fail("\(described): input \(node.inputs[i]) is a constant, FaceEmbed needs a computed value there")
@@ -107,8 +110,9 @@ struct ONNXContext {
             throw fail("\(described): \(what) \(node.inputs[i]) is computed; FaceEmbed needs a constant")
         }
         guard let type = t.dataType, type.isFloatingPoint || what == "shape" else {
-            throw wrong("\(what) \(node.inputs[i]) of node \(label) has data type \(t.dataTypeCode), "
-                + "not a floating-point type")
+            throw wrong(
+                "\(what) \(node.inputs[i]) of node \(label) has data type \(t.dataTypeCode), "
+                    + "not a floating-point type")
         }
         return t
     }
@@ -167,8 +171,9 @@ struct ONNXContext {
     func channels(_ x: ONNXActivation) throws(FaceEmbedError) -> Int {
         let s = shape(x)
         if x.rank == 2 && s.h * s.w != 1 {
-            throw fail("\(described): per-feature operations after flattening a \(s.c)x\(s.h)x\(s.w) value "
-                + "are not supported")
+            throw fail(
+                "\(described): per-feature operations after flattening a \(s.c)x\(s.h)x\(s.w) value "
+                    + "are not supported")
         }
         return s.c
     }

@@ -1,4 +1,5 @@
 import FaceEmbed
+
 // Turns an ONNX graph (insightface recognition models: MobileFaceNet, IResNet, and relatives exported from PyTorch
 // or converted from MXNet) into a fused `ModelPlan`, checking every shape on the way.
 //
@@ -29,9 +30,10 @@ enum ONNXImporter {
         let name = grouped ? "MobileFaceNet" : String(fileStem.utf8.prefix(23)) ?? "ONNX"
         // Without preprocessing of its own, a model takes insightface's (x − 127.5) / 127.5.
         let own = context.preprocessing, p = own.isPresent ? own : InputPreprocessing(mean: 127.5, scale: 1 / 127.5)
-        return PlanFusion.plan(context.graph, output: output, kind: grouped ? .mobileFaceNet : .arcface,
-                               name: name.isEmpty ? "ONNX" : name, channelOrder: .rgb, inputMean: p.mean,
-                               inputScale: p.scale)
+        return PlanFusion.plan(
+            context.graph, output: output, kind: grouped ? .mobileFaceNet : .arcface,
+            name: name.isEmpty ? "ONNX" : name, channelOrder: .rgb, inputMean: p.mean,
+            inputScale: p.scale)
     }
 
     /// Each node's handler; every operator without one is refused, all of them named in one error.

@@ -1,4 +1,5 @@
 import FaceEmbed
+
 // One handler per ONNX operator: it reads its node through the `ONNXContext` and emits fusion ops or defines its
 // output as a value already known. Supporting a new operator is one entry in `handlers` and one function here.
 //
@@ -71,14 +72,17 @@ extension ONNXImporter {
         } else if target == [1, xs.c, xs.h, xs.w] || (xs.h * xs.w == 1 && target == [1, xs.c, 1, 1]) {
             c.define(.computed(ONNXActivation(op: x.op, rank: 4)))
         } else {
-            throw c.fail("Reshape \(c.label) to \(target) is not supported "
-                + "(only flattening to (N, K) or keeping the shape)")
+            throw c.fail(
+                "Reshape \(c.label) to \(target) is not supported "
+                    + "(only flattening to (N, K) or keeping the shape)")
         }
     }
 
     /// The target shape of a Reshape with its 0s (copy an input dimension) and -1 (the rest) resolved.
-    private static func reshapeTarget(_ c: ONNXContext, _ t: ONNXTensor,
-                                      _ x: ONNXActivation) throws(FaceEmbedError) -> [Int] {
+    private static func reshapeTarget(
+        _ c: ONNXContext, _ t: ONNXTensor,
+        _ x: ONNXActivation
+    ) throws(FaceEmbedError) -> [Int] {
         let xs = c.shape(x)
         let current = x.rank == 4 ? [1, xs.c, xs.h, xs.w] : [1, xs.c * xs.h * xs.w]
         let allowZero = try c.int("allowzero", 0) != 0
@@ -92,7 +96,9 @@ extension ONNXImporter {
             target[i] = current[i]
         }
         func product(_ v: [Int]) -> Int {  // saturating, so a hostile shape cannot overflow
-            v.reduce(1) { p, d in let (r, o) = p.multipliedReportingOverflow(by: d); return o ? Int.max : r }
+            v.reduce(1) { p, d in
+                let (r, o) = p.multipliedReportingOverflow(by: d); return o ? Int.max : r
+            }
         }
         let known = product(target.filter { $0 != -1 })
         if target.filter({ $0 == -1 }).count == 1, known > 0, xs.count % known == 0 {
@@ -117,12 +123,15 @@ extension ONNXImporter {
         let strides = try c.ints("strides") ?? [1, 1], dilations = try c.ints("dilations") ?? [1, 1]
         let pads = try c.ints("pads") ?? [0, 0, 0, 0]
         guard kernel.count == 2, strides.count == 2, pads.count == 4, dilations == [1, 1] else {
-            throw c.fail("Conv \(c.label): only 2-D convolutions without dilation are supported (kernel \(kernel), "
-                + "strides \(strides), pads \(pads), dilations \(dilations))")
+            throw c.fail(
+                "Conv \(c.label): only 2-D convolutions without dilation are supported (kernel \(kernel), "
+                    + "strides \(strides), pads \(pads), dilations \(dilations))")
         }
         let pad = try symmetricPads(c, pads, kernel: kernel, strides: strides, input: xs)
-        let g = try convGeometry(input: xs, filters: w.dims[0], kernel: kernel, stride: strides, pad: pad,
-                                 groups: groups) { c.fail("Conv \(c.label): \($0)") }
+        let g = try convGeometry(
+            input: xs, filters: w.dims[0], kernel: kernel, stride: strides, pad: pad,
+            groups: groups
+        ) { c.fail("Conv \(c.label): \($0)") }
         let needed = [g.outC, xs.c / groups, kernel[0], kernel[1]]
         guard w.dims == needed else {
             throw c.wrong("Conv \(c.label): weight \(w.name) has shape \(w.dims), the graph needs \(needed)")
@@ -131,13 +140,16 @@ extension ONNXImporter {
         if let b, b.count != g.outC || b.dims.count != 1 {
             throw c.wrong("Conv \(c.label): bias \(b.name) has shape \(b.dims), expected [\(g.outC)]")
         }
-        c.emit(.conv(x: x.op, weight: c.lazy(w), bias: b.map(c.lazy), geometry: g),
-               ValueShape(c: g.outC, h: g.outH, w: g.outW), rank: 4)
+        c.emit(
+            .conv(x: x.op, weight: c.lazy(w), bias: b.map(c.lazy), geometry: g),
+            ValueShape(c: g.outC, h: g.outH, w: g.outW), rank: 4)
     }
 
     /// The (height, width) padding after `auto_pad`; padding that differs between the two sides is refused.
-    private static func symmetricPads(_ c: ONNXContext, _ explicit: [Int], kernel: [Int], strides: [Int],
-                                      input xs: ValueShape) throws(FaceEmbedError) -> [Int] {
+    private static func symmetricPads(
+        _ c: ONNXContext, _ explicit: [Int], kernel: [Int], strides: [Int],
+        input xs: ValueShape
+    ) throws(FaceEmbedError) -> [Int] {
         var pads = explicit
         switch c.node.attributes["auto_pad"] {
         case nil, .string("NOTSET")?, .string("")?: break
@@ -183,17 +195,21 @@ extension ONNXImporter {
     /// Input `i` of a batch norm, which must hold one value per channel. With spatial = 1 (and opset ≥ 9) it is
     /// (C); with spatial = 0 it is (C, D1, …), per channel only when the value has one element per channel, where
     /// every layout of C values means the same.
-    private static func batchNormParameter(_ c: ONNXContext, _ i: Int, _ what: String, of x: ONNXActivation,
-                                           spatial: Int) throws(FaceEmbedError) -> ONNXTensor {
+    private static func batchNormParameter(
+        _ c: ONNXContext, _ i: Int, _ what: String, of x: ONNXActivation,
+        spatial: Int
+    ) throws(FaceEmbedError) -> ONNXTensor {
         let channels = try c.channels(x), xs = c.shape(x), t = try c.required(i, what)
         let squeezed = t.dims.filter { $0 != 1 }
         guard t.count == channels, squeezed == [channels] || channels == 1, t.dims.count <= 4 else {
             if spatial == 0 && t.count == xs.count && xs.h * xs.w > 1 {
-                throw c.fail("BatchNormalization \(c.label) (spatial = 0) normalises each of \(xs.c)x\(xs.h)x\(xs.w) "
-                    + "elements separately; only per-channel batch norms are supported")
+                throw c.fail(
+                    "BatchNormalization \(c.label) (spatial = 0) normalises each of \(xs.c)x\(xs.h)x\(xs.w) "
+                        + "elements separately; only per-channel batch norms are supported")
             }
-            throw c.wrong("BatchNormalization \(c.label): \(what) \(t.name) has shape \(t.dims), "
-                + "expected [\(channels)]")
+            throw c.wrong(
+                "BatchNormalization \(c.label): \(what) \(t.name) has shape \(t.dims), "
+                    + "expected [\(channels)]")
         }
         return t
     }
@@ -206,8 +222,9 @@ extension ONNXImporter {
             slope = c.lazy(t)  // (C) on N×C×H×W: per channel, as MXNet exports mean it
         }
         guard let slope else {
-            throw c.wrong("PRelu \(c.label): slope \(t.name) has shape \(t.dims); "
-                + "expected (C), (C,1,1) or (1,C,1,1) with C = \(channels)")
+            throw c.wrong(
+                "PRelu \(c.label): slope \(t.name) has shape \(t.dims); "
+                    + "expected (C), (C,1,1) or (1,C,1,1) with C = \(channels)")
         }
         c.emit(.prelu(x: x.op, slope: slope), xs, rank: x.rank)
     }
@@ -232,8 +249,10 @@ extension ONNXImporter {
     }
 
     /// Arithmetic between computed value `x` and constant `t` (`t` the left operand if `constantFirst`).
-    private static func withConstant(_ c: inout ONNXContext, _ x: ONNXActivation, _ t: ONNXTensor,
-                                     constantFirst: Bool) throws(FaceEmbedError) {
+    private static func withConstant(
+        _ c: inout ONNXContext, _ x: ONNXActivation, _ t: ONNXTensor,
+        constantFirst: Bool
+    ) throws(FaceEmbedError) {
         let op = c.node.opType
         guard let type = t.dataType, type.isFloatingPoint else {
             throw c.wrong("node \(c.label): constant \(t.name) is not floating-point")
@@ -242,8 +261,9 @@ extension ONNXImporter {
             return try preprocess(&c, t)
         }
         guard let v = try c.perChannel(t, x) else {
-            throw c.fail("node \(c.label): \(op) with a constant of shape \(t.dims) on a value of shape \(c.shape(x)) "
-                + "is not per-channel")
+            throw c.fail(
+                "node \(c.label): \(op) with a constant of shape \(t.dims) on a value of shape \(c.shape(x)) "
+                    + "is not per-channel")
         }
         let affine: ChannelAffine
         switch (op, constantFirst) {
@@ -299,8 +319,9 @@ extension ONNXImporter {
         }
         let outF = transB != 0 ? w.dims[0] : w.dims[1], wIn = transB != 0 ? w.dims[1] : w.dims[0]
         guard wIn == inF, outF >= 1, outF <= PlanLimits.maxChannels else {
-            throw c.wrong("\(op) \(c.label): weight \(w.name) has shape \(w.dims) (transB \(transB)), "
-                + "the input has \(inF) features")
+            throw c.wrong(
+                "\(op) \(c.label): weight \(w.name) has shape \(w.dims) (transB \(transB)), "
+                    + "the input has \(inF) features")
         }
         let weight = gemmWeight(c.lazy(w), transposed: transB == 0, alpha: alpha, outF: outF, inF: inF)
         var bias: LazyFloats?
@@ -310,13 +331,16 @@ extension ONNXImporter {
             }
             bias = beta == 1 ? v : { v().map { $0 * beta } }
         }
-        c.emit(.fullyConnected(x: x.op, weight: weight, bias: bias, outFeatures: outF),
-               ValueShape(c: outF, h: 1, w: 1), rank: 2)
+        c.emit(
+            .fullyConnected(x: x.op, weight: weight, bias: bias, outFeatures: outF),
+            ValueShape(c: outF, h: 1, w: 1), rank: 2)
     }
 
     /// The (out, in) weight times `alpha`, from a weight stored (out, in) or, if `transposed`, (in, out).
-    private static func gemmWeight(_ w: @escaping LazyFloats, transposed: Bool, alpha: Float, outF: Int,
-                                   inF: Int) -> LazyFloats {
+    private static func gemmWeight(
+        _ w: @escaping LazyFloats, transposed: Bool, alpha: Float, outF: Int,
+        inF: Int
+    ) -> LazyFloats {
         guard transposed else { return alpha == 1 ? w : { w().map { $0 * alpha } } }
         return {
             let d = w()

@@ -1,4 +1,5 @@
 import FaceEmbed
+
 // Fusion of an interpreted graph (`FusionGraph`, built by either importer) into `ModelPlan` layers:
 //
 // Each convolution or fully connected op starts a chain that absorbs what follows it while the value in between has
@@ -11,15 +12,18 @@ import FaceEmbed
 
 enum PlanFusion {
     /// Fuses `graph` (whose op `output` is the embedding) into a plan with the given header facts.
-    static func plan(_ graph: FusionGraph, output: Int, kind: ModelKind, name: String, channelOrder: ChannelOrder,
-                     inputMean: Float, inputScale: Float) -> ImportedModel {
+    static func plan(
+        _ graph: FusionGraph, output: Int, kind: ModelKind, name: String, channelOrder: ChannelOrder,
+        inputMean: Float, inputScale: Float
+    ) -> ImportedModel {
         var f = Fusion(graph, output: output)
         f.formChains()
         f.foldInputAffines()
         f.emitLayers()
-        let plan = ModelPlan(kind: kind, name: name, channelOrder: channelOrder, inputMean: inputMean,
-                             inputScale: inputScale, values: f.values, layers: f.layers, tensors: f.tensors,
-                             output: f.resolved(output))
+        let plan = ModelPlan(
+            kind: kind, name: name, channelOrder: channelOrder, inputMean: inputMean,
+            inputScale: inputScale, values: f.values, layers: f.layers, tensors: f.tensors,
+            output: f.resolved(output))
         return ImportedModel(plan: plan, produce: f.produce)
     }
 }
@@ -122,7 +126,8 @@ private struct Fusion {
         if let c = open(x), chains[c].slope == nil, chains[c].residual == nil, headIsConv(c) {
             chains[c].slope = slope; extend(c, to: i)
         } else if case .affine = graph.ops[x], case .layer = ops[x].fate, ops[x].consumers == 1,
-                  ops[x].joinedSlope == nil {
+            ops[x].joinedSlope == nil
+        {
             ops[x].joinedSlope = slope; ops[i].fate = .slopeOf(affine: x)
         }
     }
@@ -142,8 +147,9 @@ private struct Fusion {
     mutating func foldInputAffines() {
         for (i, op) in graph.ops.enumerated() {
             guard case let .affine(_, a) = op, case .layer = ops[i].fate, ops[i].joinedSlope == nil,
-                  ops[i].consumers == 1, ops[i].consumer >= 0, let c = ops[ops[i].consumer].chain,
-                  chains[c].head == ops[i].consumer, chains[c].pre == nil else { continue }
+                ops[i].consumers == 1, ops[i].consumer >= 0, let c = ops[ops[i].consumer].chain,
+                chains[c].head == ops[i].consumer, chains[c].pre == nil
+            else { continue }
             switch graph.ops[chains[c].head] {
             case let .conv(_, _, _, g) where g.groups == 1: break
             case .fullyConnected: break
@@ -208,9 +214,12 @@ private struct Fusion {
         let inShift = c.pre.map { pre in tensor("\(label).input_shift", [g.inC]) { pre.values(g.inC).shift } }
         let out = value(c.last)
         ops[i].value = out
-        layers.append(.convolution(ConvLayer(input: resolved(x), output: out, geometry: g, weight: weight, bias: bias,
-                                             slope: slope, residual: c.residual.map { resolved($0) },
-                                             inputScale: inScale, inputShift: inShift)))
+        layers.append(
+            .convolution(
+                ConvLayer(
+                    input: resolved(x), output: out, geometry: g, weight: weight, bias: bias,
+                    slope: slope, residual: c.residual.map { resolved($0) },
+                    inputScale: inScale, inputShift: inShift)))
     }
 
     mutating func emitFullyConnected(_ i: Int, _ x: Int, _ w: @escaping LazyFloats, _ b: LazyFloats?, _ outF: Int) {
@@ -239,8 +248,11 @@ private struct Fusion {
         }
         let out = value(c.last)
         ops[i].value = out
-        layers.append(.fullyConnected(FullyConnectedLayer(input: resolved(x), output: out, weight: weight, bias: bias,
-                                                          inFeatures: inF, outFeatures: outF)))
+        layers.append(
+            .fullyConnected(
+                FullyConnectedLayer(
+                    input: resolved(x), output: out, weight: weight, bias: bias,
+                    inFeatures: inF, outFeatures: outF)))
     }
 
     /// A standalone affine and/or PReLU.

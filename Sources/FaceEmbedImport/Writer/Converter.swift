@@ -1,4 +1,5 @@
 import FaceEmbed
+
 /// What a conversion produced.
 public struct ConversionSummary: Sendable {
     /// The model family recognised.
@@ -39,8 +40,10 @@ public enum ModelConverter {
     /// needs must be present with the right shape; otherwise the error names what is missing or wrong.
     /// The params file is mapped, and tensors are folded and written one at a time.
     @discardableResult
-    public static func convertMXNet(symbol symbolPath: String, params paramsPath: String,
-                                    to output: String) throws(FaceEmbedError) -> ConversionSummary {
+    public static func convertMXNet(
+        symbol symbolPath: String, params paramsPath: String,
+        to output: String
+    ) throws(FaceEmbedError) -> ConversionSummary {
         let symbol = try MXNetSymbol(json: readFile(symbolPath), file: symbolPath)
         let file = try MappedFile(path: paramsPath)
         // The params stay mapped until every tensor is written: `MXNetParams` only points into the mapping.
@@ -68,13 +71,16 @@ public enum ModelConverter {
     }
 
     /// Lane-packs, validates and writes an imported model; errors in the plan are attributed to `source`.
-    private static func write(_ imported: ImportedModel, to output: String,
-                              source: String) throws(FaceEmbedError) -> ConversionSummary {
+    private static func write(
+        _ imported: ImportedModel, to output: String,
+        source: String
+    ) throws(FaceEmbedError) -> ConversionSummary {
         let model = imported.lanePacked(), p = model.plan
         try FlatFile.validate(p, embeddingSize: p.embeddingSize) { .unsupportedModel(file: source, reason: $0) }
         try FlatFile.write(model, to: output)
-        return ConversionSummary(kind: p.kind, name: p.name, embeddingSize: p.embeddingSize, layers: p.layers.count,
-                                 parameters: p.parameterCount, multiplyAdds: p.macs)
+        return ConversionSummary(
+            kind: p.kind, name: p.name, embeddingSize: p.embeddingSize, layers: p.layers.count,
+            parameters: p.parameterCount, multiplyAdds: p.macs)
     }
 }
 
@@ -96,10 +102,16 @@ enum ModelSource: Equatable {
             self = .mxnet(symbol: dir + "/model-symbol.json", params: dir + "/model-0000.params")
             return
         }
-        throw .unsupportedModel(file: path, reason: "not a model: give an MXNet model folder (model-symbol.json + model-0000.params), a -symbol.json file or an .onnx file")
+        throw .unsupportedModel(
+            file: path,
+            reason:
+                "not a model: give an MXNet model folder (model-symbol.json + model-0000.params), a -symbol.json file or an .onnx file"
+        )
     }
 }
 
-private extension String {
-    func replacingSuffix(_ suffix: String) -> String { hasSuffix(suffix) ? String(dropLast(suffix.count)) : self }
+extension String {
+    fileprivate func replacingSuffix(_ suffix: String) -> String {
+        hasSuffix(suffix) ? String(dropLast(suffix.count)) : self
+    }
 }

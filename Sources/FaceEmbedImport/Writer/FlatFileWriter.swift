@@ -1,3 +1,5 @@
+import FaceEmbed
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -5,7 +7,6 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import FaceEmbed
 
 // Writes FaceEmbed's flat file (Models/FORMAT.md; the reader and validator are in FaceEmbed's Plan/FlatFile.swift).
 
@@ -65,8 +66,9 @@ extension FlatFile {
         let t = model.plan.tensors[i]
         let data = model.produce[i]()
         guard data.count == t.count else {
-            throw .invalidWeights(file: path,
-                                  reason: "tensor \(t.name) produced \(data.count) values for shape \(t.shape)")
+            throw .invalidWeights(
+                file: path,
+                reason: "tensor \(t.name) produced \(data.count) values for shape \(t.shape)")
         }
         var chunk = ByteWriter()
         chunk.bytes.reserveCapacity(aligned(t.count * 4))
@@ -150,8 +152,12 @@ private struct FileSink {
 /// Little-endian byte sink for headers and tables.
 struct ByteWriter {
     var bytes: [UInt8] = []
-    mutating func u32<T: BinaryInteger>(_ v: T) { withUnsafeBytes(of: UInt32(truncatingIfNeeded: v).littleEndian) { bytes += $0 } }
+    mutating func u32<T: BinaryInteger>(_ v: T) {
+        withUnsafeBytes(of: UInt32(truncatingIfNeeded: v).littleEndian) { bytes += $0 }
+    }
     mutating func i32(_ v: Int) { u32(UInt32(bitPattern: Int32(truncatingIfNeeded: v))) }
-    mutating func u64<T: BinaryInteger>(_ v: T) { withUnsafeBytes(of: UInt64(truncatingIfNeeded: v).littleEndian) { bytes += $0 } }
+    mutating func u64<T: BinaryInteger>(_ v: T) {
+        withUnsafeBytes(of: UInt64(truncatingIfNeeded: v).littleEndian) { bytes += $0 }
+    }
     mutating func pad(to n: Int) { if bytes.count < n { bytes += [UInt8](repeating: 0, count: n - bytes.count) } }
 }
