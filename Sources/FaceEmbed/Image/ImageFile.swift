@@ -40,7 +40,7 @@ public enum ImageDecoder {
     /// A missing, unreadable or directory path throws ``FaceEmbedError/io(file:reason:)``; decoding errors are
     /// attributed to `path`.
     public static func load(path: String, applyingOrientation: Bool = true) throws(FaceEmbedError) -> RGBImage {
-        let bytes = try readFile(path)
+        let bytes = try imageBytes(path)
         do {
             return try decode(bytes, applyingOrientation: applyingOrientation)
         } catch {
@@ -48,17 +48,12 @@ public enum ImageDecoder {
         }
     }
 
-    /// The bytes of the file at `path`, with I/O failures as ``FaceEmbedError/io(file:reason:)``.
-    static func readFile(_ path: String) throws(FaceEmbedError) -> [UInt8] {
+    /// The bytes of the image file at `path`, with I/O failures as ``FaceEmbedError/io(file:reason:)``: a missing
+    /// path or a directory named as such; MappedFile opens without blocking and refuses what is not a regular file (a
+    /// FIFO, /dev/zero, which a read-to-end would wait on or read forever); the size limit is checked before copying.
+    static func imageBytes(_ path: String) throws(FaceEmbedError) -> [UInt8] {
         guard fileExists(path) else { throw .io(file: path, reason: "no such file") }
         guard !isDirectory(path) else { throw .io(file: path, reason: "is a directory, not an image file") }
-        // MappedFile opens without blocking and refuses what is not a regular file (a FIFO, /dev/zero, which a
-        // read-to-end would wait on or read forever); the size limit is checked before anything is copied.
-        let file = try MappedFile(path: path)
-        guard file.bytes.count <= maxFileBytes else {
-            throw .io(
-                file: path, reason: "the file is \(file.bytes.count) bytes, more than the \(maxFileBytes)-byte limit")
-        }
-        return file.array
+        return try readFile(path, limit: maxFileBytes)
     }
 }

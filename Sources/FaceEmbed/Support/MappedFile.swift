@@ -82,9 +82,13 @@ package final class MappedFile: @unchecked Sendable {
     package var array: [UInt8] { [UInt8](bytes) }
 }
 
-/// Reads a whole (small) file into an array; errors name the file.
-package func readFile(_ path: String) throws(FaceEmbedError) -> [UInt8] {
-    try MappedFile(path: path).array
+/// Reads a whole file into an array, refusing one over `limit` bytes before anything is copied; errors name the file.
+package func readFile(_ path: String, limit: Int = .max) throws(FaceEmbedError) -> [UInt8] {
+    let file = try MappedFile(path: path)
+    guard file.bytes.count <= limit else {
+        throw .io(file: path, reason: "the file is \(file.bytes.count) bytes, more than the \(limit)-byte limit")
+    }
+    return file.array
 }
 
 /// True when something exists at `path` (following links).
