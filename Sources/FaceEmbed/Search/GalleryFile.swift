@@ -197,7 +197,10 @@ package enum GalleryFile {
             var squares = 0.0
             for j in 0..<lanes {
                 let x = row[j]
-                guard x.isFinite, j < d || x == 0 else { return "row \(i) holds NaN, infinity or non-zero padding" }
+                // Padding compares by bits: a caller's thread may treat denormals as zero (DAZ), where x == 0 holds.
+                guard x.isFinite, j < d || x.bitPattern == 0 else {
+                    return "row \(i) holds NaN, infinity or non-zero padding"
+                }
                 squares += Double(x) * Double(x)
             }
             guard abs(squares - 1) <= squaredNormTolerance else { return "row \(i) is not of unit length" }
