@@ -72,20 +72,34 @@ package enum FlatFile {
         ModelPlan, [Int]
     ) {
         var r = ByteReader(bytes) { .invalidWeights(file: file, reason: $0) }
-        try r.need(headerSize, "the header")
-        guard (0..<8).allSatisfy({ bytes[$0] == magic[$0] }) else {
-            throw r.fail(
-                "not a FaceEmbed weight file (bad magic); convert MXNet or ONNX models with `faceembed convert`")
+        let header = try readHeader(&r, bytes)
+        try checkChecksum(bytes, header.checksum, fail: r.fail)
+        var t = ByteReader(UnsafeRawBufferPointer(rebasing: bytes[0..<Int(header.dataOffset)]), offset: headerSize) {
+            .invalidWeights(file: file, reason: "table: \($0)")
         }
-        try r.skip(8, "magic")
-        let ver = try r.u32("version")
-        guard ver == version else {
-            throw r.fail(
-                ver == 1
-                    ? "format version 1 (FaceEmbed 0.1) stores convolution weights in another layout: convert the model again with `faceembed convert`"
-                    : "format version \(ver) is not supported (this FaceEmbed reads \(version))")
-        }
-        guard try r.u32("header size") == UInt32(headerSize) else { throw r.fail("unexpected header size") }
+        let values = try readValues(&t, count: header.nValues)
+        let layers = try readLayers(&t, count: header.nLayers)
+        let (tensors, offsets) = try readTensors(&t, count: header.nTensors, bytes, header.dataOffset, file: file)
+        let plan = ModelPlan(
+            kind: header.kind, name: header.name.isEmpty ? header.kind.description : header.name,
+            channelOrder: header.order, inputMean: header.mean, inputScale: header.scale, values: values,
+            layers: layers, tensors: tensors, output: header.output)
+        try validate(plan, embeddingSize: header.embedding, fail: { .invalidWeights(file: file, reason: $0) })
+        return (plan, offsets)
+    }
+
+    /// The header's fields, as read; `readHeader` has checked them against each other and the file's size.
+    private struct Header {
+        let kind: ModelKind, embedding: Int, order: ChannelOrder, mean: Float, scale: Float
+        let nValues: Int, nLayers: Int, nTensors: Int, output: Int
+        let fileSize: UInt64, tableOffset: UInt64, tableSize: UInt64, dataOffset: UInt64, checksum: UInt64
+        let name: String
+    }
+
+    private static func readHeader(_ r: inout ByteReader, _ bytes: UnsafeRawBufferPointer) throws(FaceEmbedError)
+        -> Header
+    {
+        try readIdentity(&r, bytes)
         let kindRaw = try r.u32("kind")
         guard let kind = ModelKind(rawValue: kindRaw) else { throw r.fail("unknown model kind \(kindRaw)") }
         let embedding = Int(try r.u32("embedding size"))
@@ -101,25 +115,61 @@ package enum FlatFile {
         let fileSize = try r.u64("file size"), tableOffset = try r.u64("table offset")
         let tableSize = try r.u64("table size"), dataOffset = try r.u64("data offset"), checksum = try r.u64("checksum")
         let nameBytes = (0..<24).map { bytes[r.offset + $0] }
-        let name = String(decoding: nameBytes.prefix { $0 != 0 }, as: UTF8.self)
-        guard fileSize == UInt64(bytes.count) else {
-            throw r.fail("the header says \(fileSize) bytes but the file has \(bytes.count): truncated or padded")
+        let header = Header(
+            kind: kind, embedding: embedding, order: order, mean: mean, scale: scale, nValues: nValues,
+            nLayers: nLayers, nTensors: nTensors, output: output, fileSize: fileSize, tableOffset: tableOffset,
+            tableSize: tableSize, dataOffset: dataOffset, checksum: checksum,
+            name: String(decoding: nameBytes.prefix { $0 != 0 }, as: UTF8.self))
+        try checkLayout(header, fileBytes: bytes.count, fail: r.fail)
+        return header
+    }
+
+    /// Magic, version and header size: what says the bytes are a flat file this reader understands.
+    private static func readIdentity(_ r: inout ByteReader, _ bytes: UnsafeRawBufferPointer) throws(FaceEmbedError) {
+        try r.need(headerSize, "the header")
+        guard (0..<8).allSatisfy({ bytes[$0] == magic[$0] }) else {
+            throw r.fail(
+                "not a FaceEmbed weight file (bad magic); convert MXNet or ONNX models with `faceembed convert`")
         }
-        guard tableOffset == UInt64(headerSize), tableSize <= UInt64(bytes.count) - tableOffset,
-            dataOffset >= tableOffset + tableSize, dataOffset <= fileSize, bytes.count % alignment == 0,
-            nValues >= 1, nValues <= maxCount, nLayers <= maxCount, nTensors <= maxCount, output < nValues
+        try r.skip(8, "magic")
+        let ver = try r.u32("version")
+        guard ver == version else {
+            throw r.fail(
+                ver == 1
+                    ? "format version 1 (FaceEmbed 0.1) stores convolution weights in another layout: convert the model again with `faceembed convert`"
+                    : "format version \(ver) is not supported (this FaceEmbed reads \(version))")
+        }
+        guard try r.u32("header size") == UInt32(headerSize) else { throw r.fail("unexpected header size") }
+    }
+
+    /// The header's sizes, offsets and counts agree with each other and with the file's length.
+    private static func checkLayout(_ h: Header, fileBytes count: Int, fail: (String) -> FaceEmbedError)
+        throws(FaceEmbedError)
+    {
+        guard h.fileSize == UInt64(count) else {
+            throw fail("the header says \(h.fileSize) bytes but the file has \(count): truncated or padded")
+        }
+        guard h.tableOffset == UInt64(headerSize), h.tableSize <= UInt64(count) - h.tableOffset,
+            h.dataOffset >= h.tableOffset + h.tableSize, h.dataOffset <= h.fileSize, count % alignment == 0,
+            h.nValues >= 1, h.nValues <= maxCount, h.nLayers <= maxCount, h.nTensors <= maxCount,
+            h.output < h.nValues
         else {
-            throw r.fail("inconsistent header (offsets or counts out of range)")
+            throw fail("inconsistent header (offsets or counts out of range)")
         }
+    }
+
+    private static func checkChecksum(
+        _ bytes: UnsafeRawBufferPointer, _ checksum: UInt64, fail: (String) -> FaceEmbedError
+    ) throws(FaceEmbedError) {
         var h = fnvOffset
         hash(UnsafeRawBufferPointer(rebasing: bytes[headerSize...]), into: &h)
-        guard h == checksum else { throw r.fail("checksum mismatch: the file is corrupt") }
+        guard h == checksum else { throw fail("checksum mismatch: the file is corrupt") }
+    }
 
-        var t = ByteReader(UnsafeRawBufferPointer(rebasing: bytes[0..<Int(dataOffset)]), offset: headerSize) {
-            .invalidWeights(file: file, reason: "table: \($0)")
-        }
+    /// The values table: each value's shape in range, value 0 the input, all values within the activation limit.
+    private static func readValues(_ t: inout ByteReader, count: Int) throws(FaceEmbedError) -> [ValueShape] {
         var values: [ValueShape] = []
-        for i in 0..<nValues {
+        for i in 0..<count {
             let v = ValueShape(
                 c: Int(try t.u32("value \(i)")), h: Int(try t.u32("value \(i)")), w: Int(try t.u32("value \(i)")))
             guard v.c >= 1, v.h >= 1, v.w >= 1, v.c <= 65_536, v.h <= 4096, v.w <= 4096, v.count <= 1 << 26 else {
@@ -133,61 +183,87 @@ package enum FlatFile {
         guard activations <= maxActivations else {
             throw t.fail("the values need \(activations) floats per image, more than the limit of \(maxActivations)")
         }
+        return values
+    }
+
+    private static func readLayers(_ t: inout ByteReader, count: Int) throws(FaceEmbedError) -> [Layer] {
         var layers: [Layer] = []
-        for i in 0..<nLayers {
-            let code = try t.u32("layer \(i) op"), count = Int(try t.u32("layer \(i) field count"))
-            guard count <= 64 else { throw t.fail("layer \(i) has \(count) fields") }
+        for i in 0..<count {
+            let code = try t.u32("layer \(i) op"), nFields = Int(try t.u32("layer \(i) field count"))
+            guard nFields <= 64 else { throw t.fail("layer \(i) has \(nFields) fields") }
             var f: [Int] = []
-            for _ in 0..<count { f.append(Int(try t.i32("layer \(i) field"))) }
+            for _ in 0..<nFields { f.append(Int(try t.i32("layer \(i) field"))) }
             layers.append(try decodeLayer(code: code, fields: f, index: i, fail: t.fail))
         }
+        return layers
+    }
+
+    /// The tensors table, each record checked (and its data scanned) before the next is read.
+    private static func readTensors(
+        _ t: inout ByteReader, count: Int, _ bytes: UnsafeRawBufferPointer, _ dataOffset: UInt64, file: String?
+    ) throws(FaceEmbedError) -> ([TensorInfo], [Int]) {
         var tensors: [TensorInfo] = [], offsets: [Int] = []
-        for i in 0..<nTensors {
-            let len = Int(try t.u32("tensor \(i) name length"))
-            guard len <= 1024 else { throw t.fail("tensor \(i) name is \(len) bytes") }
-            let tname = try t.string(count: len, "tensor \(i) name")
-            try t.skip((4 - len % 4) % 4, "tensor \(i) name padding")
-            let ndim = Int(try t.u32("tensor \(i) ndim"))
-            guard ndim >= 1, ndim <= 8 else { throw t.fail("tensor \(tname) has \(ndim) dimensions") }
-            var shape: [Int] = []
-            var count = 1
-            for _ in 0..<ndim {
-                let d = Int(try t.u32("tensor \(i) dim"))
-                guard d >= 1, d <= 1 << 28 else { throw t.fail("tensor \(tname) has dimension \(d)") }
-                count *= d
-                guard count <= 1 << 28 else { throw t.fail("tensor \(tname) is too large") }
-                shape.append(d)
-            }
-            let off = try t.u64("tensor \(i) offset"), n = try t.u64("tensor \(i) count")
-            guard n == UInt64(count), off % UInt64(alignment) == 0, off >= dataOffset,
-                off <= UInt64(bytes.count), UInt64(count) * 4 <= UInt64(bytes.count) - off
-            else {
-                throw t.fail("tensor \(tname) lies outside the data section")
-            }
-            for j in 0..<count {
-                let v = Float(
-                    bitPattern: UInt32(
-                        littleEndian: bytes.loadUnaligned(fromByteOffset: Int(off) + j * 4, as: UInt32.self)))
-                guard v.isFinite else {
-                    throw .invalidWeights(file: file, reason: "tensor \(tname) holds NaN or infinity at \(j)")
-                }
-                // The converter flushes denormals; a file holding one was not written by it (and would run slower).
-                guard !v.isSubnormal else {
-                    throw .invalidWeights(
-                        file: file,
-                        reason:
-                            "tensor \(tname) holds a denormal value at \(j) (faceembed convert flushes them to zero)")
-                }
-            }
-            tensors.append(TensorInfo(name: tname, shape: shape))
-            offsets.append(Int(off))
+        for i in 0..<count {
+            let (tensor, offset) = try readTensor(&t, index: i, bytes, dataOffset, file: file)
+            tensors.append(tensor)
+            offsets.append(offset)
         }
-        let plan = ModelPlan(
-            kind: kind, name: name.isEmpty ? kind.description : name, channelOrder: order,
-            inputMean: mean, inputScale: scale, values: values, layers: layers, tensors: tensors,
-            output: output)
-        try validate(plan, embeddingSize: embedding, fail: { .invalidWeights(file: file, reason: $0) })
-        return (plan, offsets)
+        return (tensors, offsets)
+    }
+
+    /// One tensor record: name, shape, and an offset and count that place its data inside the data section.
+    private static func readTensor(
+        _ t: inout ByteReader, index i: Int, _ bytes: UnsafeRawBufferPointer, _ dataOffset: UInt64, file: String?
+    ) throws(FaceEmbedError) -> (TensorInfo, Int) {
+        let len = Int(try t.u32("tensor \(i) name length"))
+        guard len <= 1024 else { throw t.fail("tensor \(i) name is \(len) bytes") }
+        let tname = try t.string(count: len, "tensor \(i) name")
+        try t.skip((4 - len % 4) % 4, "tensor \(i) name padding")
+        let shape = try readShape(&t, index: i, name: tname)
+        let count = shape.reduce(1, *)
+        let off = try t.u64("tensor \(i) offset"), n = try t.u64("tensor \(i) count")
+        guard n == UInt64(count), off % UInt64(alignment) == 0, off >= dataOffset,
+            off <= UInt64(bytes.count), UInt64(count) * 4 <= UInt64(bytes.count) - off
+        else {
+            throw t.fail("tensor \(tname) lies outside the data section")
+        }
+        try checkFinite(bytes, offset: Int(off), count: count, name: tname, file: file)
+        return (TensorInfo(name: tname, shape: shape), Int(off))
+    }
+
+    /// A tensor's dimensions, each and their product at most 2^28.
+    private static func readShape(_ t: inout ByteReader, index i: Int, name: String) throws(FaceEmbedError) -> [Int] {
+        let ndim = Int(try t.u32("tensor \(i) ndim"))
+        guard ndim >= 1, ndim <= 8 else { throw t.fail("tensor \(name) has \(ndim) dimensions") }
+        var shape: [Int] = []
+        var count = 1
+        for _ in 0..<ndim {
+            let d = Int(try t.u32("tensor \(i) dim"))
+            guard d >= 1, d <= 1 << 28 else { throw t.fail("tensor \(name) has dimension \(d)") }
+            count *= d
+            guard count <= 1 << 28 else { throw t.fail("tensor \(name) is too large") }
+            shape.append(d)
+        }
+        return shape
+    }
+
+    /// Rejects NaN, infinity and denormals in a tensor's data (already bounds-checked by `readTensor`).
+    private static func checkFinite(
+        _ bytes: UnsafeRawBufferPointer, offset: Int, count: Int, name: String, file: String?
+    ) throws(FaceEmbedError) {
+        for j in 0..<count {
+            let v = Float(
+                bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + j * 4, as: UInt32.self)))
+            guard v.isFinite else {
+                throw .invalidWeights(file: file, reason: "tensor \(name) holds NaN or infinity at \(j)")
+            }
+            // The converter flushes denormals; a file holding one was not written by it (and would run slower).
+            guard !v.isSubnormal else {
+                throw .invalidWeights(
+                    file: file,
+                    reason: "tensor \(name) holds a denormal value at \(j) (faceembed convert flushes them to zero)")
+            }
+        }
     }
 
     private static func decodeLayer(
@@ -229,14 +305,89 @@ package enum FlatFile {
     package static func validate(_ plan: ModelPlan, embeddingSize: Int, fail: (String) -> FaceEmbedError)
         throws(FaceEmbedError)
     {
-        var defined = [Bool](repeating: false, count: plan.values.count)
-        defined[0] = true
+        try withoutActuallyEscaping(fail) { (fail) throws(FaceEmbedError) in
+            var checker = PlanChecker(plan: plan, fail: fail)
+            for (i, layer) in plan.layers.enumerated() { try checker.check(layer, i) }
+            guard checker.defined[plan.output], plan.values[plan.output] == ValueShape(c: embeddingSize, h: 1, w: 1)
+            else {
+                throw fail("the output is not a computed \(embeddingSize)-value embedding")
+            }
+        }
+    }
+
+    /// `validate`'s walk over the layers in order: which values are computed so far, and one check per layer kind.
+    private struct PlanChecker {
+        let plan: ModelPlan
+        let fail: (String) -> FaceEmbedError
+        var defined: [Bool]
+
+        init(plan: ModelPlan, fail: @escaping (String) -> FaceEmbedError) {
+            self.plan = plan
+            self.fail = fail
+            defined = [Bool](repeating: false, count: plan.values.count)
+            defined[0] = true
+        }
+
+        mutating func check(_ layer: Layer, _ i: Int) throws(FaceEmbedError) {
+            let out = layer.output
+            guard out > 0, out < plan.values.count, !defined[out] else {
+                throw fail("layer \(i) writes value \(out) twice or out of range")
+            }
+            let os = plan.values[out]
+            switch layer {
+            case let .convolution(c): try convolution(c, os, i)
+            case let .affine(a): try affine(a, os, i)
+            case let .fullyConnected(f): try fullyConnected(f, os, i)
+            case let .add(a, b, _): try add(a, b, os, i)
+            }
+            defined[out] = true
+        }
+
+        func convolution(_ c: ConvLayer, _ os: ValueShape, _ i: Int) throws(FaceEmbedError) {
+            let g = c.geometry, x = try value(c.input, i)
+            guard x == ValueShape(c: g.inC, h: g.inH, w: g.inW), os == ValueShape(c: g.outC, h: g.outH, w: g.outW)
+            else {
+                throw fail("layer \(i): convolution shapes do not match its values")
+            }
+            try tensor(c.weight, g.storedWeightShape, i)
+            try tensor(c.bias, [g.outC], i)
+            try tensor(c.slope, [g.outC], i)
+            if let r = c.residual { guard try value(r, i) == os else { throw fail("layer \(i): residual shape") } }
+            guard (c.inputScale == nil) == (c.inputShift == nil), c.inputScale == nil || g.groups == 1 else {
+                throw fail("layer \(i): input affine needs both scale and shift and groups = 1")
+            }
+            try tensor(c.inputScale, [g.inC], i)
+            try tensor(c.inputShift, [g.inC], i)
+        }
+
+        func affine(_ a: AffineLayer, _ os: ValueShape, _ i: Int) throws(FaceEmbedError) {
+            let x = try value(a.input, i)
+            guard x == os else { throw fail("layer \(i): affine changes shape") }
+            try tensor(a.scale, [x.c], i); try tensor(a.shift, [x.c], i); try tensor(a.slope, [x.c], i)
+        }
+
+        func fullyConnected(_ f: FullyConnectedLayer, _ os: ValueShape, _ i: Int) throws(FaceEmbedError) {
+            let x = try value(f.input, i)
+            guard x.count == f.inFeatures, os == ValueShape(c: f.outFeatures, h: 1, w: 1) else {
+                throw fail("layer \(i): fully connected shapes do not match its values")
+            }
+            try tensor(f.weight, [f.outFeatures, f.inFeatures], i)
+            try tensor(f.bias, [f.outFeatures], i)
+        }
+
+        func add(_ a: Int, _ b: Int, _ os: ValueShape, _ i: Int) throws(FaceEmbedError) {
+            guard try value(a, i) == os, try value(b, i) == os else { throw fail("layer \(i): add shapes differ") }
+        }
+
+        /// Value `v`'s shape, if an earlier layer (or the input) has computed it.
         func value(_ v: Int, _ i: Int) throws(FaceEmbedError) -> ValueShape {
             guard v >= 0, v < plan.values.count, defined[v] else {
                 throw fail("layer \(i) reads value \(v) before it is computed")
             }
             return plan.values[v]
         }
+
+        /// Checks that optional tensor `t` exists with `shape`.
         func tensor(_ t: Int?, _ shape: [Int], _ i: Int) throws(FaceEmbedError) {
             guard let t else { return }
             guard t >= 0, t < plan.tensors.count else {
@@ -246,47 +397,6 @@ package enum FlatFile {
                 throw fail(
                     "layer \(i): tensor \(plan.tensors[t].name) has shape \(plan.tensors[t].shape), expected \(shape)")
             }
-        }
-        for (i, layer) in plan.layers.enumerated() {
-            let out = layer.output
-            guard out > 0, out < plan.values.count, !defined[out] else {
-                throw fail("layer \(i) writes value \(out) twice or out of range")
-            }
-            let os = plan.values[out]
-            switch layer {
-            case let .convolution(c):
-                let g = c.geometry, x = try value(c.input, i)
-                guard x == ValueShape(c: g.inC, h: g.inH, w: g.inW), os == ValueShape(c: g.outC, h: g.outH, w: g.outW)
-                else {
-                    throw fail("layer \(i): convolution shapes do not match its values")
-                }
-                try tensor(c.weight, g.storedWeightShape, i)
-                try tensor(c.bias, [g.outC], i)
-                try tensor(c.slope, [g.outC], i)
-                if let r = c.residual { guard try value(r, i) == os else { throw fail("layer \(i): residual shape") } }
-                guard (c.inputScale == nil) == (c.inputShift == nil), c.inputScale == nil || g.groups == 1 else {
-                    throw fail("layer \(i): input affine needs both scale and shift and groups = 1")
-                }
-                try tensor(c.inputScale, [g.inC], i)
-                try tensor(c.inputShift, [g.inC], i)
-            case let .affine(a):
-                let x = try value(a.input, i)
-                guard x == os else { throw fail("layer \(i): affine changes shape") }
-                try tensor(a.scale, [x.c], i); try tensor(a.shift, [x.c], i); try tensor(a.slope, [x.c], i)
-            case let .fullyConnected(f):
-                let x = try value(f.input, i)
-                guard x.count == f.inFeatures, os == ValueShape(c: f.outFeatures, h: 1, w: 1) else {
-                    throw fail("layer \(i): fully connected shapes do not match its values")
-                }
-                try tensor(f.weight, [f.outFeatures, f.inFeatures], i)
-                try tensor(f.bias, [f.outFeatures], i)
-            case let .add(a, b, _):
-                guard try value(a, i) == os, try value(b, i) == os else { throw fail("layer \(i): add shapes differ") }
-            }
-            defined[out] = true
-        }
-        guard defined[plan.output], plan.values[plan.output] == ValueShape(c: embeddingSize, h: 1, w: 1) else {
-            throw fail("the output is not a computed \(embeddingSize)-value embedding")
         }
     }
 }
