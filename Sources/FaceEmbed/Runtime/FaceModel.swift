@@ -39,7 +39,9 @@ public final class FaceModel: Sendable {
     public var threads: Int { network.threads }
 
     /// Loads a FaceEmbed weight file (made by `faceembed convert`). The header says which model it is.
-    /// - Parameter threads: threads a call may use (default: all cores).
+    /// - Parameters:
+    ///   - path: the `.feb` file; it is mapped, not copied.
+    ///   - threads: threads a call may use (default: all cores).
     public convenience init(contentsOf path: String, threads: Int? = nil) throws(FaceEmbedError) {
         try self.init(file: try MappedFile(path: path), name: path, threads: threads)
     }
@@ -47,7 +49,9 @@ public final class FaceModel: Sendable {
     /// Loads a model from the bytes of a FaceEmbed weight file already in memory (a bundled resource, a download),
     /// which are copied once. Errors name no file (`file` is nil; `attributed(to:)` names one), and `path` is
     /// `"<memory>"`.
-    /// - Parameter threads: threads a call may use (default: all cores).
+    /// - Parameters:
+    ///   - bytes: the whole `.feb` file.
+    ///   - threads: threads a call may use (default: all cores).
     public convenience init(bytes: some Collection<UInt8>, threads: Int? = nil) throws(FaceEmbedError) {
         try self.init(file: MappedFile(copying: bytes), name: nil, threads: threads)
     }
