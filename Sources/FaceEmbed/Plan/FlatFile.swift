@@ -11,13 +11,16 @@ import Darwin
 //
 //   [0, 128)      header: magic "FACEEMB\0", version, kind, embedding size, input geometry and preprocessing,
 //                 counts, file size, table and data offsets, checksum, name
-//   [128, data)   tables: values, layers, tensors (name, shape, offset, count), zero padding
+//   [128, data)   tables: values, layers, outputs (value, name; version 3), tensors (name, shape, offset, count),
+//                 zero padding
 //   [data, end)   tensors, float32 little-endian, each 64-byte aligned; the file ends 64-byte aligned
 //   checksum      FNV-1a 64 over the little-endian 64-bit words of [128, end)
 
 package enum FlatFile {
     package static let magic: [UInt8] = Array("FACEEMB".utf8) + [0]
-    package static let version: UInt32 = 2
+    package static let version: UInt32 = 3
+    /// The versions this reader understands: 2 (one output, the embedding, named in the header) and 3.
+    package static let readableVersions: ClosedRange<UInt32> = 2...3
     package static let headerSize = 128
     package static let alignment = 64
     package static let maxCount = 1 << 20
@@ -44,6 +47,8 @@ package enum FlatFile {
         case .affine: return 2
         case .fullyConnected: return 3
         case .add: return 4
+        case .upsample: return 5
+        case .sigmoid: return 6
         }
     }
 
@@ -61,6 +66,8 @@ package enum FlatFile {
             return [f.input, f.output, f.weight, f.bias, f.inFeatures, f.outFeatures]
         case let .add(a, b, o):
             return [a, b, o]
+        case let .upsample(x, o), let .sigmoid(x, o):
+            return [x, o]
         }
     }
 
@@ -77,20 +84,26 @@ package enum FlatFile {
         var t = ByteReader(UnsafeRawBufferPointer(rebasing: bytes[0..<Int(header.dataOffset)]), offset: headerSize) {
             .invalidWeights(file: file, reason: "table: \($0)")
         }
-        let values = try readValues(&t, count: header.nValues)
+        let values = try readValues(&t, count: header.nValues, input: header.input)
         let layers = try readLayers(&t, count: header.nLayers)
+        let outputs =
+            header.version == 2
+            ? [PlanOutput(name: "embedding", value: header.output)]
+            : try readOutputs(&t, count: header.output, values: header.nValues)
         let (tensors, offsets) = try readTensors(&t, count: header.nTensors, bytes, header.dataOffset, file: file)
         let plan = ModelPlan(
             kind: header.kind, name: header.name.isEmpty ? header.kind.description : header.name,
             channelOrder: header.order, inputMean: header.mean, inputScale: header.scale, values: values,
-            layers: layers, tensors: tensors, output: header.output)
+            layers: layers, tensors: tensors, outputs: outputs)
         try validate(plan, embeddingSize: header.embedding, fail: { .invalidWeights(file: file, reason: $0) })
         return (plan, offsets)
     }
 
     /// The header's fields, as read; `readHeader` has checked them against each other and the file's size.
     private struct Header {
-        let kind: ModelKind, embedding: Int, order: ChannelOrder, mean: Float, scale: Float
+        let version: UInt32, kind: ModelKind, embedding: Int, input: ValueShape, order: ChannelOrder
+        let mean: Float, scale: Float
+        /// `output` is the output value in version 2 and the number of outputs in version 3.
         let nValues: Int, nLayers: Int, nTensors: Int, output: Int
         let fileSize: UInt64, tableOffset: UInt64, tableSize: UInt64, dataOffset: UInt64, checksum: UInt64
         let name: String
@@ -99,12 +112,12 @@ package enum FlatFile {
     private static func readHeader(_ r: inout ByteReader, _ bytes: UnsafeRawBufferPointer) throws(FaceEmbedError)
         -> Header
     {
-        try readIdentity(&r, bytes)
+        let version = try readIdentity(&r, bytes)
         let kindRaw = try r.u32("kind")
         guard let kind = ModelKind(rawValue: kindRaw) else { throw r.fail("unknown model kind \(kindRaw)") }
         let embedding = Int(try r.u32("embedding size"))
         let input = ValueShape(c: Int(try r.u32("input c")), h: Int(try r.u32("input h")), w: Int(try r.u32("input w")))
-        guard input == modelInputShape else { throw r.fail("input \(input.c)x\(input.h)x\(input.w) is not 3x112x112") }
+        try checkInput(input, kind: kind, fail: r.fail)
         guard let order = ChannelOrder(rawValue: try r.u32("channel order")) else {
             throw r.fail("unknown channel order")
         }
@@ -116,7 +129,8 @@ package enum FlatFile {
         let tableSize = try r.u64("table size"), dataOffset = try r.u64("data offset"), checksum = try r.u64("checksum")
         let nameBytes = (0..<24).map { bytes[r.offset + $0] }
         let header = Header(
-            kind: kind, embedding: embedding, order: order, mean: mean, scale: scale, nValues: nValues,
+            version: version, kind: kind, embedding: embedding, input: input, order: order, mean: mean, scale: scale,
+            nValues: nValues,
             nLayers: nLayers, nTensors: nTensors, output: output, fileSize: fileSize, tableOffset: tableOffset,
             tableSize: tableSize, dataOffset: dataOffset, checksum: checksum,
             name: String(decoding: nameBytes.prefix { $0 != 0 }, as: UTF8.self))
@@ -124,8 +138,25 @@ package enum FlatFile {
         return header
     }
 
-    /// Magic, version and header size: what says the bytes are a flat file this reader understands.
-    private static func readIdentity(_ r: inout ByteReader, _ bytes: UnsafeRawBufferPointer) throws(FaceEmbedError) {
+    /// A recognition model takes 3 × 112 × 112; a detector 3 × H × W at the size it was converted at.
+    private static func checkInput(_ input: ValueShape, kind: ModelKind, fail: (String) -> FaceEmbedError)
+        throws(FaceEmbedError)
+    {
+        if kind == .faceDetector {
+            let sides = 1...PlanLimits.maxSide
+            guard input.c == 3, sides.contains(input.h), sides.contains(input.w) else {
+                throw fail("detector input \(input.c)x\(input.h)x\(input.w) is not 3 x H x W")
+            }
+        } else if input != modelInputShape {
+            throw fail("input \(input.c)x\(input.h)x\(input.w) is not 3x112x112")
+        }
+    }
+
+    /// Magic, version and header size: what says the bytes are a flat file this reader understands. Returns the
+    /// version.
+    private static func readIdentity(_ r: inout ByteReader, _ bytes: UnsafeRawBufferPointer) throws(FaceEmbedError)
+        -> UInt32
+    {
         try r.need(headerSize, "the header")
         guard (0..<8).allSatisfy({ bytes[$0] == magic[$0] }) else {
             throw r.fail(
@@ -133,13 +164,15 @@ package enum FlatFile {
         }
         try r.skip(8, "magic")
         let ver = try r.u32("version")
-        guard ver == version else {
+        guard readableVersions.contains(ver) else {
             throw r.fail(
                 ver == 1
                     ? "format version 1 (FaceEmbed 0.1) stores convolution weights in another layout: convert the model again with `faceembed convert`"
-                    : "format version \(ver) is not supported (this FaceEmbed reads \(version))")
+                    : "format version \(ver) is not supported (this FaceEmbed reads versions 2 and 3): convert the model again with this version's `faceembed convert`"
+            )
         }
         guard try r.u32("header size") == UInt32(headerSize) else { throw r.fail("unexpected header size") }
+        return ver
     }
 
     /// The header's sizes, offsets and counts agree with each other and with the file's length.
@@ -152,7 +185,7 @@ package enum FlatFile {
         guard h.tableOffset == UInt64(headerSize), h.tableSize <= UInt64(count) - h.tableOffset,
             h.dataOffset >= h.tableOffset + h.tableSize, h.dataOffset <= h.fileSize, count % alignment == 0,
             h.nValues >= 1, h.nValues <= maxCount, h.nLayers <= maxCount, h.nTensors <= maxCount,
-            h.output < h.nValues
+            h.version == 2 ? h.output < h.nValues : (1...64).contains(h.output)
         else {
             throw fail("inconsistent header (offsets or counts out of range)")
         }
@@ -167,7 +200,9 @@ package enum FlatFile {
     }
 
     /// The values table: each value's shape in range, value 0 the input, all values within the activation limit.
-    private static func readValues(_ t: inout ByteReader, count: Int) throws(FaceEmbedError) -> [ValueShape] {
+    private static func readValues(_ t: inout ByteReader, count: Int, input: ValueShape) throws(FaceEmbedError)
+        -> [ValueShape]
+    {
         var values: [ValueShape] = []
         for i in 0..<count {
             let v = ValueShape(
@@ -177,7 +212,7 @@ package enum FlatFile {
             }
             values.append(v)
         }
-        guard values[0] == modelInputShape else { throw t.fail("value 0 is not the 3x112x112 input") }
+        guard values[0] == input else { throw t.fail("value 0 is not the \(input.c)x\(input.h)x\(input.w) input") }
         // The activation arena is at most the sum of all values: bound it before a workspace is ever allocated.
         let activations = values.reduce(0) { $0 + $1.count }
         guard activations <= maxActivations else {
@@ -196,6 +231,22 @@ package enum FlatFile {
             layers.append(try decodeLayer(code: code, fields: f, index: i, fail: t.fail))
         }
         return layers
+    }
+
+    /// The outputs table (version 3): each output's value and name.
+    private static func readOutputs(_ t: inout ByteReader, count: Int, values: Int) throws(FaceEmbedError)
+        -> [PlanOutput]
+    {
+        var outputs: [PlanOutput] = []
+        for i in 0..<count {
+            let value = Int(try t.u32("output \(i) value")), len = Int(try t.u32("output \(i) name length"))
+            guard value < values, len <= 64 else { throw t.fail("output \(i) is out of range") }
+            let name = try t.string(count: len, "output \(i) name")
+            try t.skip((4 - len % 4) % 4, "output \(i) name padding")
+            guard !outputs.contains(where: { $0.name == name }) else { throw t.fail("output \(name) appears twice") }
+            outputs.append(PlanOutput(name: name, value: value))
+        }
+        return outputs
     }
 
     /// The tensors table, each record checked (and its data scanned) before the next is read.
@@ -295,6 +346,10 @@ package enum FlatFile {
                     inFeatures: f[4], outFeatures: f[5]))
         case (4, 3):
             return .add(a: f[0], b: f[1], output: f[2])
+        case (5, 2):
+            return .upsample(input: f[0], output: f[1])
+        case (6, 2):
+            return .sigmoid(input: f[0], output: f[1])
         default:
             throw fail("layer \(i): unknown operator \(code) with \(f.count) fields")
         }
@@ -308,7 +363,13 @@ package enum FlatFile {
         try withoutActuallyEscaping(fail) { (fail) throws(FaceEmbedError) in
             var checker = PlanChecker(plan: plan, fail: fail)
             for (i, layer) in plan.layers.enumerated() { try checker.check(layer, i) }
-            guard checker.defined[plan.output], plan.values[plan.output] == ValueShape(c: embeddingSize, h: 1, w: 1)
+            for o in plan.outputs where !checker.defined[o.value] || o.value == 0 {
+                throw fail("output \(o.name) is not computed by any layer")
+            }
+            guard plan.kind == .faceDetector || plan.outputs.count == 1 else {
+                throw fail("a recognition model has one output, not \(plan.outputs.count)")
+            }
+            guard plan.kind == .faceDetector || plan.values[plan.output] == ValueShape(c: embeddingSize, h: 1, w: 1)
             else {
                 throw fail("the output is not a computed \(embeddingSize)-value embedding")
             }
@@ -339,6 +400,11 @@ package enum FlatFile {
             case let .affine(a): try affine(a, os, i)
             case let .fullyConnected(f): try fullyConnected(f, os, i)
             case let .add(a, b, _): try add(a, b, os, i)
+            case let .upsample(x, _):
+                let s = try value(x, i)
+                guard os == ValueShape(c: s.c, h: 2 * s.h, w: 2 * s.w) else { throw fail("layer \(i): upsample shape") }
+            case let .sigmoid(x, _):
+                guard try value(x, i) == os else { throw fail("layer \(i): sigmoid changes shape") }
             }
             defined[out] = true
         }

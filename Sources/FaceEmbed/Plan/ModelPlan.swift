@@ -1,7 +1,8 @@
 // A model as FaceEmbed runs it: a topologically ordered list of fused layers over numbered values.
 //
 // Converters (MXNet, ONNX) build a plan with batch norms already folded; the flat file stores it (see
-// Models/FORMAT.md); `Network` executes it. Value 0 is the preprocessed input image; `output` is the embedding.
+// Models/FORMAT.md); `Network` executes it. Value 0 is the preprocessed input image; `outputs` are the named results
+// (one, the embedding, for a recognition model; nine score, box and landmark maps for the SCRFD detector).
 
 /// Which family a model belongs to; recorded in the flat file's header.
 public enum ModelKind: UInt32, Sendable, CustomStringConvertible {
@@ -11,6 +12,8 @@ public enum ModelKind: UInt32, Sendable, CustomStringConvertible {
     case iresnet = 2
     /// Another ArcFace-style network imported from ONNX (no depthwise convolutions, or an unrecognised layout).
     case arcface = 3
+    /// A face detector: insightface's SCRFD with five landmarks (boxes, scores and landmarks at strides 8, 16, 32).
+    case faceDetector = 4
 
     /// The family's name.
     public var description: String {
@@ -18,6 +21,7 @@ public enum ModelKind: UInt32, Sendable, CustomStringConvertible {
         case .mobileFaceNet: return "MobileFaceNet"
         case .iresnet: return "LResNet-IR"
         case .arcface: return "ArcFace network"
+        case .faceDetector: return "SCRFD face detector"
         }
     }
 }
@@ -88,6 +92,10 @@ package enum Layer: Equatable, Sendable {
     case affine(AffineLayer)
     case fullyConnected(FullyConnectedLayer)
     case add(a: Int, b: Int, output: Int)
+    /// Nearest-neighbour upsampling by 2 in both directions: `out[c][y][x] = in[c][y / 2][x / 2]`.
+    case upsample(input: Int, output: Int)
+    /// The logistic function `1 / (1 + e^-x)` on every element.
+    case sigmoid(input: Int, output: Int)
 
     /// The value this layer writes.
     package var output: Int {
@@ -95,7 +103,7 @@ package enum Layer: Equatable, Sendable {
         case let .convolution(l): return l.output
         case let .affine(l): return l.output
         case let .fullyConnected(l): return l.output
-        case let .add(_, _, o): return o
+        case let .add(_, _, o), let .upsample(_, o), let .sigmoid(_, o): return o
         }
     }
 
@@ -106,6 +114,7 @@ package enum Layer: Equatable, Sendable {
         case let .affine(l): return [l.input]
         case let .fullyConnected(l): return [l.input]
         case let .add(a, b, _): return [a, b]
+        case let .upsample(x, _), let .sigmoid(x, _): return [x]
         }
     }
 
@@ -128,6 +137,14 @@ package struct TensorInfo: Equatable, Sendable {
     package init(name: String, shape: [Int]) { self.name = name; self.shape = shape }
 }
 
+/// A named result of a plan.
+package struct PlanOutput: Equatable, Sendable {
+    package var name: String
+    package var value: Int
+
+    package init(name: String, value: Int) { self.name = name; self.value = value }
+}
+
 /// A complete model: header facts, values, layers and tensor table.
 package struct ModelPlan: Equatable, Sendable {
     package var kind: ModelKind
@@ -139,25 +156,37 @@ package struct ModelPlan: Equatable, Sendable {
     package var values: [ValueShape]
     package var layers: [Layer]
     package var tensors: [TensorInfo]
-    /// The embedding value (C = embedding size, 1 × 1).
-    package var output: Int
+    /// The results, at least one; a recognition model has one, the embedding (C = embedding size, 1 × 1).
+    package var outputs: [PlanOutput]
 
-    /// Length of the embedding.
-    package var embeddingSize: Int { values[output].count }
+    /// The first result: a recognition model's embedding.
+    package var output: Int { outputs[0].value }
+    /// Length of the embedding (0 for a detector).
+    package var embeddingSize: Int { kind == .faceDetector ? 0 : values[output].count }
     /// Multiply-adds for one image.
     package var macs: Int { layers.reduce(0) { $0 + $1.macs } }
 
     package init(
         kind: ModelKind, name: String, channelOrder: ChannelOrder, inputMean: Float, inputScale: Float,
-        values: [ValueShape], layers: [Layer], tensors: [TensorInfo], output: Int
+        values: [ValueShape], layers: [Layer], tensors: [TensorInfo], outputs: [PlanOutput]
     ) {
         self.kind = kind; self.name = name; self.channelOrder = channelOrder
         self.inputMean = inputMean; self.inputScale = inputScale
-        self.values = values; self.layers = layers; self.tensors = tensors; self.output = output
+        self.values = values; self.layers = layers; self.tensors = tensors; self.outputs = outputs
+    }
+
+    /// A recognition model's plan, whose one result is the embedding value `output`.
+    package init(
+        kind: ModelKind, name: String, channelOrder: ChannelOrder, inputMean: Float, inputScale: Float,
+        values: [ValueShape], layers: [Layer], tensors: [TensorInfo], output: Int
+    ) {
+        self.init(
+            kind: kind, name: name, channelOrder: channelOrder, inputMean: inputMean, inputScale: inputScale,
+            values: values, layers: layers, tensors: tensors, outputs: [PlanOutput(name: "embedding", value: output)])
     }
 }
 
-/// The input size every supported model takes.
+/// The input size every recognition model takes.
 package let modelInputShape = ValueShape(c: 3, h: 112, w: 112)
 
 extension ModelPlan {

@@ -71,7 +71,7 @@ final class Network: @unchecked Sendable {
     private static func planArena(_ plan: ModelPlan) -> ([Int], Int) {
         var lastUse = [Int](repeating: -1, count: plan.values.count)
         for (i, l) in plan.layers.enumerated() { for v in l.inputs { lastUse[v] = i } }
-        lastUse[plan.output] = Int.max
+        for o in plan.outputs { lastUse[o.value] = Int.max }
         var offset = [Int](repeating: 0, count: plan.values.count)
         var free: [(start: Int, size: Int)] = []
         var top = 0
@@ -122,11 +122,14 @@ final class Network: @unchecked Sendable {
     /// Returns a workspace to the pool.
     func checkin(_ w: Workspace) { pool.withLock { $0.append(w) } }
 
-    /// Where the preprocessed input image goes (3 × 112 × 112) in `w`.
+    /// Where the preprocessed input image goes (3 × 112 × 112 for a recognition model) in `w`.
     func input(_ w: Workspace) -> UnsafeMutablePointer<Float> { w.arena + valueOffset[0] }
 
     /// Where the embedding is after `run`.
     func output(_ w: Workspace) -> UnsafeMutablePointer<Float> { w.arena + valueOffset[plan.output] }
+
+    /// Where value `v` (an output of the plan) is after `run`.
+    func value(_ v: Int, in w: Workspace) -> UnsafePointer<Float> { UnsafePointer(w.arena + valueOffset[v]) }
 
     /// Runs every layer on the image in `input(w)`; `timing`, when given, receives each layer's nanoseconds.
     func run(_ w: Workspace, threads: Int, timing: ((Int, Duration) -> Void)? = nil) {
@@ -146,6 +149,10 @@ final class Network: @unchecked Sendable {
         case let .affine(a): affine(a, w)
         case let .fullyConnected(f): fullyConnect(f, w, threads: threads)
         case let .add(a, b, o): add(value(a, w), value(b, w), output: value(o, w), count: plan.values[o].count)
+        case let .upsample(x, o):
+            let s = plan.values[x]
+            upsampleNearest2x(input: value(x, w), output: value(o, w), channels: s.c, height: s.h, width: s.w)
+        case let .sigmoid(x, o): sigmoid(input: value(x, w), output: value(o, w), count: plan.values[o].count)
         }
     }
 
@@ -187,6 +194,8 @@ enum LayerKernel {
     case affine(AffineLayer)
     case fullyConnected(FullyConnectedLayer)
     case add(a: Int, b: Int, output: Int)
+    case upsample(input: Int, output: Int)
+    case sigmoid(input: Int, output: Int)
 
     init(_ layer: Layer, winograd: Bool) {
         switch layer {
@@ -195,6 +204,8 @@ enum LayerKernel {
         case let .affine(a): self = .affine(a)
         case let .fullyConnected(f): self = .fullyConnected(f)
         case let .add(a, b, o): self = .add(a: a, b: b, output: o)
+        case let .upsample(x, o): self = .upsample(input: x, output: o)
+        case let .sigmoid(x, o): self = .sigmoid(input: x, output: o)
         }
     }
 

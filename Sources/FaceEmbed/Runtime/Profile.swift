@@ -55,6 +55,8 @@ extension FaceModel {
         case .affine: return "affine"
         case .fullyConnected: return "fc"
         case .add: return "add"
+        case .upsample: return "upsample 2x"
+        case .sigmoid: return "sigmoid"
         }
     }
 

@@ -49,11 +49,15 @@ enum FusionOp {
     case add(Int, Int)
     /// Weight `(out, in)` over the row-major flattened input.
     case fullyConnected(x: Int, weight: LazyFloats, bias: LazyFloats?, outFeatures: Int)
+    /// Nearest 2× upsampling.
+    case upsample(x: Int)
+    case sigmoid(x: Int)
 
     var inputs: [Int] {
         switch self {
         case .input: return []
         case let .conv(x, _, _, _), let .affine(x, _), let .prelu(x, _), let .fullyConnected(x, _, _, _): return [x]
+        case let .upsample(x), let .sigmoid(x): return [x]
         case let .add(a, b): return [a, b]
         }
     }

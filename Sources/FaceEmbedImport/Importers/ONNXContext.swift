@@ -4,10 +4,27 @@ import FaceEmbed
 // preprocessing found so far, and the node at hand with helpers to read its inputs and attributes (written once
 // here, so a handler is only its operator's own logic).
 
-/// A computed value of the graph: fusion op `op`, seen with rank 4 (N, C, H, W) or 2 (N, K).
+/// A computed value of the graph: fusion op `op`, seen with rank 4 (N, C, H, W) or 2 (N, K), or through a view that
+/// only a detector's head outputs take.
 struct ONNXActivation {
+    /// How the graph sees the op's NCHW data.
+    enum View: Equatable {
+        case plain
+        /// Transposed to N, H, W, C.
+        case nhwc
+        /// The N, H, W, C view reshaped to (N, H·W·C / k, k): a detector head's rows.
+        case rows(Int)
+    }
+
     var op: Int
     var rank: Int
+    var view = View.plain
+
+    init(op: Int, rank: Int, view: View = .plain) {
+        self.op = op
+        self.rank = view == .plain ? rank : view == .nhwc ? 4 : 3
+        self.view = view
+    }
 }
 
 /// A value of the graph during interpretation.
@@ -29,8 +46,9 @@ struct ONNXContext {
     /// The node being interpreted (set before its handler runs).
     var node = ONNXNode(name: "", opType: "", domain: "", inputs: [], outputs: [], attributes: [:])
 
-    /// A context with the initializers defined and the single input checked and defined as op 0.
-    init(_ model: ONNXModel) throws(FaceEmbedError) {
+    /// A context with the initializers defined and the single input checked and defined as op 0, of `size` (height,
+    /// width) when the graph leaves it open.
+    init(_ model: ONNXModel, size: (h: Int, w: Int)) throws(FaceEmbedError) {
         self.model = model
         let graph = model.graph
         var values: [String: ONNXValue] = [:]
@@ -41,25 +59,31 @@ struct ONNXContext {
                 file: model.file,
                 reason: "the graph must have exactly one input (it has \(realInputs.map(\.name)))")
         }
-        try Self.check(input, file: model.file)
         values[input.name] = .computed(ONNXActivation(op: 0, rank: 4))
         self.values = values
+        self.graph.shapes[0] = try Self.check(input, size: size, file: model.file)
         inputUses = graph.nodes.reduce(0) { $0 + $1.inputs.filter { $0 == input.name }.count }
     }
 
-    /// Refuses an input that is not float N × 3 × 112 × 112 (unknown dimensions pass).
-    private static func check(_ input: ONNXValueInfo, file: String?) throws(FaceEmbedError) {
+    /// The input's shape for one image: 3 × `size`, where the graph leaves height and width open or gives these.
+    /// Refuses an input that is not float N × 3 × H × W of that size.
+    private static func check(_ input: ONNXValueInfo, size: (h: Int, w: Int), file: String?) throws(FaceEmbedError)
+        -> ValueShape
+    {
         func fail(_ has: String) -> FaceEmbedError {
             .unsupportedModel(file: file, reason: "input \(input.name) has \(has)")
         }
         if input.elemType != 0 && input.elemType != ElementType.float.rawValue {
             throw fail("element type \(input.elemType), not float")
         }
-        guard let dims = input.dims else { return }
+        let shape = ValueShape(c: 3, h: size.h, w: size.w)
+        guard let dims = input.dims else { return shape }
         func fits(_ d: Int?, _ e: Int) -> Bool { d == nil || d == 0 || d == e }
-        guard dims.count == 4, fits(dims[0], 1), fits(dims[1], 3), fits(dims[2], 112), fits(dims[3], 112) else {
-            throw fail("shape \(dims.map { $0.map(String.init) ?? "?" }), FaceEmbed needs N x 3 x 112 x 112")
+        guard dims.count == 4, fits(dims[0], 1), fits(dims[1], 3), fits(dims[2], size.h), fits(dims[3], size.w) else {
+            throw fail(
+                "shape \(dims.map { $0.map(String.init) ?? "?" }), FaceEmbed needs N x 3 x \(size.h) x \(size.w)")
         }
+        return shape
     }
 
     /// The fusion op of the graph's output, which must be an embedding vector computed from the input.
@@ -86,8 +110,8 @@ struct ONNXContext {
 
     // MARK: Inputs
 
-    /// Input `i` of the node, which must be a computed value.
-    func computed(_ i: Int) throws(FaceEmbedError) -> ONNXActivation {
+    /// Input `i` of the node, which must be a computed value; a transposed or reshaped head output only if `views`.
+    func computed(_ i: Int, views: Bool = false) throws(FaceEmbedError) -> ONNXActivation {
         guard i < node.inputs.count, !node.inputs[i].isEmpty else { throw fail("\(described) lacks input \(i)") }
         guard let v = values[node.inputs[i]] else {
             throw fail(
@@ -97,7 +121,27 @@ struct ONNXContext {
         guard case let .computed(x) = v else {
             throw fail("\(described): input \(node.inputs[i]) is a constant, FaceEmbed needs a computed value there")
         }
+        guard views || x.view == .plain else {
+            throw fail("\(described) reads \(node.inputs[i]), a transposed or reshaped map: not supported there")
+        }
         return x
+    }
+
+    /// Input `i` of the node as integers (a shape, indices, axes): a constant of any type, with its dimensions.
+    func integers(_ i: Int, _ what: String) throws(FaceEmbedError) -> (dims: [Int], values: [Int64]) {
+        let t = try required(i, "shape")
+        guard t.count <= 64 else { throw fail("\(described): \(what) has \(t.count) elements") }
+        return (t.dims, t.ints(model.bytes))
+    }
+
+    /// The dimensions the graph sees for computed value `x` (batch 1).
+    func dims(_ x: ONNXActivation) -> [Int] {
+        let s = shape(x)
+        switch x.view {
+        case .plain: return x.rank == 4 ? [1, s.c, s.h, s.w] : [1, s.count]
+        case .nhwc: return [1, s.h, s.w, s.c]
+        case let .rows(k): return [1, s.count / k, k]
+        }
     }
 
     /// Input `i` of the node, a constant (of a floating-point type unless it is a "shape"), or nil if absent.
@@ -204,6 +248,16 @@ struct ONNXContext {
         return first
     }
 
+    /// The detector's outputs, by name: every graph output a computed map.
+    func detectorOutputs() throws(FaceEmbedError) -> [(name: String, op: Int)] {
+        try model.graph.outputs.map { (o) throws(FaceEmbedError) -> (name: String, op: Int) in
+            guard case let .computed(x)? = values[o.name], x.op != 0 else {
+                throw fail("the graph's output \(o.name) is not computed from the input")
+            }
+            return (o.name, x.op)
+        }
+    }
+
     // MARK: Outputs
 
     /// Names output `i` of the node as `value`.
@@ -211,10 +265,17 @@ struct ONNXContext {
         if i < node.outputs.count, !node.outputs[i].isEmpty { values[node.outputs[i]] = value }
     }
 
-    /// Appends a fusion op computing the node's output, of shape `s` seen with rank `rank`.
-    mutating func emit(_ op: FusionOp, _ s: ValueShape, rank: Int) {
+    /// Appends a fusion op computing the node's output, of shape `s` seen with rank `rank` through `view`.
+    mutating func emit(_ op: FusionOp, _ s: ValueShape, rank: Int, view: ONNXActivation.View = .plain) {
         let name = node.name.isEmpty ? "\(node.opType.lowercased())_\(node.outputs.first ?? "")" : node.name
         let n = graph.append(op, s, name)
-        define(.computed(ONNXActivation(op: n, rank: rank)))
+        define(.computed(ONNXActivation(op: n, rank: rank, view: view)))
+    }
+
+    /// Defines the node's output as the integer constant `values` of dimensions `dims` (a folded shape op).
+    mutating func defineIntegers(_ values: [Int64], dims: [Int]) {
+        define(
+            .constant(
+                ONNXTensor(name: "", dims: dims, dataTypeCode: ElementType.int64.rawValue, storage: .ints(values))))
     }
 }

@@ -13,7 +13,11 @@ import FaceEmbed
 
 extension ONNXImporter {
     /// The handler of each supported operator (default domain).
-    static let handlers: [String: Handler] = [
+    static let handlers: [String: Handler] = recognitionHandlers.merging(shapeHandlers) { a, _ in a }
+        .merging(detectionHandlers) { a, _ in a }
+
+    /// The operators of recognition networks.
+    private static let recognitionHandlers: [String: Handler] = [
         "Identity": view, "Dropout": dropout, "Constant": constant, "Conv": conv, "BatchNormalization": batchNorm,
         "PRelu": prelu, "Add": arithmetic, "Sub": arithmetic, "Mul": arithmetic, "Div": arithmetic, "Flatten": flatten,
         "Reshape": reshape, "Gemm": gemm, "MatMul": gemm,
@@ -63,10 +67,13 @@ extension ONNXImporter {
         c.define(.computed(ONNXActivation(op: x.op, rank: 2)))
     }
 
-    /// Reshape to (N, K) flattens; to the same N × C × H × W shape it is a view; anything else is refused.
+    /// Reshape to (N, K) flattens; to the same N × C × H × W shape it is a view; an NHWC view to (N, rows, k) is a
+    /// detector head's rows; anything else is refused.
     private static func reshape(_ c: inout ONNXContext) throws(FaceEmbedError) {
-        let x = try c.computed(0), t = try c.required(1, "shape"), xs = c.shape(x)
+        let x = try c.computed(0, views: true), t = try c.required(1, "shape"), xs = c.shape(x)
         let target = try reshapeTarget(c, t, x)
+        if x.view == .nhwc { return try reshapeRows(&c, x, target: target) }
+        guard x.view == .plain else { throw c.fail("Reshape \(c.label) of a detector head's rows is not supported") }
         if target == [1, xs.count] {
             c.define(.computed(ONNXActivation(op: x.op, rank: 2)))
         } else if target == [1, xs.c, xs.h, xs.w] || (xs.h * xs.w == 1 && target == [1, xs.c, 1, 1]) {
@@ -83,8 +90,7 @@ extension ONNXImporter {
         _ c: ONNXContext, _ t: ONNXTensor,
         _ x: ONNXActivation
     ) throws(FaceEmbedError) -> [Int] {
-        let xs = c.shape(x)
-        let current = x.rank == 4 ? [1, xs.c, xs.h, xs.w] : [1, xs.c * xs.h * xs.w]
+        let xs = c.shape(x), current = c.dims(x)
         let allowZero = try c.int("allowzero", 0) != 0
         let raw = t.ints(c.model.bytes)
         guard raw.count <= 8, raw.allSatisfy({ $0 >= -1 && $0 <= 1 << 28 }) else {

@@ -16,14 +16,24 @@ enum PlanFusion {
         _ graph: FusionGraph, output: Int, kind: ModelKind, name: String, channelOrder: ChannelOrder,
         inputMean: Float, inputScale: Float
     ) -> ImportedModel {
-        var f = Fusion(graph, output: output)
+        plan(
+            graph, outputs: [("embedding", output)], kind: kind, name: name, channelOrder: channelOrder,
+            inputMean: inputMean, inputScale: inputScale)
+    }
+
+    /// Fuses `graph` into a plan whose results are the named ops `outputs`.
+    static func plan(
+        _ graph: FusionGraph, outputs: [(name: String, op: Int)], kind: ModelKind, name: String,
+        channelOrder: ChannelOrder, inputMean: Float, inputScale: Float
+    ) -> ImportedModel {
+        var f = Fusion(graph, outputs: outputs.map(\.op))
         f.formChains()
         f.foldInputAffines()
         f.emitLayers()
         let plan = ModelPlan(
             kind: kind, name: name, channelOrder: channelOrder, inputMean: inputMean,
             inputScale: inputScale, values: f.values, layers: f.layers, tensors: f.tensors,
-            output: f.resolved(output))
+            outputs: outputs.map { PlanOutput(name: $0.name, value: f.resolved($0.op)) })
         return ImportedModel(plan: plan, produce: f.produce)
     }
 }
@@ -71,19 +81,20 @@ private struct Fusion {
     var ops: [OpState]
     var chains: [Chain] = []
     // The plan being built.
-    var values: [ValueShape] = [modelInputShape]
+    var values: [ValueShape]
     var layers: [Layer] = []
     var tensors: [TensorInfo] = []
     var produce: [LazyFloats] = []
 
-    init(_ graph: FusionGraph, output: Int) {
+    init(_ graph: FusionGraph, outputs: [Int]) {
         self.graph = graph
+        values = [graph.shapes[0]]
         ops = [OpState](repeating: OpState(), count: graph.ops.count)
         ops[0].value = 0
         for (i, op) in graph.ops.enumerated() {
             for x in op.inputs { ops[x].consumers += 1; ops[x].consumer = i }
         }
-        ops[output].consumers += 1
+        for o in outputs { ops[o].consumers += 1 }
     }
 
     // MARK: Chains
@@ -97,6 +108,7 @@ private struct Fusion {
             case let .affine(x, a): absorbAffine(i, x, a)
             case let .prelu(x, slope): absorbPReLU(i, x, slope)
             case let .add(a, b): absorbAdd(i, a, b)
+            case .upsample, .sigmoid: break
             }
         }
     }
@@ -132,10 +144,13 @@ private struct Fusion {
         }
     }
 
-    /// The add joins the chain of the operand computed last, so that the other one is ready.
+    /// The add joins the chain of the operand computed last, so that the other one is ready: it must be computed
+    /// before the chain's head, where the chain's layer is emitted.
     mutating func absorbAdd(_ i: Int, _ a: Int, _ b: Int) {
         let candidates = [(a, b), (b, a)].compactMap { (mine, other) -> (chain: Int, other: Int)? in
-            guard let c = open(mine), chains[c].residual == nil, headIsConv(c) else { return nil }
+            guard let c = open(mine), chains[c].residual == nil, headIsConv(c), other < chains[c].head else {
+                return nil
+            }
             return (c, other)
         }
         guard let best = candidates.max(by: { chains[$0.chain].head < chains[$1.chain].head }) else { return }
@@ -197,6 +212,12 @@ private struct Fusion {
             case let .add(a, b):
                 let out = value(i)
                 layers.append(.add(a: resolved(a), b: resolved(b), output: out))
+            case let .upsample(x):
+                let input = resolved(x)
+                layers.append(.upsample(input: input, output: value(i)))
+            case let .sigmoid(x):
+                let input = resolved(x)
+                layers.append(.sigmoid(input: input, output: value(i)))
             }
         }
     }

@@ -87,11 +87,11 @@ extension FlatFile {
         header.bytes.append(contentsOf: magic)
         header.u32(version); header.u32(headerSize)
         header.u32(plan.kind.rawValue); header.u32(plan.embeddingSize)
-        header.u32(modelInputShape.c); header.u32(modelInputShape.h); header.u32(modelInputShape.w)
+        header.u32(plan.values[0].c); header.u32(plan.values[0].h); header.u32(plan.values[0].w)
         header.u32(plan.channelOrder.rawValue)
         header.u32(plan.inputMean.bitPattern); header.u32(plan.inputScale.bitPattern)
         header.u32(plan.values.count); header.u32(plan.layers.count); header.u32(plan.tensors.count)
-        header.u32(plan.output)
+        header.u32(plan.outputs.count)
         header.u64(layout.fileSize); header.u64(headerSize); header.u64(layout.tableSize); header.u64(layout.dataOffset)
         header.u64(checksum)
         var name = Array(plan.name.utf8.prefix(23))
@@ -112,6 +112,11 @@ extension FlatFile {
                 let fields = layerFields(layer)
                 table.u32(layerCode(layer)); table.u32(fields.count)
                 for f in fields { table.i32(f) }
+            }
+            for o in plan.outputs {
+                let name = Array(o.name.utf8)
+                table.u32(o.value); table.u32(name.count); table.bytes += name
+                table.pad(to: (table.bytes.count + 3) / 4 * 4)
             }
             // Offsets are known before any data is produced: the tables' size does not depend on them.
             var probe = table
