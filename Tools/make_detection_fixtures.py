@@ -9,11 +9,13 @@ Committed (writes Tests/FaceEmbedTests/Fixtures/detection/expected.json):
   It also checks that opencv_linear_resize, OpenCV's uint8 bilinear resize in integers, equals cv2.resize.
 
 Local (Fixtures-local/detection/t1-640/, git-ignored): t1.jpg's input tensor and the nine raw output tensors at 640x640
-  as little-endian float32 files NAME.f32, described (shape, sha256) in tensors.json.
+  as little-endian float32 files NAME.f32, described (shape, sha256) in tensors.json. `--local` writes only these
+  (Tools/make_local_fixtures.sh, CI) and checks that run against the committed expected.json instead of rewriting it.
 
 Needs the photos (Tools/fetch_detection_photos.sh) and the model (Models/fetch_default_model.sh, fetched here if
 missing); Python packages pinned in Tools/requirements-detection.txt (the project's .venv has them). Usage:
   python Tools/make_detection_fixtures.py              write the fixtures
+  python Tools/make_detection_fixtures.py --local      write t1's tensors only; expected.json is read, not written
   python Tools/make_detection_fixtures.py --timing     onnxruntime's time on the 640x640 input, 1 and 2 threads
   python Tools/make_detection_fixtures.py --validate   compare with the real insightface package instead; run it
       from a separate venv:  python3.11 -m venv /tmp/if && /tmp/if/bin/pip install insightface==2.1 numpy==1.23.5 \\
@@ -208,7 +210,7 @@ def write_tensors(folder, blob, outputs, names):
         json.dump(manifest, out, indent=1)
 
 
-def make(photos):
+def make(photos, tensors):
     session = session_for()
     names = [o.name for o in session.get_outputs()]
     entries = []
@@ -223,7 +225,7 @@ def make(photos):
                 sys.exit("%s %s: opencv_linear_resize differs from cv2.resize" % (name, size))
             runs.append({"det_size": list(size), "max_num": max_num, **facts, "faces": faces_json(det, points)})
             if name == "t1.jpg" and size == (640, 640) and max_num == 0:
-                write_tensors(os.path.join(LOCAL, "t1-640"), blob, outputs, names)
+                write_tensors(tensors, blob, outputs, names)
         entries.append({"file": name, "sha256": sha256(data), "width": image.shape[1], "height": image.shape[0],
                         "runs": runs})
         print("%-26s %4dx%-4d %s" % (name, image.shape[1], image.shape[0],
@@ -242,6 +244,29 @@ def make(photos):
     with open(EXPECTED, "w") as out:
         out.write(head[:-1] + ',\n"photos":[\n' + lines + "\n]}\n")
     print("wrote", EXPECTED)
+
+
+def make_local(photos, tensors):
+    """t1.jpg's 640x640 tensors for the Swift tests, checked against the committed run they stand for: the same
+    input tensor (OpenCV's resize is exact), the same number of faces, and the worst difference printed (onnxruntime's
+    kernels may round differently on another CPU; the Swift tests allow 0.5 px and 0.005)."""
+    photo_list(photos)
+    committed = json.load(open(EXPECTED))
+    want = next(run for photo in committed["photos"] if photo["file"] == "t1.jpg" for run in photo["runs"]
+                if run["det_size"] == [640, 640] and run["max_num"] == 0)
+    session = session_for()
+    det, points, facts, blob, outputs = detect(session, cv2.imread(os.path.join(photos, "t1.jpg")), (640, 640))
+    write_tensors(tensors, blob, outputs, [o.name for o in session.get_outputs()])
+    if facts["input_sha256"] != want["input_sha256"]:
+        sys.exit("error: t1.jpg's 640x640 input tensor differs from the committed %s" % EXPECTED)
+    faces = faces_json(det, points)
+    if len(faces) != len(want["faces"]):
+        sys.exit("error: t1.jpg at 640x640: %d faces, the committed fixture has %d" % (len(faces), len(want["faces"])))
+    worst = max((abs(a - b) for got, ref in zip(faces, want["faces"])
+                 for a, b in zip(got["box"] + [got["score"]] + sum(got["landmarks"], []),
+                                 ref["box"] + [ref["score"]] + sum(ref["landmarks"], []))), default=0.0)
+    print("wrote %s: t1.jpg 640x640, %d faces, largest difference from expected.json %.3g"
+          % (tensors, len(faces), worst))
 
 
 def validate(photos):
@@ -288,21 +313,25 @@ def timing():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--photos", default=os.path.join(LOCAL, "photos"))
+    parser.add_argument("--tensors", default=os.path.join(LOCAL, "t1-640"), help="where t1.jpg's tensors go")
     mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--local", action="store_true", help="write t1's tensors only, check them against expected.json")
     mode.add_argument("--validate", action="store_true", help="compare with the insightface package")
     mode.add_argument("--timing", action="store_true", help="time onnxruntime on the 640x640 input")
     args = parser.parse_args()
     if not os.path.isfile(MODEL):
         fetch = os.path.join(ROOT, "Models", "fetch_default_model.sh")
-        subprocess.check_call(["bash", fetch, "--detector-only", MODEL])
+        subprocess.check_call(["bash", fetch, "--detector-only", MODEL], env={**os.environ, "PYTHON": sys.executable})
     if sha256(open(MODEL, "rb").read()) != MODEL_SHA256:
         sys.exit("error: %s does not have sha256 %s" % (MODEL, MODEL_SHA256))
     if args.validate:
         validate(args.photos)
     elif args.timing:
         timing()
+    elif args.local:
+        make_local(args.photos, args.tensors)
     else:
-        make(args.photos)
+        make(args.photos, args.tensors)
 
 
 if __name__ == "__main__":
