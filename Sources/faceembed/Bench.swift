@@ -4,6 +4,20 @@ import Foundation
 // `faceembed bench`: times embeddings on a synthetic face, prints latency, throughput, effective GFLOP/s and peak
 // resident memory, and with --layers the time of every fused layer.
 
+/// What a benchmark ran: a recognition model or a detector at one input size.
+struct BenchSubject {
+    var path: String, name: String, threads: Int, multiplyAdds: Int
+    /// What one image is, for the text output ("per image" for a model, "640x640" for a detector).
+    var unit: String = "image"
+
+    init(_ m: FaceModel) { path = m.path; name = m.name; threads = m.threads; multiplyAdds = m.multiplyAdds }
+
+    init(path: String, name: String, threads: Int, multiplyAdds: Int, unit: String) {
+        self.path = path; self.name = name; self.threads = threads; self.multiplyAdds = multiplyAdds
+        self.unit = unit
+    }
+}
+
 /// What one `faceembed bench` run measured.
 struct BenchResult {
     var batch: Int, iterations: Int, warmup: Int
@@ -25,6 +39,9 @@ extension Commands {
         Times the model on a synthetic aligned face (same work as a real one). Batch 1 uses
         FaceModel.embedding(for:) with all threads inside each layer; a larger batch uses
         FaceModel.embeddings(for:), which shares the images out across threads.
+        Given a detector (--model scrfd.feb), times the detector's network alone on a synthetic
+        --det-size input (what ONNX Runtime's session.run does), and the whole detection of a
+        synthetic photo of that size with --photo.
 
         options:
           --model PATH      FaceEmbed weight file (default: $FACEEMBED_MODEL, then \(ModelLookup.candidates.joined(separator: ", ")))
@@ -33,21 +50,29 @@ extension Commands {
           --iterations N    timed calls (default 30)
           --warmup N        untimed calls first (default 3)
           --layers          also print the time of every fused layer (batch 1, median over the iterations)
+          --det-size WxH    a detector's input size, multiples of 32 (default 640x640; N means NxN)
+          --photo           a detector: time faces(in:) on a synthetic photo of --det-size, not the network alone
           --json            print one JSON object instead of text
           -h, --help        show this help
         """
 
     static func bench(_ argv: [String]) throws -> Int32 {
         let a = try Arguments(
-            argv, valued: ["--model", "--threads", "--batch", "--iterations", "--warmup"],
-            flags: ["--layers", "--json"])
+            argv, valued: ["--model", "--threads", "--batch", "--iterations", "--warmup", "--det-size"],
+            flags: ["--layers", "--json", "--photo"])
         if a.flags.contains("--help") { print(benchUsage); return 0 }
         let batch = try a.int("--batch", default: 1, in: 1...4096)
         let iterations = try a.int("--iterations", default: 30, in: 1...1_000_000)
         let warmup = try a.int("--warmup", default: 3, in: 0...1_000_000)
+        if let detector = try detectorIfOne(a) {
+            let r = try timeDetector(detector, a, iterations: iterations, warmup: warmup)
+            if a.flags.contains("--json") { printBenchJSON(r.0, r.1) } else { printBenchText(r.0, r.1) }
+            return 0
+        }
         let m = try model(a)
         let r = try time(m, batch: batch, iterations: iterations, warmup: warmup, layers: a.flags.contains("--layers"))
-        if a.flags.contains("--json") { printBenchJSON(r, m) } else { printBenchText(r, m) }
+        let subject = BenchSubject(m)
+        if a.flags.contains("--json") { printBenchJSON(r, subject) } else { printBenchText(r, subject) }
         return 0
     }
 
@@ -66,9 +91,17 @@ extension Commands {
     /// then profiles the layers if asked.
     static func time(_ m: FaceModel, batch: Int, iterations: Int, warmup: Int, layers: Bool) throws -> BenchResult {
         let faces = try syntheticFaces(batch)
-        func call() throws {
+        return try measure(batch: batch, iterations: iterations, warmup: warmup) {
             if batch == 1 { _ = try m.embedding(for: faces[0]) } else { _ = try m.embeddings(for: faces) }
+        } profile: {
+            layers ? m.profile(iterations: iterations, warmup: min(warmup, 3)) : []
         }
+    }
+
+    /// Times `iterations` calls of `call` after `warmup` untimed ones, then runs `profile`.
+    static func measure(
+        batch: Int, iterations: Int, warmup: Int, _ call: () throws -> Void, profile: () -> [LayerProfile]
+    ) throws -> BenchResult {
         let clock = ContinuousClock()
         let warmStart = clock.now
         for _ in 0..<warmup { try call() }
@@ -82,14 +115,12 @@ extension Commands {
         }
         return BenchResult(
             batch: batch, iterations: iterations, warmup: warmup, warmupSeconds: warmSeconds,
-            times: times.sorted(),
-            layers: layers ? m.profile(iterations: iterations, warmup: min(warmup, 3)) : [],
-            peakResidentBytes: peakResidentBytes())
+            times: times.sorted(), layers: profile(), peakResidentBytes: peakResidentBytes())
     }
 
-    static func gflops(_ r: BenchResult, _ m: FaceModel) -> Double { Double(m.multiplyAdds) * 2 / r.perImage / 1e9 }
+    static func gflops(_ r: BenchResult, _ m: BenchSubject) -> Double { Double(m.multiplyAdds) * 2 / r.perImage / 1e9 }
 
-    static func printBenchJSON(_ r: BenchResult, _ m: FaceModel) {
+    static func printBenchJSON(_ r: BenchResult, _ m: BenchSubject) {
         var fields: [String] = [
             "\"model\": \(jsonString(m.path))", "\"name\": \(jsonString(m.name))", "\"batch\": \(r.batch)",
             "\"threads\": \(m.threads)", "\"iterations\": \(r.iterations)", "\"warmup\": \(r.warmup)",
@@ -111,10 +142,10 @@ extension Commands {
         print("{\n  " + fields.joined(separator: ",\n  ") + "\n}")
     }
 
-    static func printBenchText(_ r: BenchResult, _ m: FaceModel) {
+    static func printBenchText(_ r: BenchResult, _ m: BenchSubject) {
         let median = r.percentile(0.5), perImage = r.perImage
         print(
-            "model       \(m.path): \(m.name), \(String(format: "%.3f", Double(m.multiplyAdds) * 2e-9)) GFLOP per image"
+            "model       \(m.path): \(m.name), \(String(format: "%.3f", Double(m.multiplyAdds) * 2e-9)) GFLOP per \(m.unit)"
         )
         print(
             "setup       batch \(r.batch), threads \(m.threads), \(r.warmup) warm-up calls (\(ms(r.warmupSeconds)) ms), "

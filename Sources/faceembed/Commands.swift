@@ -25,36 +25,10 @@ enum Commands {
           --bgr            the image files store pixels in BGR order
           --landmarks L    five landmarks x1,y1,...,x5,y5 (left eye, right eye, nose, left and right mouth corners)
                            of a photo: it is aligned to the 112x112 crop first; give one per image, in order
+                           (without them, a photo that is not an aligned 112x112 face goes through the detector)
           --threads N      threads to use (default: all cores)
+        \(detectionHelp)
         """
-
-    /// The image files (PPM, JPEG, PNG) decoded, with their landmarks parsed (one set per image, or none: then every
-    /// image must already be an aligned 112x112 face).
-    static func loadImages(_ paths: [String], landmarks: [String]) throws
-        -> (images: [RGBImage], landmarks: [FaceLandmarks])
-    {
-        guard landmarks.isEmpty || landmarks.count == paths.count else {
-            throw UsageError(
-                "give --landmarks once per image (\(paths.count) images, \(landmarks.count) landmark sets)")
-        }
-        var images: [RGBImage] = [], marks: [FaceLandmarks] = []
-        for (i, path) in paths.enumerated() {
-            let img = try ImageDecoder.load(path: path)
-            if landmarks.isEmpty {
-                guard img.width == FaceModel.inputSize, img.height == FaceModel.inputSize else {
-                    throw FaceEmbedError.invalidImage(
-                        file: path,
-                        reason:
-                            "an aligned face must be 112x112, this is \(img.width)x\(img.height) (give --landmarks to align a photo)"
-                    )
-                }
-            } else {
-                marks.append(try FaceLandmarks(parsing: landmarks[i]))
-            }
-            images.append(img)
-        }
-        return (images, marks)
-    }
 
     /// The embeddings of `images` (photos aligned first when there are landmarks), read as BGR with `bgr`.
     static func embeddings(_ m: FaceModel, _ images: [RGBImage], landmarks: [FaceLandmarks], bgr: Bool) throws
@@ -82,10 +56,11 @@ enum Commands {
         }
     }
 
-    /// Decodes the command's images, loads the model and embeds them: what `embed` and `compare` share.
-    static func embedImages(_ a: Arguments) throws -> [Embedding] {
-        let (images, landmarks) = try loadImages(a.positional, landmarks: a.repeated["--landmarks"] ?? [])
-        return try embeddings(try model(a), images, landmarks: landmarks, bgr: a.flags.contains("--bgr"))
+    /// Decodes the command's images, finds their faces, loads the model and embeds them: what `embed` and `compare`
+    /// share.
+    static func embedImages(_ a: Arguments, largestOnly: Bool) throws -> [(FaceInput, Embedding)] {
+        let inputs = try faceInputs(a, largestOnly: largestOnly)
+        return Array(zip(inputs, try embeddings(try model(a), inputs, bgr: a.flags.contains("--bgr"))))
     }
 
     static func model(_ a: Arguments) throws -> FaceModel {
@@ -99,41 +74,53 @@ enum Commands {
     static let embedUsage = """
         usage: faceembed embed [options] IMAGE [IMAGE ...]
 
-        Prints one embedding per aligned 112x112 face image (PPM, JPEG or PNG): the raw fc1 values,
-        space-separated on one line per image (the file name first), or JSON with --json.
+        Prints one embedding per aligned 112x112 face image (PPM, JPEG or PNG), and one per face found in
+        any other photo: the raw fc1 values, space-separated on one line per face (the file name first,
+        with #N for the Nth face of a photo), or JSON with --json (with the face's box, score and index).
 
         options:
         \(commonModelHelp)
-          --json           print [{"file": ..., "embedding": [...]}, ...]
+          --json           print [{"file": ..., "embedding": [...]}, ...] (and "face", "box", "score" for a detected face)
           --normalize      print unit-length embeddings instead of raw fc1
           -h, --help       show this help
         """
 
     static func embed(_ argv: [String]) throws -> Int32 {
         let a = try Arguments(
-            argv, valued: ["--model", "--threads", "--landmarks"], flags: ["--bgr", "--json", "--normalize"])
+            argv, valued: detectionOptionNames.union(["--model", "--threads", "--landmarks"]),
+            flags: ["--bgr", "--json", "--normalize"])
         if a.flags.contains("--help") { print(embedUsage); return 0 }
         guard !a.positional.isEmpty else { throw UsageError("no image given") }
-        var embeddings = try embedImages(a)
-        if a.flags.contains("--normalize") { embeddings = embeddings.map(\.normalized) }
+        let normalize = a.flags.contains("--normalize")
+        let faces = try embedImages(a, largestOnly: false).map { ($0, normalize ? $1.normalized : $1) }
         if a.flags.contains("--json") {
-            let items = zip(a.positional, embeddings).map { file, e in
-                "{\"file\": \(jsonString(file)), \"embedding\": [\(e.values.map { "\($0)" }.joined(separator: ", "))]}"
+            let items = faces.map { f, e in
+                "{\"file\": \(jsonString(f.file)), " + detectionJSON(f)
+                    + "\"embedding\": [\(e.values.map { "\($0)" }.joined(separator: ", "))]}"
             }
             print("[\n  " + items.joined(separator: ",\n  ") + "\n]")
         } else {
-            for (file, e) in zip(a.positional, embeddings) {
-                print(file + " " + e.values.map { format($0) }.joined(separator: " "))
+            for (f, e) in faces {
+                let name = f.detected.map { "\(f.file)#\($0.index)" } ?? f.file
+                print(name + " " + e.values.map { format($0) }.joined(separator: " "))
             }
         }
         return 0
     }
 
+    /// `"face": N, "box": [...], "score": S, ` for a detected face, nothing otherwise.
+    static func detectionJSON(_ f: FaceInput) -> String {
+        guard let (index, face) = f.detected else { return "" }
+        let b = face.box
+        return "\"face\": \(index), \"box\": [\(b.x1), \(b.y1), \(b.x2), \(b.y2)], \"score\": \(face.score), "
+    }
+
     static let compareUsage = """
         usage: faceembed compare [options] IMAGE_A IMAGE_B
 
-        Compares two aligned 112x112 faces. Prints the cosine similarity and "same" or "different".
-        Exit status: 0 same person, 1 different people, 2 error.
+        Compares two faces: aligned 112x112 images as they are, photos by their largest face (found by
+        the detector, or aligned from --landmarks). Prints the cosine similarity and "same" or "different".
+        Exit status: 0 same person, 1 different people, 2 error (including a photo with no face).
 
         options:
         \(commonModelHelp)
@@ -145,11 +132,12 @@ enum Commands {
 
     static func compare(_ argv: [String]) throws -> Int32 {
         let a = try Arguments(
-            argv, valued: ["--model", "--threads", "--threshold", "--landmarks"], flags: ["--bgr", "--json"])
+            argv, valued: detectionOptionNames.union(["--model", "--threads", "--threshold", "--landmarks"]),
+            flags: ["--bgr", "--json"])
         if a.flags.contains("--help") { print(compareUsage); return 0 }
         guard a.positional.count == 2 else { throw UsageError("compare takes exactly two images") }
         let threshold = try a.float("--threshold", default: FaceModel.defaultThreshold)
-        let e = try embedImages(a)
+        let e = try embedImages(a, largestOnly: true).map(\.1)
         let sim = e[0].cosineSimilarity(to: e[1])
         let same = sim >= threshold
         if a.flags.contains("--json") {
@@ -163,7 +151,8 @@ enum Commands {
     static let convertUsage = """
         usage: faceembed convert SYMBOL.json PARAMS -o OUT.feb
                faceembed convert MODEL_DIR -o OUT.feb     (a folder with model-symbol.json and model-0000.params)
-               faceembed convert MODEL.onnx -o OUT.feb    (an ONNX recognition model, e.g. insightface's w600k_mbf.onnx)
+               faceembed convert MODEL.onnx -o OUT.feb    (an ONNX recognition model, e.g. insightface's w600k_mbf.onnx,
+                                                          or the SCRFD face detector scrfd_500m_bnkps.onnx)
 
         Converts an insightface MXNet model (MobileFaceNet or LResNet-IR of any depth) into a FaceEmbed weight
         file: batch norms folded, graph checked, every parameter's shape verified.
@@ -188,38 +177,65 @@ enum Commands {
         default:
             throw UsageError("give a model folder, an .onnx file, or SYMBOL.json and PARAMS")
         }
+        let output = s.kind == .faceDetector ? "face detector" : "\(s.embeddingSize)-d embedding"
+        let unit = s.kind == .faceDetector ? "640x640 input" : "image"
         print(
-            "\(out): \(s.name) (\(s.kind)), \(s.embeddingSize)-d embedding, \(s.layers) fused layers, "
-                + "\(s.parameters) weights, \(String(format: "%.3f", Double(s.multiplyAdds) * 2e-9)) GFLOP per image")
+            "\(out): \(s.name) (\(s.kind)), \(output), \(s.layers) fused layers, "
+                + "\(s.parameters) weights, \(String(format: "%.3f", Double(s.multiplyAdds) * 2e-9)) GFLOP per \(unit)")
         return 0
     }
 
     static let alignUsage = """
-        usage: faceembed align PHOTO --landmarks x1,y1,...,x5,y5 -o FACE.ppm
+        usage: faceembed align PHOTO [--landmarks x1,y1,...,x5,y5] [--all] -o FACE.ppm
 
         Cuts the 112x112 ArcFace crop out of a photo (PPM, JPEG or PNG) from five landmarks in photo pixels:
-        left eye, right eye, nose tip, left and right mouth corners (as seen in the image). A least-squares
+        left eye, right eye, nose tip, left and right mouth corners (as seen in the image), given with
+        --landmarks or found by the detector (the largest face, or every face with --all). A least-squares
         similarity transform onto insightface's template, bilinear sampling, black outside the photo.
 
         options:
-          --landmarks L       the ten numbers, comma-separated (required)
+          --landmarks L       the ten numbers, comma-separated (default: detect the face)
+          --all               one crop per face found: FACE-0.ppm, FACE-1.ppm, … (most confident first)
           --bgr               the photo stores pixels in BGR order (the crop is written in the same order)
           -o, --output PATH   where to write the crop, as binary PPM (required)
+          --threads N         threads to use (default: all cores)
+        \(detectionHelp)
           -h, --help          show this help
         """
 
     static func align(_ argv: [String]) throws -> Int32 {
-        let a = try Arguments(argv, valued: ["--landmarks", "--output"], flags: ["--bgr"])
+        let a = try Arguments(
+            argv, valued: detectionOptionNames.union(["--landmarks", "--output", "--threads"]),
+            flags: ["--bgr", "--all"])
         if a.flags.contains("--help") { print(alignUsage); return 0 }
         guard a.positional.count == 1 else { throw UsageError("align takes one photo") }
-        guard let landmarks = a.options["--landmarks"] else { throw UsageError("--landmarks is required") }
         guard let out = a.options["--output"] else { throw UsageError("-o FACE.ppm is required") }
         let photo = try ImageDecoder.load(path: a.positional[0])
-        let face = try photo.alignedFace(landmarks: FaceLandmarks(parsing: landmarks))
-        guard FileManager.default.createFile(atPath: out, contents: Data(PPM.encode(face))) else {
-            throw FaceEmbedError.io(file: out, reason: "cannot write")
+        if let landmarks = a.options["--landmarks"] {
+            try writePPM(try photo.alignedFace(landmarks: FaceLandmarks(parsing: landmarks)), to: out)
+            return 0
+        }
+        var finder = LazyDetector(a)
+        var faces = try finder.faces(in: photo, file: a.positional[0], bgr: a.flags.contains("--bgr"))
+        guard a.flags.contains("--all") else {
+            let largest = faces.max { $1.isLarger(than: $0) }!
+            try writePPM(try photo.alignedFace(landmarks: largest.landmarks), to: out)
+            return 0
+        }
+        faces = faces.sorted { $0.score > $1.score }
+        let ext = (out as NSString).pathExtension, stem = (out as NSString).deletingPathExtension
+        for (i, face) in faces.enumerated() {
+            let path = "\(stem)-\(i)" + (ext.isEmpty ? "" : ".\(ext)")
+            try writePPM(try photo.alignedFace(landmarks: face.landmarks), to: path)
+            print(path)
         }
         return 0
+    }
+
+    static func writePPM(_ image: RGBImage, to path: String) throws {
+        guard FileManager.default.createFile(atPath: path, contents: Data(PPM.encode(image))) else {
+            throw FaceEmbedError.io(file: path, reason: "cannot write")
+        }
     }
 
     static let infoUsage = """
@@ -231,7 +247,9 @@ enum Commands {
     static func info(_ argv: [String]) throws -> Int32 {
         let a = try Arguments(argv, valued: ["--model"], flags: [])
         if a.flags.contains("--help") { print(infoUsage); return 0 }
-        let m = try FaceModel(contentsOf: try ModelLookup.path(a.positional.first ?? a.options["--model"]))
+        let path = try ModelLookup.path(a.positional.first ?? a.options["--model"])
+        if DetectorLookup.isDetectorFile(path) { return try detectorInfo(path) }
+        let m = try FaceModel(contentsOf: path)
         print(
             """
             file:        \(m.path)
@@ -240,6 +258,20 @@ enum Commands {
             input:       3x112x112, \(m.channelOrder == .rgb ? "RGB" : "BGR") (any pixel order accepted by the library)
             weights:     \(m.parameterCount) (\(String(format: "%.3f", Double(m.parameterCount) / 1e6)) M after folding)
             cost:        \(String(format: "%.3f", Double(m.multiplyAdds) * 2e-9)) GFLOP per image
+            """)
+        return 0
+    }
+
+    static func detectorInfo(_ path: String) throws -> Int32 {
+        let d = try FaceDetector(contentsOf: path)
+        print(
+            """
+            file:        \(d.path)
+            model:       \(d.name) (\(ModelKind.faceDetector))
+            input:       3xHxW, H and W multiples of 32 (default 640x640), RGB, (x - 127.5) / 128
+            outputs:     scores, boxes and five landmarks at strides 8, 16, 32, two anchors per location
+            weights:     \(d.parameterCount) (\(String(format: "%.3f", Double(d.parameterCount) / 1e6)) M after folding)
+            cost:        \(String(format: "%.3f", Double(try d.multiplyAdds(height: 640, width: 640)) * 2e-9)) GFLOP at 640x640
             """)
         return 0
     }

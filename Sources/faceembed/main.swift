@@ -7,17 +7,21 @@ import Foundation
 // compare), 1 "different people" for compare, 2 any error, with one line on stderr naming the file and the fault.
 
 let commands: [(name: String, summary: String, run: ([String]) throws -> Int32)] = [
-    ("embed", "print the embedding of each face image", Commands.embed),
-    ("compare", "compare two faces: cosine similarity and a same/different verdict", Commands.compare),
-    ("align", "cut the aligned 112x112 face out of a photo, from five landmarks", Commands.align),
-    ("convert", "convert an MXNet model into a FaceEmbed weight file (.feb)", Commands.convert),
+    ("embed", "print the embedding of each face (aligned images, or every face found in photos)", Commands.embed),
+    ("compare", "compare two faces or photos: cosine similarity and a same/different verdict", Commands.compare),
+    ("detect", "find the faces in photos: box, score and five landmarks", Commands.detect),
+    ("align", "cut the aligned 112x112 face out of a photo (detected, or from five landmarks)", Commands.align),
+    (
+        "convert", "convert an MXNet or ONNX model (or the SCRFD detector) into a FaceEmbed weight file",
+        Commands.convert
+    ),
     ("info", "describe a FaceEmbed weight file", Commands.info),
     ("bench", "time the model: latency, throughput, GFLOP/s, peak memory, per-layer profile", Commands.bench),
     ("eval-lfw", "LFW verification accuracy (insightface protocol), flip and non-flip", Commands.evalLFW),
 ]
 
 let mainUsage = """
-    faceembed: face embeddings with MobileFaceNet and LResNet-IR ArcFace models, in pure Swift
+    faceembed: face detection and embeddings (SCRFD, MobileFaceNet, LResNet-IR ArcFace models), in pure Swift
 
     usage: faceembed <command> [options] [arguments]
 

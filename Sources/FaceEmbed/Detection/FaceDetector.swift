@@ -45,7 +45,13 @@ public final class FaceDetector: Sendable {
             throw .unsupportedModel(
                 file: name, reason: "this is a \(plan.kind) (a recognition model), not a face detector")
         }
-        _ = try DetectorLayout(plan) { .invalidWeights(file: name, reason: $0) }
+        let layout = try DetectorLayout(plan) { .invalidWeights(file: name, reason: $0) }
+        // The letterbox writes SCRFD's own preprocessing, and the decoding reads two anchors per location.
+        guard plan.inputMean == 127.5, plan.inputScale == 1 / 128, plan.channelOrder == .rgb, layout.anchors == 2
+        else {
+            throw .unsupportedModel(
+                file: name, reason: "a detector must take RGB (x - 127.5) / 128 and predict two anchors per location")
+        }
         path = file.path
         storage = file
         self.plan = plan
@@ -83,5 +89,86 @@ public final class FaceDetector: Sendable {
         n.input(w).update(from: input, count: 3 * height * width)
         n.run(w, threads: threads)
         return try body(layout, { n.value($0, in: w) })
+    }
+}
+
+extension FaceDetector {
+    /// Every face in `photo`, most confident first (or, with `options.maxFaces`, the largest and most central
+    /// ones), in photo pixels: insightface's `SCRFD.detect` on the same photo gives the same faces.
+    ///
+    /// ```swift
+    /// let detector = try FaceDetector(contentsOf: "Models/scrfd_500m_bnkps.feb")
+    /// for face in try detector.faces(in: try ImageDecoder.load(path: "group.jpg")) {
+    ///     print(face.box, face.score)
+    /// }
+    /// ```
+    public func faces(in photo: RGBImage, options: DetectionOptions = DetectionOptions()) throws(FaceEmbedError)
+        -> [DetectedFace]
+    {
+        try photo.pixels.withUnsafeBufferPointer { (p) throws(FaceEmbedError) in
+            try detect(CheckedPixels(rgb: p, width: photo.width, height: photo.height), options: options)
+        }
+    }
+
+    /// Every face in a photo held in a caller's pixel buffer of any size and `PixelFormat` (`.bgr` for an OpenCV
+    /// `Mat`, `.bgra` for a camera frame, …); the same faces as ``faces(in:options:)-(RGBImage,_)`` on its RGB copy.
+    public func faces(in photo: PixelBuffer, options: DetectionOptions = DetectionOptions()) throws(FaceEmbedError)
+        -> [DetectedFace]
+    {
+        try detect(try photo.checked(), options: options)
+    }
+
+    /// Letterboxes the photo into the network's input, runs it and decodes its maps.
+    private func detect(_ photo: CheckedPixels, options: DetectionOptions) throws(FaceEmbedError) -> [DetectedFace] {
+        try options.validate()
+        let (h, w) = (options.inputHeight, options.inputWidth)
+        let n = try network(height: h, width: w)
+        let layout = try DetectorLayout(n.plan) { .invalidArgument($0) }
+        let ws = n.checkout(threads: threads)
+        defer { n.checkin(ws) }
+        let box = letterbox(photo, width: w, height: h, into: n.input(ws))
+        n.run(ws, threads: threads)
+        let levels = layout.levels.map { l in
+            DetectionLevel(
+                stride: l.stride, height: h / l.stride, width: w / l.stride, scores: n.value(l.scores, in: ws),
+                distances: n.value(l.boxes, in: ws), keypoints: n.value(l.landmarks, in: ws))
+        }
+        return SCRFDDecoding.faces(
+            levels: levels, letterbox: box, photoWidth: photo.width, photoHeight: photo.height, options: options)
+    }
+
+    /// The detector's name as recorded in its file ("SCRFD").
+    public var name: String { plan.name }
+
+    /// Weights of the detector, not counting the zero lanes that pad lane-packed blocks.
+    public var parameterCount: Int { plan.parameterCount }
+
+    /// Multiply-adds of one run of the network on a `height` × `width` input.
+    public func multiplyAdds(height: Int, width: Int) throws(FaceEmbedError) -> Int {
+        try network(height: height, width: width).plan.macs
+    }
+
+    /// Runs the network alone on a synthetic `height` × `width` input (for benchmarks: what `session.run` is to
+    /// ONNX Runtime).
+    package func runNetwork(height: Int, width: Int) throws(FaceEmbedError) {
+        let n = try network(height: height, width: width)
+        let w = n.checkout(threads: threads)
+        defer { n.checkin(w) }
+        Self.fillSynthetic(n.input(w), count: 3 * height * width)
+        n.run(w, threads: threads)
+    }
+
+    /// Each layer's median time on a synthetic `height` × `width` input.
+    package func profile(height: Int, width: Int, iterations: Int, warmup: Int) throws(FaceEmbedError)
+        -> [LayerProfile]
+    {
+        try network(height: height, width: width).profile(iterations: iterations, warmup: warmup, threads: threads) {
+            Self.fillSynthetic($0, count: 3 * height * width)
+        }
+    }
+
+    /// Values in the range of a normalised photo, different from pixel to pixel.
+    private static func fillSynthetic(_ p: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { p[i] = Float(Int((i &* 2_654_435_761) >> 13) & 255) / 128 - 1 }
     }
 }

@@ -62,6 +62,10 @@ public final class FaceModel: Sendable {
         throw .io(file: name, reason: "big-endian hosts are not supported")
         #else
         let (plan, offsets) = try FlatFile.read(file.bytes, file: name)
+        guard plan.kind != .faceDetector else {
+            throw .unsupportedModel(
+                file: name, reason: "this is a face detector, not a recognition model: load it with FaceDetector")
+        }
         path = file.path
         network = Network(
             plan: plan, storage: file, tensorOffsets: offsets,

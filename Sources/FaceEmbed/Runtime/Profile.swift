@@ -20,21 +20,32 @@ extension FaceModel {
     /// The clock reads add well under a microsecond per layer.
     package func profile(iterations: Int = 20, warmup: Int = 3, threads: Int? = nil) -> [LayerProfile] {
         let plan = network.plan
-        let t = max(1, threads ?? network.threads)
-        let w = network.checkout(threads: t)
-        defer { network.checkin(w) }
         let s = FaceModel.inputSize, n = s * s * 3
         var pixels = [UInt8](repeating: 0, count: n)
         for i in 0..<n { pixels[i] = UInt8(truncatingIfNeeded: (i &* 2_654_435_761) >> 13) }
-        var samples = [[Double]](repeating: [], count: plan.layers.count)
-        for it in 0..<(max(0, warmup) + max(1, iterations)) {
+        return network.profile(iterations: iterations, warmup: warmup, threads: threads ?? network.threads) { input in
             pixels.withUnsafeBufferPointer { p in
                 fillInput(
-                    network.input(w), from: CheckedPixels(rgb: p, width: s, height: s), order: plan.channelOrder,
+                    input, from: CheckedPixels(rgb: p, width: s, height: s), order: plan.channelOrder,
                     mean: plan.inputMean, scale: plan.inputScale)
             }
-            if it < warmup { network.run(w, threads: t); continue }
-            network.run(w, threads: t) { i, d in samples[i].append(d.inSeconds) }
+        }
+    }
+}
+
+extension Network {
+    /// Each layer's median time over `iterations` runs (after `warmup` untimed ones) on the input `fill` writes.
+    func profile(iterations: Int, warmup: Int, threads: Int, fill: (UnsafeMutablePointer<Float>) -> Void)
+        -> [LayerProfile]
+    {
+        let t = max(1, threads)
+        let w = checkout(threads: t)
+        defer { checkin(w) }
+        var samples = [[Double]](repeating: [], count: plan.layers.count)
+        for it in 0..<(max(0, warmup) + max(1, iterations)) {
+            fill(input(w))
+            if it < warmup { run(w, threads: t); continue }
+            run(w, threads: t) { i, d in samples[i].append(d.inSeconds) }
         }
         return plan.layers.enumerated().map { i, layer in
             let s = samples[i].sorted()
