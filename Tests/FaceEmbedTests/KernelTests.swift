@@ -117,16 +117,22 @@ struct KernelTests {
         Case(c: 64, h: 28, w: 28, oc: 64, k: (3, 3), s: 1, p: 1),
         // Whole-image im2col (K ≤ 64) at stride 1 and 2 with vector-wide rows and pixel tails; a 1×1 convolution
         // with more than one group of 16 panels, a 3-pixel tail and a 1-channel last block.
-        Case(c: 3, h: 40, w: 37, oc: 20, k: (3, 3), s: 1, p: 1),
+        Case(c: 3, h: 40, w: 37, oc: 33, k: (3, 3), s: 1, p: 1),
         Case(c: 2, h: 33, w: 71, oc: 16, k: (3, 3), s: 2, p: 0),
         Case(c: 20, h: 19, w: 17, oc: 33, k: (1, 1), s: 1, p: 0),
         // im2col in bands (AVX-512 builds: more than 4 MB as one), band edges inside output rows, at stride 1 and
         // at stride 2 on an odd-width input, ending in a partial panel.
-        Case(c: 72, h: 41, w: 43, oc: 20, k: (3, 3), s: 1, p: 1),
+        Case(c: 72, h: 41, w: 43, oc: 40, k: (3, 3), s: 1, p: 1),
         Case(c: 64, h: 91, w: 89, oc: 17, k: (3, 3), s: 2, p: 1),
         // Stride-2 im2col rows 8–15 outputs wide: an 8-lane step, then one overlapping it.
         Case(c: 24, h: 27, w: 27, oc: 19, k: (3, 3), s: 2, p: 1),
         Case(c: 6, h: 12, w: 23, oc: 16, k: (3, 3), s: 2, p: 0),
+        // Narrow (pixels in lanes): SCRFD's 2-, 8- and 20-channel heads, rows of 20 (the two vectors overlap), 16
+        // (they coincide) and 37 pixels (the last block moved back), a 5×3 kernel, a quad reaching past outC.
+        Case(c: 64, h: 20, w: 20, oc: 2, k: (3, 3), s: 1, p: 1),
+        Case(c: 16, h: 18, w: 16, oc: 8, k: (3, 3), s: 1, p: 1),
+        Case(c: 64, h: 11, w: 37, oc: 20, k: (3, 3), s: 1, p: 1),
+        Case(c: 5, h: 9, w: 21, oc: 23, k: (5, 3), s: 1, p: 2),
         .depthwise(c: 12, h: 17, w: 13, k: (3, 3), s: 1, p: 1),
         .depthwise(c: 8, h: 14, w: 15, k: (3, 3), s: 2, p: 1),
         .depthwise(c: 32, h: 7, w: 7, k: (7, 7), s: 1, p: 0),
@@ -175,6 +181,10 @@ struct KernelTests {
         #expect(ConvolutionKernel(g(64, 128, k: 1), inputAffine: true) == .packedGEMM)
         #expect(ConvolutionKernel(g(64, 64, k: 3, p: 1, groups: 64), inputAffine: false) == .depthwise)
         #expect(ConvolutionKernel(g(64, 64, k: 3, p: 1, groups: 2), inputAffine: false) == .grouped(gemm))
+        let head = ConvGeometry(
+            inC: 64, inH: 80, inW: 80, outC: 20, kH: 3, kW: 3, strideH: 1, strideW: 1, padH: 1, padW: 1, groups: 1)
+        #expect(ConvolutionKernel(head, inputAffine: false) == .narrow)
+        #expect(ConvolutionKernel(head, inputAffine: true) != .narrow)
     }
 
     @Test("fully connected matches the reference", arguments: [(60, 7), (25088, 33), (513, 128), (3, 1)], [1, 2])

@@ -7,6 +7,7 @@
 //   .im2colGEMM      AVX-512, other groups = 1: im2col bands in shared scratch, GEMM   ConvolutionGEMM.swift
 //   .packedGEMM      other builds (and AVX-512's 1×1 with input affine): B per panel   ConvolutionGEMM.swift
 //   .depthwise       groups = inC = outC                                               DepthwiseConvolution.swift
+//   .narrow          stride 1, at most 24 output channels, rows ≥ 16: pixels in lanes  ConvolutionNarrow.swift
 //   .grouped(k)      other groups: kernel k (a GEMM, no input affine) on each group's slice of channels
 // The GEMM kernels build B with Im2col.swift and compute on GEMMKernels.swift's micro-kernels.
 //
@@ -64,7 +65,7 @@ struct ConvolutionOperands {
 
 /// The algorithm that runs one convolution layer (see the top of this file).
 indirect enum ConvolutionKernel: Equatable, Sendable {
-    case winograd, pointwiseGEMM, im2colGEMM, packedGEMM, depthwise
+    case winograd, pointwiseGEMM, im2colGEMM, packedGEMM, depthwise, narrow
     case grouped(ConvolutionKernel)
 
     /// The kernel for `g`, with or without an input affine; `winograd: false` keeps 3×3 stride-1 layers on the
@@ -74,6 +75,8 @@ indirect enum ConvolutionKernel: Equatable, Sendable {
             self = .depthwise
         } else if g.groups > 1 {
             self = .grouped(ConvolutionKernel(g.group, inputAffine: false, winograd: false))
+        } else if !inputAffine && narrowApplies(g) {
+            self = .narrow
         } else if winograd && winogradApplies(g) {
             self = .winograd
         } else if !gemmWideKernels || (g.isPointwise && inputAffine) {
@@ -90,6 +93,7 @@ indirect enum ConvolutionKernel: Equatable, Sendable {
         case .pointwiseGEMM, .im2colGEMM: return gemmTileScratch
         case .packedGEMM: return packedGEMMScratch(g)
         case .depthwise: return depthwiseScratch(g)
+        case .narrow: return narrowScratch
         case let .grouped(k): return k.scratchPerThread(g.group)
         }
     }
@@ -99,6 +103,7 @@ indirect enum ConvolutionKernel: Equatable, Sendable {
         switch self {
         case .winograd: return winogradSharedScratch(g)
         case .im2colGEMM: return im2colGEMMSharedScratch(g)
+        case .narrow: return narrowSharedScratch(g)
         case .pointwiseGEMM, .packedGEMM, .depthwise: return 0
         case let .grouped(k): return k.sharedScratch(g.group)
         }
@@ -112,6 +117,7 @@ indirect enum ConvolutionKernel: Equatable, Sendable {
         case .im2colGEMM: im2colGEMMConvolution(g, o, threads: threads)
         case .packedGEMM: packedGEMMConvolution(g, o, threads: threads)
         case .depthwise: depthwiseConvolution(g, o, threads: threads)
+        case .narrow: narrowConvolution(g, o, threads: threads)
         case let .grouped(k): groupedConvolution(g, o, kernel: k, threads: threads)
         }
     }

@@ -7,15 +7,15 @@
 
 /// Output pixels per im2col band when `convolution` builds an im2col (AVX-512 builds, not an unpadded 1×1), else 0.
 /// Gathering each 16-pixel panel tap by tap (`packPanel`) costs more than the micro-kernel calls that use it, while
-/// whole rows of a tap are contiguous or stride-2 runs. The whole image when K ≤ 64 or the im2col takes at most
-/// 4 MB: `gemmConvolution16` then runs each block of weights over all panels, reading the weights from memory once
-/// rather than once per panel (ResNet100's stride-2 3×3 layers on small maps). Otherwise bands of whole panels
-/// whose im2col takes at most 1 MB, so that a band is still in L2 when the GEMM reads it (ResNet100's
-/// 64×112×112 → 56×56 layer, 7 MB as one im2col: 4.7 → 2.9 ms).
+/// whole rows of a tap are contiguous or stride-2 runs. The whole image when the im2col takes at most 4 MB:
+/// `gemmConvolution16` then runs each block of weights over all panels, reading the weights from memory once rather
+/// than once per panel (ResNet100's stride-2 3×3 layers on small maps). Otherwise bands of whole panels whose im2col
+/// takes at most 1 MB, so that a band is still in L2 when the GEMM reads it (ResNet100's 64×112×112 → 56×56 layer,
+/// 7 MB as one im2col: 4.7 → 2.9 ms; SCRFD's 3×640×640 → 16×320×320 stem, 11 MB as one).
 func im2colPixels(_ g: ConvGeometry) -> Int {
     #if FACEEMBED_AVX512
     if g.isPointwise { return 0 }
-    if g.k <= 64 || g.k * g.pixels <= 1 << 20 { return g.pixels }
+    if g.k * g.pixels <= 1 << 20 { return g.pixels }
     return max(gemmNR, (1 << 18) / g.k / gemmNR * gemmNR)
     #else
     return 0
