@@ -187,6 +187,31 @@ struct KernelTests {
         #expect(ConvolutionKernel(head, inputAffine: true) != .narrow)
     }
 
+    @Test func sigmoidMatchesTheLogisticFunctionEverywhere() {
+        var rng = SeededRandom(seed: 7)
+        let x = rng.floats(1000, -20...20) + [-200, -88, -87, 0, 1e-8, 87, 88, 200, -Float.greatestFiniteMagnitude]
+        var y = [Float](repeating: .nan, count: x.count)
+        sigmoid(input: x, output: &y, count: x.count)
+        var worst: Float = 0
+        for (a, b) in zip(x, y) { worst = max(worst, abs(b - Float(1 / (1 + exp(-Double(a)))))) }
+        #expect(worst < 2e-7, "worst |difference| \(worst)")
+        #expect(y.allSatisfy { $0 >= 0 && $0 <= 1 })
+    }
+
+    @Test("upsampling by 2 copies each value into a 2x2 square")
+    func upsamplingRepeatsEachValue() {
+        let x: [Float] = (0..<(3 * 5 * 7)).map(Float.init)
+        var y = [Float](repeating: .nan, count: 3 * 10 * 14)
+        upsampleNearest2x(input: x, output: &y, channels: 3, height: 5, width: 7)
+        for c in 0..<3 {
+            for oy in 0..<10 {
+                for ox in 0..<14 {
+                    #expect(y[(c * 10 + oy) * 14 + ox] == x[(c * 5 + oy / 2) * 7 + ox / 2])
+                }
+            }
+        }
+    }
+
     @Test("fully connected matches the reference", arguments: [(60, 7), (25088, 33), (513, 128), (3, 1)], [1, 2])
     func fullyConnectedMatchesReference(_ shape: (Int, Int), threads: Int) {
         let (inF, outF) = shape

@@ -148,16 +148,6 @@ extension FaceDetector {
         try network(height: height, width: width).plan.macs
     }
 
-    /// Runs the network alone on a synthetic `height` × `width` input (for benchmarks: what `session.run` is to
-    /// ONNX Runtime).
-    package func runNetwork(height: Int, width: Int) throws(FaceEmbedError) {
-        let n = try network(height: height, width: width)
-        let w = n.checkout(threads: threads)
-        defer { n.checkin(w) }
-        Self.fillSynthetic(n.input(w), count: 3 * height * width)
-        n.run(w, threads: threads)
-    }
-
     /// Each layer's median time on a synthetic `height` × `width` input.
     package func profile(height: Int, width: Int, iterations: Int, warmup: Int) throws(FaceEmbedError)
         -> [LayerProfile]
@@ -168,7 +158,7 @@ extension FaceDetector {
     }
 
     /// Values in the range of a normalised photo, different from pixel to pixel.
-    private static func fillSynthetic(_ p: UnsafeMutablePointer<Float>, count: Int) {
+    package static func fillSynthetic(_ p: UnsafeMutablePointer<Float>, count: Int) {
         for i in 0..<count { p[i] = Float(Int((i &* 2_654_435_761) >> 13) & 255) / 128 - 1 }
     }
 }
