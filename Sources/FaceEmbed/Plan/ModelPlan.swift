@@ -182,7 +182,7 @@ extension ModelPlan {
             n -= tensors[f.weight].count - f.inFeatures * f.outFeatures
         }
         // An int8 layer's scales are not weights.
-        for case let (q?, rows?) in layers.map({ ($0.quantization, $0.quantizedRows) }) { n -= rows.outC }
+        for case let rows? in layers.map(\.quantizedRows) { n -= rows.outC }
         return n
     }
 }
