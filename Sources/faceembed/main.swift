@@ -14,7 +14,7 @@ let commands: [(name: String, summary: String, run: ([String]) throws -> Int32)]
     ("info", "describe a FaceEmbed weight file", Commands.info),
     ("bench", "time the model: latency, throughput, GFLOP/s, peak memory, per-layer profile", Commands.bench),
     ("eval-lfw", "LFW verification accuracy (insightface protocol), flip and non-flip", Commands.evalLFW),
-    ("compare-models", "cosine between two models' embeddings of the same images (int8 vs float32)", Commands.compareModels),
+    ("compare-models", "cosine of two models' embeddings of the same images", Commands.compareModels),
 ]
 
 let mainUsage = """

@@ -23,7 +23,9 @@ private enum SmallPlan {
     /// fc weight, bias.
     static let data: [[Float]] = {
         var rng = SeededRandom(seed: 14)
-        func uniform(_ n: Int, _ r: ClosedRange<Float>) -> [Float] { (0..<n).map { _ in Float.random(in: r, using: &rng) } }
+        func uniform(_ n: Int, _ r: ClosedRange<Float>) -> [Float] {
+            (0..<n).map { _ in Float.random(in: r, using: &rng) }
+        }
         return [
             uniform(20 * 75, -0.2...0.2), uniform(20, -0.1...0.1), uniform(20, 0...0.3), uniform(3, 0.5...1.5),
             uniform(3, -0.3...0.3), uniform(20 * 20, -0.3...0.3), uniform(20, -0.1...0.1), uniform(20, 0...0.3),
@@ -36,14 +38,17 @@ private enum SmallPlan {
         let shapes = [[20, 3, 5, 5], [20], [20], [3], [3], [20, 20, 1, 1], [20], [20], [fcOut, fcIn], [fcOut]]
         let plan = ModelPlan(
             kind: .arcface, name: "small", channelOrder: .rgb, inputMean: 0, inputScale: 1,
-            values: [modelInputShape, ValueShape(c: 20, h: 37, w: 37), ValueShape(c: 20, h: 37, w: 37),
-                ValueShape(c: fcOut, h: 1, w: 1)],
+            values: [
+                modelInputShape, ValueShape(c: 20, h: 37, w: 37), ValueShape(c: 20, h: 37, w: 37),
+                ValueShape(c: fcOut, h: 1, w: 1),
+            ],
             layers: [
                 .convolution(
                     ConvLayer(
                         input: 0, output: 1, geometry: conv, weight: 0, bias: 1, slope: 2, inputScale: 3,
                         inputShift: 4)),
-                .convolution(ConvLayer(input: 1, output: 2, geometry: point, weight: 5, bias: 6, slope: 7, residual: 1)),
+                .convolution(
+                    ConvLayer(input: 1, output: 2, geometry: point, weight: 5, bias: 6, slope: 7, residual: 1)),
                 .fullyConnected(
                     FullyConnectedLayer(input: 2, output: 3, weight: 8, bias: 9, inFeatures: fcIn, outFeatures: fcOut)),
             ],
@@ -91,9 +96,11 @@ private func referenceLayer(
 }
 
 struct QuantizedModelTests {
-    @Test("the network's int8 layers equal the plain reference on a written and loaded plan", arguments: [
-        QuantizedPrecision.int8, .int16,
-    ])
+    @Test(
+        "the network's int8 layers equal the plain reference on a written and loaded plan",
+        arguments: [
+            QuantizedPrecision.int8, .int16,
+        ])
     func quantizedLayersMatchThePlainReference(_ activations: QuantizedPrecision) throws {
         let m = try FaceModel(contentsOf: try SmallPlan.file(activations: activations), threads: 2)
         #expect(m.precision == .int8)
@@ -105,7 +112,9 @@ struct QuantizedModelTests {
             defer { net.checkin(w) }
             input.withUnsafeBufferPointer { net.input(w).update(from: $0.baseAddress!, count: input.count) }
             net.run(w, threads: threads)
-            func value(_ v: Int) -> [Float] { Array(UnsafeBufferPointer(start: net.value(v, w), count: net.plan.values[v].count)) }
+            func value(_ v: Int) -> [Float] {
+                Array(UnsafeBufferPointer(start: net.value(v, w), count: net.plan.values[v].count))
+            }
             let (v1, v2, v3) = (value(1), value(2), value(3))
             // Each layer from the network's own input to it, so that each is checked alone.
             let plane = 112 * 112
@@ -129,7 +138,8 @@ struct QuantizedModelTests {
                 bias: d[9], slope: nil, residual: nil)
             for (name, got, want) in [("5x5 conv", v1, r1), ("1x1 conv", v2, r2), ("fc", v3, r3)] {
                 let scale = want.reduce(Float(0)) { max($0, abs($1)) }
-                expectClose(got, want, maxAbs: 1e-5 * scale, cosine: 0.9999999, "\(name), \(activations), \(threads) threads")
+                expectClose(
+                    got, want, maxAbs: 1e-5 * scale, cosine: 0.9999999, "\(name), \(activations), \(threads) threads")
             }
         }
     }
@@ -294,7 +304,8 @@ struct QuantizedRealModelTests {
         let cosines = zip(try int8.embeddings(for: faces), try float.embeddings(for: faces)).map {
             $0.cosineSimilarity(to: $1)
         }.sorted()
-        print("y1 int8 vs float32 on \(faces.count) LFW images: min \(cosines[0]), median \(cosines[cosines.count / 2])")
+        print(
+            "y1 int8 vs float32 on \(faces.count) LFW images: min \(cosines[0]), median \(cosines[cosines.count / 2])")
         #expect(faces.count >= 16 && cosines[0] >= 0.99 && cosines[cosines.count / 2] >= 0.995)
     }
 }

@@ -60,7 +60,8 @@ package enum FlatFile {
         case let .affine(a):
             return [a.input, a.output, a.scale ?? -1, a.shift ?? -1, a.slope ?? -1]
         case let .fullyConnected(f):
-            return [f.input, f.output, f.weight, f.bias, f.inFeatures, f.outFeatures] + quantizationFields(f.quantization)
+            return [f.input, f.output, f.weight, f.bias, f.inFeatures, f.outFeatures]
+                + quantizationFields(f.quantization)
         case let .add(a, b, o):
             return [a, b, o]
         }
@@ -121,7 +122,8 @@ package enum FlatFile {
         let tableSize = try r.u64("table size"), dataOffset = try r.u64("data offset"), checksum = try r.u64("checksum")
         let nameBytes = (0..<24).map { bytes[r.offset + $0] }
         let header = Header(
-            version: version, kind: kind, embedding: embedding, order: order, mean: mean, scale: scale, nValues: nValues,
+            version: version, kind: kind, embedding: embedding, order: order, mean: mean, scale: scale,
+            nValues: nValues,
             nLayers: nLayers, nTensors: nTensors, output: output, fileSize: fileSize, tableOffset: tableOffset,
             tableSize: tableSize, dataOffset: dataOffset, checksum: checksum,
             name: String(decoding: nameBytes.prefix { $0 != 0 }, as: UTF8.self))

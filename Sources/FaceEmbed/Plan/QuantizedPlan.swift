@@ -175,7 +175,8 @@ extension FlatFile {
             }
             let info = plan.tensors[t]
             guard info.elementType == type, info.shape == shape else {
-                throw fail("layer \(i): tensor \(info.name) is \(info.elementType) \(info.shape), expected \(type) \(shape)")
+                throw fail(
+                    "layer \(i): tensor \(info.name) is \(info.elementType) \(info.shape), expected \(type) \(shape)")
             }
         }
     }
@@ -188,7 +189,8 @@ extension FlatFile {
         for layer in plan.layers {
             guard let q = layer.quantization, let rows = layer.quantizedRows else { continue }
             let scales = plan.tensors[q.scales], weights = plan.tensors[layer.weightTensor]
-            for c in 0..<rows.outC where bytes.loadUnaligned(fromByteOffset: offsets[q.scales] + 4 * c, as: Float.self) < 0 {
+            for c in 0..<rows.outC
+            where bytes.loadUnaligned(fromByteOffset: offsets[q.scales] + 4 * c, as: Float.self) < 0 {
                 throw fail("tensor \(scales.name) holds a negative scale at \(c)")
             }
             let p = (bytes.baseAddress! + offsets[layer.weightTensor]).assumingMemoryBound(to: Int8.self)

@@ -18,7 +18,8 @@ final class QuantizedLayerWeights: @unchecked Sendable {
     private let widened: [Int16]?
 
     /// `packed` and `scales` point into the mapped file, whose data `FlatFile.read` has checked.
-    init(packed: UnsafePointer<Int8>, scales: UnsafePointer<Float>, outC: Int, k: Int, activations: QuantizedPrecision) {
+    init(packed: UnsafePointer<Int8>, scales: UnsafePointer<Float>, outC: Int, k: Int, activations: QuantizedPrecision)
+    {
         self.outC = outC; self.k = k; self.activations = activations; self.scales = scales
         self.packed = UnsafeRawPointer(packed)
         // Checked by `FlatFile.checkQuantizedData` when the file was read.

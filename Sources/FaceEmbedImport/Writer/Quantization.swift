@@ -32,7 +32,8 @@ extension ImportedModel {
         let source = produce[w], name = plan.tensors[w].name, (outC, k) = rows
         plan.tensors[w] = TensorInfo(name: name, shape: quantizedWeightShape(outC: outC, k: k), elementType: .int8)
         produce[w] = {
-            packedInt8Weights(quantizedWeightValues(source(), outC: outC, k: k).values, outC: outC, k: k).map(Float.init)
+            let values = quantizedWeightValues(source(), outC: outC, k: k).values
+            return packedInt8Weights(values, outC: outC, k: k).map(Float.init)
         }
         plan.tensors.append(TensorInfo(name: name + "_scale", shape: [outC]))
         produce.append {
