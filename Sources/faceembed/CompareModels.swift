@@ -20,12 +20,17 @@ extension Commands {
           --limit N          only N images, evenly spaced in file-name order (default: all)
           --threads N        threads to use (default: all cores)
           --batch N          images per embeddings(for:) call (default 32)
+          --identification   also LFW 1:N identification, rank-1, for each model and for A's probes against B's
+                             gallery: the images are NAME/FILE (one folder per person); the first image of each
+                             person with two or more is enrolled, with the single image of every other person as
+                             a distractor, and every other image is a probe
           -h, --help         show this help
         """
 
     static func compareModels(_ argv: [String]) throws -> Int32 {
         let a = try Arguments(
-            argv, valued: ["--model", "--reference", "--images", "--ext", "--limit", "--threads", "--batch"], flags: [])
+            argv, valued: ["--model", "--reference", "--images", "--ext", "--limit", "--threads", "--batch"],
+            flags: ["--identification"])
         if a.flags.contains("--help") { print(compareModelsUsage); return 0 }
         guard a.positional.isEmpty else { throw UsageError("unexpected argument \(a.positional[0])") }
         guard let modelPath = a.options["--model"], let referencePath = a.options["--reference"] else {
@@ -38,13 +43,24 @@ extension Commands {
         let files = try imageFiles(
             a.options["--images"] ?? sharedDefault("../shared/lfw/lfw-112x112"), ext: a.options["--ext"] ?? "jpg",
             limit: try a.int("--limit", default: 0, in: 0...10_000_000))
-        var cosines: [Float] = []
+        var e: [Embedding] = [], r: [Embedding] = []
         for start in stride(from: 0, to: files.count, by: batch) {
             let faces = try files[start..<min(start + batch, files.count)].map { try ImageDecoder.load(path: $0) }
-            let e = try model.embeddings(for: faces), r = try reference.embeddings(for: faces)
-            cosines += zip(e, r).map { $0.cosineSimilarity(to: $1) }
+            e += try model.embeddings(for: faces)
+            r += try reference.embeddings(for: faces)
         }
-        printCosines(cosines.sorted(), model: model, reference: reference)
+        printCosines(zip(e, r).map { $0.cosineSimilarity(to: $1) }.sorted(), model: model, reference: reference)
+        if a.flags.contains("--identification") {
+            let people = files.map { URL(fileURLWithPath: $0).deletingLastPathComponent().lastPathComponent }
+            let split = IdentificationSplit(people: people)
+            print("identification: \(split.gallery.count) enrolled, \(split.probes.count) probes; rank-1")
+            for (label, probes, gallery) in [
+                ("model", e, e), ("reference", r, r), ("model vs reference gallery", e, r),
+            ] {
+                let rank1 = String(format: "%.2f%%", 100 * split.rank1(probes: probes, gallery: gallery))
+                print("  \(label.padding(toLength: 28, withPad: " ", startingAt: 0)) \(rank1)")
+            }
+        }
         return 0
     }
 
@@ -70,5 +86,38 @@ extension Commands {
             cosine:      median \(at(0.5)), 5th percentile \(at(0.05)), 1st percentile \(at(0.01)), \
             min \(String(format: "%.5f", c[0])), mean \(String(format: "%.5f", mean))
             """)
+    }
+}
+
+/// LFW 1:N identification (issue 14's protocol): every person's first image in file order is enrolled (for a person
+/// with one image, a distractor); every other image is a probe.
+struct IdentificationSplit {
+    /// Image indices enrolled, and the probes' indices.
+    var gallery: [Int] = [], probes: [Int] = []
+    let people: [String]
+
+    init(people: [String]) {
+        self.people = people
+        var enrolled = Set<String>()
+        for (i, p) in people.enumerated() {
+            if enrolled.insert(p).inserted { gallery.append(i) } else { probes.append(i) }
+        }
+    }
+
+    /// The share of probes whose most similar enrolled image (cosine) is the same person's.
+    func rank1(probes p: [Embedding], gallery g: [Embedding]) -> Double {
+        let enrolled = gallery.map { g[$0].normalized.values }
+        var hits = 0
+        for i in probes {
+            let x = p[i].normalized.values
+            var best = -Float.infinity, who = -1
+            for (j, y) in enrolled.enumerated() {
+                var dot: Float = 0
+                for k in x.indices { dot += x[k] * y[k] }
+                if dot > best { best = dot; who = gallery[j] }
+            }
+            if people[who] == people[i] { hits += 1 }
+        }
+        return Double(hits) / Double(max(1, probes.count))
     }
 }

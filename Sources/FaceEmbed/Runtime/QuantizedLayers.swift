@@ -105,7 +105,7 @@ extension Network {
             bias: tensors[c.bias], slope: c.slope.map { tensors[$0] },
             residual: c.residual.map { UnsafePointer(value($0, w)) })
         weights.withPointers { p in
-            quantizedConvolution(
+            _ = quantizedConvolution(
                 g, input: input, weights: p, range: nil, output: .float(value(c.output, w), epilogue),
                 scratch: UnsafeMutableRawPointer(w.shared + LayerKernel.affineScratch(c)), threads: threads)
         }
@@ -117,7 +117,7 @@ extension Network {
     ) {
         let epilogue = Epilogue(bias: tensors[f.bias], slope: nil, residual: nil)
         weights.withPointers { p in
-            quantizedFullyConnected(
+            _ = quantizedFullyConnected(
                 input: value(f.input, w), weights: p, range: nil, output: .float(value(f.output, w), epilogue),
                 scratch: UnsafeMutableRawPointer(w.shared), threads: threads)
         }
