@@ -159,28 +159,34 @@ enum Commands {
 
         options:
           -o, --output PATH   where to write the .feb file (required)
+          --precision P       float32 (default) or int8: int8 weights (one scale per output channel) and 8-bit
+                              activations for every convolution with groups = 1 and fully connected layer, run on
+                              the integer kernels; depthwise convolutions stay float32
           -h, --help          show this help
         """
 
     static func convert(_ argv: [String]) throws -> Int32 {
-        let a = try Arguments(argv, valued: ["--output"], flags: [])
+        let a = try Arguments(argv, valued: ["--output", "--precision"], flags: [])
         if a.flags.contains("--help") { print(convertUsage); return 0 }
         guard let out = a.options["--output"] else { throw UsageError("-o OUT.feb is required") }
+        guard let precision = ModelPrecision(rawValue: a.options["--precision"] ?? "float32") else {
+            throw UsageError("--precision must be float32 or int8")
+        }
         let s: ConversionSummary
         switch a.positional.count {
         case 1:
-            s = try ModelConverter.convert(path: a.positional[0], to: out)
+            s = try ModelConverter.convert(path: a.positional[0], to: out, precision: precision)
         case 2:
             var (symbol, params) = (a.positional[0], a.positional[1])
             if symbol.hasSuffix(".params") { swap(&symbol, &params) }
-            s = try ModelConverter.convertMXNet(symbol: symbol, params: params, to: out)
+            s = try ModelConverter.convertMXNet(symbol: symbol, params: params, to: out, precision: precision)
         default:
             throw UsageError("give a model folder, an .onnx file, or SYMBOL.json and PARAMS")
         }
         let output = s.kind == .faceDetector ? "face detector" : "\(s.embeddingSize)-d embedding"
         let unit = s.kind == .faceDetector ? "640x640 input" : "image"
         print(
-            "\(out): \(s.name) (\(s.kind)), \(output), \(s.layers) fused layers, "
+            "\(out): \(s.name) (\(s.kind)), \(output), \(s.layers) fused layers, \(s.precision), "
                 + "\(s.parameters) weights, \(String(format: "%.3f", Double(s.multiplyAdds) * 2e-9)) GFLOP per \(unit)")
         return 0
     }
@@ -257,6 +263,7 @@ enum Commands {
             embedding:   \(m.embeddingSize) floats
             input:       3x112x112, \(m.channelOrder == .rgb ? "RGB" : "BGR") (any pixel order accepted by the library)
             weights:     \(m.parameterCount) (\(String(format: "%.3f", Double(m.parameterCount) / 1e6)) M after folding)
+            precision:   \(m.precision == .int8 ? "int8 (int8 weights and 8-bit activations; depthwise layers float32)" : "float32")
             cost:        \(String(format: "%.3f", Double(m.multiplyAdds) * 2e-9)) GFLOP per image
             """)
         return 0

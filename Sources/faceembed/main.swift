@@ -18,6 +18,7 @@ let commands: [(name: String, summary: String, run: ([String]) throws -> Int32)]
     ("info", "describe a FaceEmbed weight file", Commands.info),
     ("bench", "time the model: latency, throughput, GFLOP/s, peak memory, per-layer profile", Commands.bench),
     ("eval-lfw", "LFW verification accuracy (insightface protocol), flip and non-flip", Commands.evalLFW),
+    ("compare-models", "cosine of two models' embeddings of the same images", Commands.compareModels),
 ]
 
 let mainUsage = """
@@ -26,7 +27,7 @@ let mainUsage = """
     usage: faceembed <command> [options] [arguments]
 
     commands:
-    \(commands.map { "  \($0.name.padding(toLength: 10, withPad: " ", startingAt: 0))\($0.summary)" }.joined(separator: "\n"))
+    \(commands.map { "  \($0.name.padding(toLength: 16, withPad: " ", startingAt: 0))\($0.summary)" }.joined(separator: "\n"))
 
     Run `faceembed <command> --help` for a command's options.
     Model lookup when --model is not given: $FACEEMBED_MODEL, then \(ModelLookup.candidates.joined(separator: ", ")).

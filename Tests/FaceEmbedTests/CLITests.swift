@@ -45,7 +45,7 @@ struct CLITests {
     @Test func helpOnEveryCommand() throws {
         let top = try faceembed(["--help"])
         #expect(top.status == 0 && top.stdout.contains("usage: faceembed"))
-        for cmd in ["embed", "compare", "convert", "info"] {
+        for cmd in ["embed", "compare", "convert", "info", "compare-models"] {
             let r = try faceembed([cmd, "--help"])
             #expect(r.status == 0 && r.stdout.contains("usage: faceembed \(cmd)"), "\(cmd)")
         }
@@ -75,6 +75,23 @@ struct CLITests {
         #expect(r.status == 0 && r.stdout.contains("MobileFaceNet"), "\(r.stderr)")
         let info = try faceembed(["info", out])
         #expect(info.status == 0 && info.stdout.contains("128 floats"))
+    }
+
+    @Test func convertToInt8AndCompareModels() throws {
+        let out = TestModels.folder.appendingPathComponent("cli-convert-int8.feb").path
+        let r = try faceembed([
+            "convert", Self.tiny + "/model-symbol.json", Self.tiny + "/model-0000.ndarray", "-o", out, "--precision",
+            "int8",
+        ])
+        #expect(r.status == 0 && r.stdout.contains("int8"), "\(r.stderr)")
+        let info = try faceembed(["info", out])
+        #expect(info.status == 0 && info.stdout.contains("precision:   int8"))
+        let cosine = try faceembed([
+            "compare-models", "--model", out, "--reference", try tinyModel(), "--images", Self.tiny, "--ext", "ppm",
+        ])
+        #expect(cosine.status == 0 && cosine.stdout.contains("images:      2"), "\(cosine.stderr)")
+        let bad = try faceembed(["convert", Self.tiny, "-o", out, "--precision", "int4"])
+        #expect(bad.status == 2 && bad.stderr.contains("--precision must be float32 or int8"))
     }
 
     @Test func errorsExitWithStatus2AndOneLineNamingTheFile() throws {

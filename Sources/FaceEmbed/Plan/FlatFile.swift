@@ -11,15 +11,16 @@ import Darwin
 //
 //   [0, 128)      header: magic "FACEEMB\0", version, kind, embedding size, input geometry and preprocessing,
 //                 counts, file size, table and data offsets, checksum, name
-//   [128, data)   tables: values, layers, outputs (value, name; version 3), tensors (name, shape, offset, count),
-//                 zero padding
-//   [data, end)   tensors, float32 little-endian, each 64-byte aligned; the file ends 64-byte aligned
+//   [128, data)   tables: values, layers, outputs (value, name), tensors (name, shape, offset, count, element
+//                 type), zero padding (version 2: no outputs table, no element types)
+//   [data, end)   tensors, float32 (or int8: version 3) little-endian, each 64-byte aligned; the file ends aligned
 //   checksum      FNV-1a 64 over the little-endian 64-bit words of [128, end)
 
 package enum FlatFile {
     package static let magic: [UInt8] = Array("FACEEMB".utf8) + [0]
     package static let version: UInt32 = 3
-    /// The versions this reader understands: 2 (one output, the embedding, named in the header) and 3.
+    /// Versions this reader accepts: 2 (float32 only, one output named in the header) and 3 (outputs table,
+    /// element types: QuantizedPlan.swift).
     package static let readableVersions: ClosedRange<UInt32> = 2...3
     package static let headerSize = 128
     package static let alignment = 64
@@ -43,9 +44,9 @@ package enum FlatFile {
 
     package static func layerCode(_ l: Layer) -> UInt32 {
         switch l {
-        case .convolution: return 1
+        case let .convolution(c): return c.quantization == nil ? 1 : 7
         case .affine: return 2
-        case .fullyConnected: return 3
+        case let .fullyConnected(f): return f.quantization == nil ? 3 : 8
         case .add: return 4
         case .upsample: return 5
         case .sigmoid: return 6
@@ -59,11 +60,12 @@ package enum FlatFile {
             return [
                 c.input, c.output, g.inC, g.inH, g.inW, g.outC, g.kH, g.kW, g.strideH, g.strideW, g.padH, g.padW,
                 g.groups, c.weight, c.bias, c.slope ?? -1, c.residual ?? -1, c.inputScale ?? -1, c.inputShift ?? -1,
-            ]
+            ] + quantizationFields(c.quantization)
         case let .affine(a):
             return [a.input, a.output, a.scale ?? -1, a.shift ?? -1, a.slope ?? -1]
         case let .fullyConnected(f):
             return [f.input, f.output, f.weight, f.bias, f.inFeatures, f.outFeatures]
+                + quantizationFields(f.quantization)
         case let .add(a, b, o):
             return [a, b, o]
         case let .upsample(x, o), let .sigmoid(x, o):
@@ -90,12 +92,14 @@ package enum FlatFile {
             header.version == 2
             ? [PlanOutput(name: "embedding", value: header.output)]
             : try readOutputs(&t, count: header.output, values: header.nValues)
-        let (tensors, offsets) = try readTensors(&t, count: header.nTensors, bytes, header.dataOffset, file: file)
+        let (tensors, offsets) = try readTensors(
+            &t, count: header.nTensors, bytes, header.dataOffset, typed: header.version >= 3, file: file)
         let plan = ModelPlan(
             kind: header.kind, name: header.name.isEmpty ? header.kind.description : header.name,
             channelOrder: header.order, inputMean: header.mean, inputScale: header.scale, values: values,
             layers: layers, tensors: tensors, outputs: outputs)
         try validate(plan, embeddingSize: header.embedding, fail: { .invalidWeights(file: file, reason: $0) })
+        try checkQuantizedData(plan, bytes, offsets: offsets) { .invalidWeights(file: file, reason: $0) }
         return (plan, offsets)
     }
 
@@ -228,7 +232,10 @@ package enum FlatFile {
             guard nFields <= 64 else { throw t.fail("layer \(i) has \(nFields) fields") }
             var f: [Int] = []
             for _ in 0..<nFields { f.append(Int(try t.i32("layer \(i) field"))) }
-            layers.append(try decodeLayer(code: code, fields: f, index: i, fail: t.fail))
+            layers.append(
+                code == 7 || code == 8
+                    ? try decodeQuantizedLayer(code: code, fields: f, index: i, fail: t.fail)
+                    : try decodeLayer(code: code, fields: f, index: i, fail: t.fail))
         }
         return layers
     }
@@ -249,22 +256,26 @@ package enum FlatFile {
         return outputs
     }
 
-    /// The tensors table, each record checked (and its data scanned) before the next is read.
+    /// The tensors table, each record checked (and its data scanned) before the next is read. `typed`: the records
+    /// end with an element type (version 3).
     private static func readTensors(
-        _ t: inout ByteReader, count: Int, _ bytes: UnsafeRawBufferPointer, _ dataOffset: UInt64, file: String?
+        _ t: inout ByteReader, count: Int, _ bytes: UnsafeRawBufferPointer, _ dataOffset: UInt64, typed: Bool,
+        file: String?
     ) throws(FaceEmbedError) -> ([TensorInfo], [Int]) {
         var tensors: [TensorInfo] = [], offsets: [Int] = []
         for i in 0..<count {
-            let (tensor, offset) = try readTensor(&t, index: i, bytes, dataOffset, file: file)
+            let (tensor, offset) = try readTensor(&t, index: i, bytes, dataOffset, typed: typed, file: file)
             tensors.append(tensor)
             offsets.append(offset)
         }
         return (tensors, offsets)
     }
 
-    /// One tensor record: name, shape, and an offset and count that place its data inside the data section.
+    /// One tensor record: name, shape, an offset and count that place its data inside the data section, and (when
+    /// `typed`) the element type.
     private static func readTensor(
-        _ t: inout ByteReader, index i: Int, _ bytes: UnsafeRawBufferPointer, _ dataOffset: UInt64, file: String?
+        _ t: inout ByteReader, index i: Int, _ bytes: UnsafeRawBufferPointer, _ dataOffset: UInt64, typed: Bool,
+        file: String?
     ) throws(FaceEmbedError) -> (TensorInfo, Int) {
         let len = Int(try t.u32("tensor \(i) name length"))
         guard len <= 1024 else { throw t.fail("tensor \(i) name is \(len) bytes") }
@@ -273,13 +284,17 @@ package enum FlatFile {
         let shape = try readShape(&t, index: i, name: tname)
         let count = shape.reduce(1, *)
         let off = try t.u64("tensor \(i) offset"), n = try t.u64("tensor \(i) count")
+        let typeCode = typed ? try t.u32("tensor \(i) element type") : 0
+        guard let type = TensorElementType(rawValue: typeCode) else {
+            throw t.fail("tensor \(tname) has unknown element type \(typeCode)")
+        }
         guard n == UInt64(count), off % UInt64(alignment) == 0, off >= dataOffset,
-            off <= UInt64(bytes.count), UInt64(count) * 4 <= UInt64(bytes.count) - off
+            off <= UInt64(bytes.count), UInt64(count * type.size) <= UInt64(bytes.count) - off
         else {
             throw t.fail("tensor \(tname) lies outside the data section")
         }
-        try checkFinite(bytes, offset: Int(off), count: count, name: tname, file: file)
-        return (TensorInfo(name: tname, shape: shape), Int(off))
+        if type == .float32 { try checkFinite(bytes, offset: Int(off), count: count, name: tname, file: file) }
+        return (TensorInfo(name: tname, shape: shape, elementType: type), Int(off))
     }
 
     /// A tensor's dimensions, each and their product at most 2^28.
@@ -317,7 +332,7 @@ package enum FlatFile {
         }
     }
 
-    private static func decodeLayer(
+    static func decodeLayer(
         code: UInt32, fields f: [Int], index i: Int,
         fail: (String) -> FaceEmbedError
     ) throws(FaceEmbedError) -> Layer {
@@ -415,7 +430,11 @@ package enum FlatFile {
             else {
                 throw fail("layer \(i): convolution shapes do not match its values")
             }
-            try tensor(c.weight, g.storedWeightShape, i)
+            if let q = c.quantization {
+                try FlatFile.checkQuantizedTensors(plan, weight: c.weight, rows: (g.outC, g.k), q, index: i, fail: fail)
+            } else {
+                try tensor(c.weight, g.storedWeightShape, i)
+            }
             try tensor(c.bias, [g.outC], i)
             try tensor(c.slope, [g.outC], i)
             if let r = c.residual { guard try value(r, i) == os else { throw fail("layer \(i): residual shape") } }
@@ -437,7 +456,12 @@ package enum FlatFile {
             guard x.count == f.inFeatures, os == ValueShape(c: f.outFeatures, h: 1, w: 1) else {
                 throw fail("layer \(i): fully connected shapes do not match its values")
             }
-            try tensor(f.weight, [f.outFeatures, f.inFeatures], i)
+            if let q = f.quantization {
+                let rows = (f.outFeatures, f.inFeatures)
+                try FlatFile.checkQuantizedTensors(plan, weight: f.weight, rows: rows, q, index: i, fail: fail)
+            } else {
+                try tensor(f.weight, [f.outFeatures, f.inFeatures], i)
+            }
             try tensor(f.bias, [f.outFeatures], i)
         }
 
@@ -453,15 +477,16 @@ package enum FlatFile {
             return plan.values[v]
         }
 
-        /// Checks that optional tensor `t` exists with `shape`.
+        /// Checks that optional tensor `t` exists with `shape`, float32.
         func tensor(_ t: Int?, _ shape: [Int], _ i: Int) throws(FaceEmbedError) {
             guard let t else { return }
             guard t >= 0, t < plan.tensors.count else {
                 throw fail("layer \(i) refers to tensor \(t), which does not exist")
             }
-            guard plan.tensors[t].shape == shape else {
+            guard plan.tensors[t].shape == shape, plan.tensors[t].elementType == .float32 else {
                 throw fail(
-                    "layer \(i): tensor \(plan.tensors[t].name) has shape \(plan.tensors[t].shape), expected \(shape)")
+                    "layer \(i): tensor \(plan.tensors[t].name) is \(plan.tensors[t].elementType) \(plan.tensors[t].shape), "
+                        + "expected float32 \(shape)")
             }
         }
     }

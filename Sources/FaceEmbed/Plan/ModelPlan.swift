@@ -54,13 +54,16 @@ package struct ConvLayer: Equatable, Sendable {
     package var residual: Int?
     /// Per-input-channel scale and shift applied to in-bounds taps only (both or neither).
     package var inputScale: Int?, inputShift: Int?
+    /// Set for an int8 layer (Plan/QuantizedPlan.swift): `weight` then names an int8 tensor.
+    package var quantization: LayerQuantization?
 
     package init(
         input: Int, output: Int, geometry: ConvGeometry, weight: Int, bias: Int, slope: Int? = nil,
-        residual: Int? = nil, inputScale: Int? = nil, inputShift: Int? = nil
+        residual: Int? = nil, inputScale: Int? = nil, inputShift: Int? = nil, quantization: LayerQuantization? = nil
     ) {
         self.input = input; self.output = output; self.geometry = geometry; self.weight = weight; self.bias = bias
         self.slope = slope; self.residual = residual; self.inputScale = inputScale; self.inputShift = inputShift
+        self.quantization = quantization
     }
 }
 
@@ -79,10 +82,15 @@ package struct FullyConnectedLayer: Equatable, Sendable {
     package var input: Int, output: Int
     package var weight: Int, bias: Int
     package var inFeatures: Int, outFeatures: Int
+    /// Set for an int8 layer (Plan/QuantizedPlan.swift): `weight` then names an int8 tensor.
+    package var quantization: LayerQuantization?
 
-    package init(input: Int, output: Int, weight: Int, bias: Int, inFeatures: Int, outFeatures: Int) {
+    package init(
+        input: Int, output: Int, weight: Int, bias: Int, inFeatures: Int, outFeatures: Int,
+        quantization: LayerQuantization? = nil
+    ) {
         self.input = input; self.output = output; self.weight = weight; self.bias = bias
-        self.inFeatures = inFeatures; self.outFeatures = outFeatures
+        self.inFeatures = inFeatures; self.outFeatures = outFeatures; self.quantization = quantization
     }
 }
 
@@ -128,13 +136,16 @@ package enum Layer: Equatable, Sendable {
     }
 }
 
-/// A named tensor of the plan: its shape; its data lives in the flat file.
+/// A named tensor of the plan: its shape and element type; its data lives in the flat file.
 package struct TensorInfo: Equatable, Sendable {
     package var name: String
     package var shape: [Int]
+    package var elementType: TensorElementType
     package var count: Int { shape.reduce(1, *) }
 
-    package init(name: String, shape: [Int]) { self.name = name; self.shape = shape }
+    package init(name: String, shape: [Int], elementType: TensorElementType = .float32) {
+        self.name = name; self.shape = shape; self.elementType = elementType
+    }
 }
 
 /// A named result of a plan.
@@ -196,6 +207,11 @@ extension ModelPlan {
         for case let .convolution(c) in layers where !c.geometry.isDepthwise {
             n -= tensors[c.weight].count - c.geometry.outC * c.geometry.k
         }
+        for case let .fullyConnected(f) in layers where f.quantization != nil {
+            n -= tensors[f.weight].count - f.inFeatures * f.outFeatures
+        }
+        // An int8 layer's scales are not weights.
+        for case let rows? in layers.map(\.quantizedRows) { n -= rows.outC }
         return n
     }
 }

@@ -35,6 +35,8 @@ public final class FaceModel: Sendable {
     public var multiplyAdds: Int { network.plan.macs }
     /// Number of weights.
     public var parameterCount: Int { network.plan.parameterCount }
+    /// The precision of the weights (`faceembed convert --precision`): float32, or int8 for most layers.
+    public var precision: ModelPrecision { network.plan.precision }
     /// Threads one call may use.
     public var threads: Int { network.threads }
 

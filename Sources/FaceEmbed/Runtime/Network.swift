@@ -40,7 +40,8 @@ final class Network: @unchecked Sendable {
     let plan: ModelPlan
     /// Keeps the mapped weights alive.
     private let storage: MappedFile
-    private let tensors: [UnsafePointer<Float>]
+    /// Each tensor's data (int8 tensors too, read through `QuantizedLayerWeights`).
+    let tensors: [UnsafePointer<Float>]
     /// Each layer of the plan as it runs.
     let kernels: [LayerKernel]
     /// Arena offset (in floats) of each value.
@@ -62,7 +63,9 @@ final class Network: @unchecked Sendable {
         let base = storage.bytes.baseAddress!
         tensors = tensorOffsets.map { (base + $0).assumingMemoryBound(to: Float.self) }
         (valueOffset, arenaCount) = Network.planArena(plan)
-        kernels = plan.layers.map { LayerKernel($0, winograd: winograd) }
+        kernels = plan.layers.map { l in
+            LayerKernel.quantized(l, base: base, offsets: tensorOffsets) ?? LayerKernel(l, winograd: winograd)
+        }
         scratchPerThread = ((kernels.map(\.scratchPerThread).max() ?? 0) + 15) / 16 * 16
         sharedScratch = kernels.map(\.sharedScratch).max() ?? 0
     }
@@ -153,10 +156,12 @@ final class Network: @unchecked Sendable {
             let s = plan.values[x]
             upsampleNearest2x(input: value(x, w), output: value(o, w), channels: s.c, height: s.h, width: s.w)
         case let .sigmoid(x, o): sigmoid(input: value(x, w), output: value(o, w), count: plan.values[o].count)
+        case let .quantizedConvolution(c, q): quantizedConvolve(c, q, w, threads: threads)
+        case let .quantizedFullyConnected(f, q): quantizedFullyConnect(f, q, w, threads: threads)
         }
     }
 
-    private func value(_ v: Int, _ w: Workspace) -> UnsafeMutablePointer<Float> { w.arena + valueOffset[v] }
+    func value(_ v: Int, _ w: Workspace) -> UnsafeMutablePointer<Float> { w.arena + valueOffset[v] }
 
     private func convolve(_ c: ConvLayer, _ kernel: ConvolutionKernel, _ w: Workspace, threads: Int) {
         let epilogue = Epilogue(
@@ -196,6 +201,9 @@ enum LayerKernel {
     case add(a: Int, b: Int, output: Int)
     case upsample(input: Int, output: Int)
     case sigmoid(input: Int, output: Int)
+    /// An int8 layer (QuantizedLayers.swift).
+    case quantizedConvolution(ConvLayer, QuantizedLayerWeights)
+    case quantizedFullyConnected(FullyConnectedLayer, QuantizedLayerWeights)
 
     init(_ layer: Layer, winograd: Bool) {
         switch layer {
@@ -218,6 +226,6 @@ enum LayerKernel {
     /// Floats of `Workspace.shared` this layer needs.
     var sharedScratch: Int {
         if case let .convolution(c, k) = self { return k.sharedScratch(c.geometry) }
-        return 0
+        return LayerKernel.quantizedSharedScratch(self)
     }
 }

@@ -62,13 +62,18 @@ extension Network {
             let dw = g.groups > 1 && g.groups == g.inC && g.groups == g.outC
             return "\(dw ? "dwconv" : g.groups > 1 ? "gconv" : "conv") \(g.kH)x\(g.kW)/s\(g.strideH)"
                 + (c.inputScale != nil ? "+bn" : "") + (c.slope != nil ? "+prelu" : "")
-                + (c.residual != nil ? "+add" : "")
+                + (c.residual != nil ? "+add" : "") + quantizedKind(c.quantization)
         case .affine: return "affine"
-        case .fullyConnected: return "fc"
+        case let .fullyConnected(f): return "fc" + quantizedKind(f.quantization)
         case .add: return "add"
         case .upsample: return "upsample 2x"
         case .sigmoid: return "sigmoid"
         }
+    }
+
+    /// " int8" (8-bit activations) or " int8/16" (16-bit), or nothing for a float layer.
+    private func quantizedKind(_ q: LayerQuantization?) -> String {
+        q.map { $0.activations == .int8 ? " int8" : " int8/16" } ?? ""
     }
 
     private func layerShape(_ layer: Layer, _ plan: ModelPlan) -> String {

@@ -19,7 +19,8 @@ extension ImportedModel {
     /// Must be applied once, to an importer's plan (whose convolution weights are OIHW).
     func lanePacked() -> ImportedModel {
         var out = self, packed = Set<Int>()
-        for case let .convolution(c) in plan.layers where !c.geometry.isDepthwise && packed.insert(c.weight).inserted {
+        for case let .convolution(c) in plan.layers
+        where !c.geometry.isDepthwise && c.quantization == nil && packed.insert(c.weight).inserted {
             let g = c.geometry, oihw = produce[c.weight]
             out.plan.tensors[c.weight].shape = g.storedWeightShape
             out.produce[c.weight] = { lanePackedWeights(oihw(), g) }

@@ -14,6 +14,8 @@ public struct ConversionSummary: Sendable {
     public let parameters: Int
     /// Multiply-adds per image.
     public let multiplyAdds: Int
+    /// The precision the weights were written in.
+    public let precision: ModelPrecision
 }
 
 /// Converts models from other frameworks into FaceEmbed's flat weight file.
@@ -26,11 +28,18 @@ public enum ModelConverter {
     /// let summary = try ModelConverter.convert(path: "model-y1-test2", to: "Models/mobilefacenet.feb")
     /// print(summary.name, summary.embeddingSize)
     /// ```
+    ///
+    /// - Parameter precision: `.float32` (the default) keeps every weight as trained; `.int8` stores the weights of
+    ///   every convolution with groups = 1 and every fully connected layer as int8 with one scale per output channel,
+    ///   to run on the 8-bit integer kernels (depthwise convolutions stay float32; see `ModelPrecision`).
     @discardableResult
-    public static func convert(path: String, to output: String) throws(FaceEmbedError) -> ConversionSummary {
+    public static func convert(path: String, to output: String, precision: ModelPrecision = .float32)
+        throws(FaceEmbedError) -> ConversionSummary
+    {
         switch try ModelSource(path: path) {
-        case let .mxnet(symbol, params): return try convertMXNet(symbol: symbol, params: params, to: output)
-        case let .onnx(file): return try convertONNX(file, to: output)
+        case let .mxnet(symbol, params):
+            return try convertMXNet(symbol: symbol, params: params, to: output, precision: precision)
+        case let .onnx(file): return try convertONNX(file, to: output, precision: precision)
         }
     }
 
@@ -38,11 +47,12 @@ public enum ModelConverter {
     ///
     /// The graph must be one FaceEmbed knows (MobileFaceNet or LResNet-IR of any depth) and every parameter it
     /// needs must be present with the right shape; otherwise the error names what is missing or wrong.
-    /// The params file is mapped, and tensors are folded and written one at a time.
+    /// The params file is mapped, and tensors are folded and written one at a time. `precision` as for
+    /// `convert(path:to:precision:)`.
     @discardableResult
     public static func convertMXNet(
         symbol symbolPath: String, params paramsPath: String,
-        to output: String
+        to output: String, precision: ModelPrecision = .float32
     ) throws(FaceEmbedError) -> ConversionSummary {
         let symbol = try MXNetSymbol(json: readFile(symbolPath), file: symbolPath)
         let file = try MappedFile(path: paramsPath)
@@ -50,7 +60,7 @@ public enum ModelConverter {
         return try withExtendedLifetime(file) { () throws(FaceEmbedError) in
             let params = try MXNetParams(bytes: file.bytes, file: paramsPath)
             let model = try MXNetImporter.importModel(symbol: symbol, params: params, symbolFile: symbolPath)
-            return try write(model, to: output, source: symbolPath)
+            return try write(model, to: output, source: symbolPath, precision: precision)
         }
     }
 
@@ -60,27 +70,31 @@ public enum ModelConverter {
     /// Supported operators: Conv, BatchNormalization, PRelu, Add, Sub, Mul, Div, Flatten, Reshape, Gemm, MatMul,
     /// Identity, Constant, Dropout; any other is refused by name. Sub/Mul on the input are the model's own
     /// preprocessing; without them the model takes insightface's `(x − 127.5) / 127.5` on RGB.
-    /// The file is mapped, and tensors are folded and written one at a time.
+    /// The file is mapped, and tensors are folded and written one at a time. `precision` as for
+    /// `convert(path:to:precision:)`.
     @discardableResult
-    public static func convertONNX(_ path: String, to output: String) throws(FaceEmbedError) -> ConversionSummary {
+    public static func convertONNX(_ path: String, to output: String, precision: ModelPrecision = .float32)
+        throws(FaceEmbedError) -> ConversionSummary
+    {
         let onnx = try ONNXModel(path: path)
         let stem = String(path.split(separator: "/").last ?? "").replacingSuffix(".onnx")
         return try withExtendedLifetime(onnx) { () throws(FaceEmbedError) in
-            try write(try ONNXImporter.importModel(onnx, name: stem), to: output, source: path)
+            try write(try ONNXImporter.importModel(onnx, name: stem), to: output, source: path, precision: precision)
         }
     }
 
-    /// Lane-packs, validates and writes an imported model; errors in the plan are attributed to `source`.
+    /// Quantizes (for `.int8`), lane-packs, validates and writes an imported model; errors in the plan are attributed
+    /// to `source`.
     private static func write(
         _ imported: ImportedModel, to output: String,
-        source: String
+        source: String, precision: ModelPrecision
     ) throws(FaceEmbedError) -> ConversionSummary {
-        let model = imported.lanePacked(), p = model.plan
+        let model = (precision == .int8 ? imported.quantized() : imported).lanePacked(), p = model.plan
         try FlatFile.validate(p, embeddingSize: p.embeddingSize) { .unsupportedModel(file: source, reason: $0) }
         try FlatFile.write(model, to: output)
         return ConversionSummary(
             kind: p.kind, name: p.name, embeddingSize: p.embeddingSize, layers: p.layers.count,
-            parameters: p.parameterCount, multiplyAdds: p.macs)
+            parameters: p.parameterCount, multiplyAdds: p.macs, precision: p.precision)
     }
 }
 

@@ -14,9 +14,13 @@ extension FlatFile {
     // MARK: Writing
 
     /// Writes `model` to `path`, producing and writing one tensor at a time. Denormal weights are flushed to zero;
-    /// NaN or infinite weights are refused.
-    static func write(_ model: ImportedModel, to path: String) throws(FaceEmbedError) {
-        let layout = FileLayout(model.plan)
+    /// NaN or infinite weights are refused. `version` 2 (no element types; float32 models only) is for the tests
+    /// that check old files still load.
+    static func write(_ model: ImportedModel, to path: String, version: UInt32 = version) throws(FaceEmbedError) {
+        guard version == 3 || model.plan.tensors.allSatisfy({ $0.elementType == .float32 }) else {
+            throw .invalidArgument("format version \(version) cannot hold int8 tensors")
+        }
+        let layout = FileLayout(model.plan, typed: version >= 3)
         try writeAtomically(path) { (f: UnsafeMutablePointer<FILE>) throws(FaceEmbedError) in
             var sink = FileSink(file: f), h = fnvOffset
             sink.put([UInt8](repeating: 0, count: headerSize))  // the header, written last, when the checksum is known
@@ -28,7 +32,7 @@ extension FlatFile {
                 sink.put(chunk)
             }
             guard fseek(f, 0, SEEK_SET) == 0 else { throw .io(file: path, reason: "cannot seek") }
-            sink.put(header(model.plan, layout, checksum: h))
+            sink.put(header(model.plan, layout, version: version, checksum: h))
             guard sink.ok, fflush(f) == 0 else {
                 throw .io(file: path, reason: "write failed: \(String(cString: strerror(errno)))")
             }
@@ -61,7 +65,8 @@ extension FlatFile {
         }
     }
 
-    /// Tensor `i`'s data as stored: float32 little-endian, denormals flushed, padded to the alignment.
+    /// Tensor `i`'s data as stored: float32 little-endian, denormals flushed, or int8 (from floats holding whole
+    /// numbers in −127…127), padded to the alignment.
     private static func tensorBytes(_ model: ImportedModel, _ i: Int, path: String) throws(FaceEmbedError) -> [UInt8] {
         let t = model.plan.tensors[i]
         let data = model.produce[i]()
@@ -71,6 +76,16 @@ extension FlatFile {
                 reason: "tensor \(t.name) produced \(data.count) values for shape \(t.shape)")
         }
         var chunk = ByteWriter()
+        if t.elementType == .int8 {
+            for (j, v) in data.enumerated() {
+                guard v == v.rounded(), abs(v) <= 127 else {
+                    throw .invalidWeights(file: path, reason: "tensor \(t.name) holds \(v) at \(j), not an int8 weight")
+                }
+                chunk.bytes.append(UInt8(bitPattern: Int8(v)))
+            }
+            chunk.pad(to: aligned(t.count))
+            return chunk.bytes
+        }
         chunk.bytes.reserveCapacity(aligned(t.count * 4))
         for (j, v) in data.enumerated() {
             guard v.isFinite else {
@@ -82,7 +97,7 @@ extension FlatFile {
         return chunk.bytes
     }
 
-    private static func header(_ plan: ModelPlan, _ layout: FileLayout, checksum: UInt64) -> [UInt8] {
+    private static func header(_ plan: ModelPlan, _ layout: FileLayout, version: UInt32, checksum: UInt64) -> [UInt8] {
         var header = ByteWriter()
         header.bytes.append(contentsOf: magic)
         header.u32(version); header.u32(headerSize)
@@ -106,7 +121,7 @@ extension FlatFile {
         var table = ByteWriter()
         var tableSize = 0, dataOffset = 0, fileSize = 0
 
-        init(_ plan: ModelPlan) {
+        init(_ plan: ModelPlan, typed: Bool) {
             for v in plan.values { table.u32(v.c); table.u32(v.h); table.u32(v.w) }
             for layer in plan.layers {
                 let fields = layerFields(layer)
@@ -120,26 +135,27 @@ extension FlatFile {
             }
             // Offsets are known before any data is produced: the tables' size does not depend on them.
             var probe = table
-            for t in plan.tensors { tensorRecord(&probe, t, offset: 0) }
+            for t in plan.tensors { tensorRecord(&probe, t, offset: 0, typed: typed) }
             tableSize = probe.bytes.count
             dataOffset = aligned(headerSize + tableSize)
             var cursor = dataOffset
             for t in plan.tensors {
-                tensorRecord(&table, t, offset: cursor)
-                cursor = aligned(cursor + t.count * 4)
+                tensorRecord(&table, t, offset: cursor, typed: typed)
+                cursor = aligned(cursor + t.count * t.elementType.size)
             }
             fileSize = cursor
             table.pad(to: dataOffset - headerSize)
         }
     }
 
-    fileprivate static func tensorRecord(_ w: inout ByteWriter, _ t: TensorInfo, offset: Int) {
+    fileprivate static func tensorRecord(_ w: inout ByteWriter, _ t: TensorInfo, offset: Int, typed: Bool) {
         let name = Array(t.name.utf8)
         w.u32(name.count); w.bytes += name
         w.pad(to: (w.bytes.count + 3) / 4 * 4)
         w.u32(t.shape.count)
         for d in t.shape { w.u32(d) }
         w.u64(offset); w.u64(t.count)
+        if typed { w.u32(t.elementType.rawValue) }
     }
 }
 

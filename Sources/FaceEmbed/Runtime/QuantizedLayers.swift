@@ -1,0 +1,125 @@
+// The network's int8 layers (Plan/QuantizedPlan.swift): the weights stay in the mapped file, in the layout the 8-bit
+// kernels read; what the kernels need beyond them (the zero-point compensation, and for a layer with 16-bit
+// activations the weights widened to int16) is computed once when the model loads. Each run quantizes the layer's
+// input with a scale from its own max |x| (QuantizedConvolution.swift), so no activation ranges are stored.
+//
+// Scratch (all in `Workspace.shared`): for a convolution with an input affine, the affine's output first (the
+// quantized kernels take the input as it is, and padding stays the zero point); then the kernel's own bytes.
+
+/// A quantized layer's weights as the integer kernels read them.
+final class QuantizedLayerWeights: @unchecked Sendable {
+    let outC: Int, k: Int
+    let activations: QuantizedPrecision
+    private let packed: UnsafeRawPointer
+    private let scales: UnsafePointer<Float>
+    private let compensation: [Int32]
+    private let maxAbsRowSum: Int
+    /// The int16 weights of a 16-bit layer, [blk][⌈K/2⌉][16][2] (QuantizedWeights.swift); nil for 8 bits.
+    private let widened: [Int16]?
+
+    /// `packed` and `scales` point into the mapped file, whose data `FlatFile.read` has checked.
+    init(packed: UnsafePointer<Int8>, scales: UnsafePointer<Float>, outC: Int, k: Int, activations: QuantizedPrecision)
+    {
+        self.outC = outC; self.k = k; self.activations = activations; self.scales = scales
+        self.packed = UnsafeRawPointer(packed)
+        // Checked by `FlatFile.checkQuantizedData` when the file was read.
+        let sums = try! Int8WeightSums(packed, outC: outC, k: k)
+        maxAbsRowSum = sums.maxAbsRowSum
+        if activations == .int8 {
+            compensation = sums.compensation; widened = nil
+            return
+        }
+        let k4 = (k + 3) / 4, k2 = (k + 1) / 2, blocks = (outC + weightLanes - 1) / weightLanes
+        var wide = [Int16](repeating: 0, count: blocks * k2 * weightLanes * 2)
+        for c in 0..<outC {
+            for kk in 0..<k {
+                let q = packed[((c / weightLanes * k4 + kk / 4) * weightLanes + c % weightLanes) * 4 + kk % 4]
+                wide[((c / weightLanes * k2 + kk / 2) * weightLanes + c % weightLanes) * 2 + kk % 2] = Int16(q)
+            }
+        }
+        widened = wide
+        compensation = [Int32](repeating: 0, count: blocks * weightLanes)
+    }
+
+    /// Calls `body` with the kernels' view of the weights, valid only during the call.
+    func withPointers<R>(_ body: (QuantizedWeightPointers) -> R) -> R {
+        compensation.withUnsafeBufferPointer { c in
+            func call(_ weights: UnsafeRawPointer) -> R {
+                body(
+                    QuantizedWeightPointers(
+                        precision: activations, outC: outC, k: k, packed: weights, scales: scales,
+                        compensation: c.baseAddress!, maxAbsRowSum: maxAbsRowSum))
+            }
+            guard let widened else { return call(packed) }
+            return widened.withUnsafeBytes { call($0.baseAddress!) }
+        }
+    }
+}
+
+extension LayerKernel {
+    /// The kernel of a quantized layer, its weights at `base + offsets[tensor]`; nil for any other layer.
+    static func quantized(_ layer: Layer, base: UnsafeRawPointer, offsets: [Int]) -> LayerKernel? {
+        guard let q = layer.quantization, let rows = layer.quantizedRows else { return nil }
+        let weights = QuantizedLayerWeights(
+            packed: (base + offsets[layer.weightTensor]).assumingMemoryBound(to: Int8.self),
+            scales: (base + offsets[q.scales]).assumingMemoryBound(to: Float.self), outC: rows.outC, k: rows.k,
+            activations: q.activations)
+        switch layer {
+        case let .convolution(c): return .quantizedConvolution(c, weights)
+        case let .fullyConnected(f): return .quantizedFullyConnected(f, weights)
+        default: return nil
+        }
+    }
+
+    /// Floats of `Workspace.shared` a quantized layer needs (see the top of the file).
+    static func quantizedSharedScratch(_ layer: LayerKernel) -> Int {
+        switch layer {
+        case let .quantizedConvolution(c, w):
+            let g = c.geometry
+            return affineScratch(c) + (quantizedConvolutionScratch(g, precision: w.activations) + 63) / 64 * 16
+        case let .quantizedFullyConnected(f, w):
+            return (quantizedFullyConnectedScratch(inFeatures: f.inFeatures, precision: w.activations) + 63) / 64 * 16
+        default:
+            return 0
+        }
+    }
+
+    /// Floats that hold a quantized convolution's input after its input affine (0 without one), whole cache lines.
+    static func affineScratch(_ c: ConvLayer) -> Int {
+        c.inputScale == nil ? 0 : (c.geometry.inC * c.geometry.inH * c.geometry.inW + 15) / 16 * 16
+    }
+}
+
+extension Network {
+    /// Runs a quantized convolution: the input affine first if there is one, then the integer kernel.
+    func quantizedConvolve(_ c: ConvLayer, _ weights: QuantizedLayerWeights, _ w: Workspace, threads: Int) {
+        let g = c.geometry
+        var input = UnsafePointer(value(c.input, w))
+        if let s = c.inputScale, let t = c.inputShift {
+            channelAffine(
+                input: input, scale: tensors[s], shift: tensors[t], slope: nil, output: w.shared, channels: g.inC,
+                plane: g.inH * g.inW)
+            input = UnsafePointer(w.shared)
+        }
+        let epilogue = Epilogue(
+            bias: tensors[c.bias], slope: c.slope.map { tensors[$0] },
+            residual: c.residual.map { UnsafePointer(value($0, w)) })
+        weights.withPointers { p in
+            _ = quantizedConvolution(
+                g, input: input, weights: p, range: nil, output: .float(value(c.output, w), epilogue),
+                scratch: UnsafeMutableRawPointer(w.shared + LayerKernel.affineScratch(c)), threads: threads)
+        }
+    }
+
+    /// Runs a quantized fully connected layer.
+    func quantizedFullyConnect(
+        _ f: FullyConnectedLayer, _ weights: QuantizedLayerWeights, _ w: Workspace, threads: Int
+    ) {
+        let epilogue = Epilogue(bias: tensors[f.bias], slope: nil, residual: nil)
+        weights.withPointers { p in
+            _ = quantizedFullyConnected(
+                input: value(f.input, w), weights: p, range: nil, output: .float(value(f.output, w), epilogue),
+                scratch: UnsafeMutableRawPointer(w.shared), threads: threads)
+        }
+    }
+}
