@@ -213,6 +213,20 @@ struct DetectionDecodingTests {
         #expect(SCRFDDecoding.select([], count: 2, photoWidth: 30, photoHeight: 30).isEmpty)
     }
 
+    @Test func brokenOutputsGiveNoFaceRatherThanANonFiniteOne() {
+        var raw = randomLevels(size: 64, seed: 5)
+        raw[0].scores = raw[0].scores.map { _ in 0 }
+        raw[1].scores = raw[1].scores.map { _ in 0 }
+        raw[2].scores = [.nan, 0.9, 0.8, 0.7, 0.6, 0.55, 0.52, 0.51]
+        raw[2].boxes[1 * 4 + 2] = .infinity
+        raw[2].points[2 * 10 + 7] = .nan
+        let box = Letterbox(photoWidth: 64, photoHeight: 64, width: 64, height: 64)
+        let options = DetectionOptions(inputWidth: 64, inputHeight: 64, nmsThreshold: 1)
+        let got = decodeRaw(raw, letterbox: box, photoWidth: 64, photoHeight: 64, options: options)
+        // Row 0 has a NaN score, row 1 an infinite distance, row 2 a NaN landmark: rows 3 to 7 remain.
+        #expect(got.map(\.score) == [0.7, 0.6, 0.55, 0.52, 0.51])
+    }
+
     @Test func optionsOutOfRangeAreRejected() throws {
         try DetectionOptions().validate()
         try DetectionOptions(inputWidth: 32, inputHeight: 2048, scoreThreshold: 1, nmsThreshold: 1, maxFaces: 3)

@@ -55,30 +55,32 @@ func letterbox(_ src: CheckedPixels, width: Int, height: Int, into input: Unsafe
     let rows = LinearTaps(count: box.resizedHeight, source: src.height, clampFraction: false)
     let resizer = RowResizer(src, columns: LinearTaps(count: box.resizedWidth, source: src.width, clampFraction: true))
     let plane = width * height, outWidth = box.resizedWidth
-    let padding = normalizedLevels[0]
-    normalizedLevels.withUnsafeBufferPointer { levels in
-        for y in 0..<height {
-            guard y < box.resizedHeight else {
-                for c in 0..<3 { (input + c * plane + y * width).update(repeating: padding, count: width) }
-                continue
+    let padding = normalized(0)
+    for y in 0..<height {
+        guard y < box.resizedHeight else {
+            for c in 0..<3 { (input + c * plane + y * width).update(repeating: padding, count: width) }
+            continue
+        }
+        let (top, bottom) = resizer.rows(rows.first[y], rows.second[y])
+        let w0 = rows.firstWeight[y], w1 = rows.secondWeight[y]
+        for c in 0..<3 {
+            let out = input + c * plane + y * width
+            let s0 = top + c * outWidth, s1 = bottom + c * outWidth
+            for x in 0..<outWidth {
+                out[x] = normalized(blendRows(s0[x], s1[x], w0, w1))
             }
-            let (top, bottom) = resizer.rows(rows.first[y], rows.second[y])
-            let w0 = rows.firstWeight[y], w1 = rows.secondWeight[y]
-            for c in 0..<3 {
-                let out = input + c * plane + y * width
-                let s0 = top + c * outWidth, s1 = bottom + c * outWidth
-                for x in 0..<outWidth {
-                    out[x] = levels[Int(blendRows(s0[x], s1[x], w0, w1))]
-                }
-                (out + outWidth).update(repeating: padding, count: width - outWidth)
-            }
+            (out + outWidth).update(repeating: padding, count: width - outWidth)
         }
     }
     return box
 }
 
-/// `(p - 127.5) / 128` for every 8-bit level p, in float32 as numpy computes it.
-private let normalizedLevels: [Float] = (0..<256).map { (Float($0) - 127.5) / 128 }
+/// `(p - 127.5) / 128` in float32 as numpy computes it (both steps are exact, so the multiply by 2⁻⁷ equals the
+/// division bit for bit, and the loop vectorizes).
+@inline(__always)
+private func normalized(_ level: Int32) -> Float {
+    (Float(level) - 127.5) * 0.0078125
+}
 
 /// OpenCV's vertical step: each horizontally resized value (scaled by 2048) shifted right by 4, times its 11-bit
 /// weight keeping the high 16 bits (a 16-bit SIMD multiply-high), summed and rounded with `(+ 2) >> 2`, clamped.
