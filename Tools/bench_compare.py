@@ -11,7 +11,9 @@ What it does:
      of traits (.build-bench-native, "native flags", how 0.2 was built for speed), and with
      `--disable-default-traits` (.build-bench-portable, the portable kernels, "portable");
   2. converts the real y1 (../shared/models/mobilefacenet-arcface) and the seeded-random r100
-     (Fixtures-local/r100, made by `python Tools/make_fixtures.py --local`) with `faceembed convert`;
+     (Fixtures-local/r100, made by `python Tools/make_fixtures.py --local`) with `faceembed convert`, and the SCRFD
+     face detector (Models/scrfd_500m_bnkps.onnx, fetched by Models/fetch_default_model.sh), timed on a 640x640
+     input: the network alone, what each runtime's inference call does (FaceEmbed: `bench` on the detector file);
   3. exports the same MXNet symbol + params to ONNX (mxnet.onnx, MXNet 1.9.1), and from ONNX to ncnn with pnnx;
   4. runs every runtime in its own process (so each gets its own thread settings and peak-RSS figure), interleaved
      round by round: per round, one process per runtime, each timing `--iterations` calls after `--warmup`;
@@ -40,8 +42,10 @@ SIDE = 112
 MODELS = {
     "y1": {"dir": os.path.join(ROOT, "..", "shared", "models", "mobilefacenet-arcface"), "label": "y1 MobileFaceNet"},
     "r100": {"dir": os.path.join(ROOT, "Fixtures-local", "r100"), "label": "ResNet100-IR (seeded random weights)"},
+    "scrfd": {"onnx": os.path.join(ROOT, "Models", "scrfd_500m_bnkps.onnx"), "side": 640,
+              "label": "SCRFD-500M face detector, 640x640 input"},
 }
-CONFIGS = [("y1", 1, 1), ("y1", 1, 2), ("y1", 8, 2), ("r100", 1, 1), ("r100", 1, 2)]
+CONFIGS = [("y1", 1, 1), ("y1", 1, 2), ("y1", 8, 2), ("r100", 1, 1), ("r100", 1, 2), ("scrfd", 1, 1), ("scrfd", 1, 2)]
 PEERS = ["openvino", "openvino-f32", "ncnn", "ncnn-f32", "onnxruntime", "mxnet"]
 # A "-f32" peer is its runtime forced to float32 arithmetic; the plain name is the runtime at its defaults.
 
@@ -155,7 +159,10 @@ WORKERS = {"onnxruntime": onnxruntime_call, "openvino": openvino_call, "ncnn": n
 def worker(a):
     import numpy as np
     rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, size=(a.batch, 3, SIDE, SIDE)).astype(np.float32)
+    if a.side == SIDE:
+        x = rng.uniform(0, 255, size=(a.batch, 3, SIDE, SIDE)).astype(np.float32)
+    else:  # a detector takes its input normalised: (pixel - 127.5) / 128
+        x = rng.uniform(-1, 1, size=(a.batch, 3, a.side, a.side)).astype(np.float32)
     if a.worker not in WORKERS:
         raise SystemExit("unknown worker " + a.worker)
     call, precision = WORKERS[a.worker](a, x)
@@ -278,6 +285,7 @@ def main():
     ap.add_argument("--precision", choices=["default", "f32"], default="default",
                     help="worker: the runtime's default arithmetic, or forced to float32")
     ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--side", type=int, default=SIDE, help="worker: input height and width")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--iterations", type=int, default=0, help="timed calls per process (default: 40 y1, 8 r100)")
     ap.add_argument("--warmup", type=int, default=3)
@@ -305,6 +313,15 @@ def main():
     for name, m in MODELS.items():
         if a.only and name != a.only:
             continue
+        if "onnx" in m:
+            if not os.path.exists(m["onnx"]):
+                notes[name] = f"{m['onnx']} is missing (bash Models/fetch_default_model.sh)"
+                continue
+            feb = os.path.join(work, name + ".feb")
+            run([converter, "convert", m["onnx"], "-o", feb], stdout=subprocess.DEVNULL)
+            files[name] = {"feb": feb, "mxnet": None, ("onnx", 1): (m["onnx"], None),
+                           "ncnn": (None, "not converted (the detector is compared with ONNX Runtime and OpenVINO)")}
+            continue
         if not os.path.exists(os.path.join(m["dir"], "model-0000.params")):
             notes[name] = f"{m['dir']} has no model-0000.params (r100: python Tools/make_fixtures.py --local)"
             continue
@@ -325,7 +342,7 @@ def main():
     for rnd in range(a.rounds):
         for cfg in configs:
             name, batch, threads = cfg
-            iters = a.iterations or (40 if name == "y1" else 8)
+            iters = a.iterations or {"y1": 40, "scrfd": 30}.get(name, 8)
             for runner in runners:
                 if (cfg, runner) in errors:
                     continue
@@ -341,13 +358,15 @@ def main():
                     elif runtime == "ncnn":
                         path, err = files[name]["ncnn"]
                     else:
-                        path, err = files[name]["mxnet"], None
+                        path = files[name]["mxnet"]
+                        err = None if path else "no MXNet model"
                     if err:
                         errors[(cfg, runner)] = err
                         continue
                     cmd = [sys.executable, os.path.abspath(__file__), "--worker", runtime, "--model", path,
                            "--batch", str(batch), "--threads", str(threads), "--iterations", str(iters),
-                           "--warmup", str(a.warmup), "--precision", "f32" if runner.endswith("-f32") else "default"]
+                           "--warmup", str(a.warmup), "--precision", "f32" if runner.endswith("-f32") else "default",
+                           "--side", str(MODELS[name].get("side", SIDE))]
                     # MXNET_SUBGRAPH_BACKEND=NONE: with its MKLDNN subgraph fusions, reading fc1_output fails
                     # ("We can't generate TBlob for MKLDNN data"); plain MKLDNN operators are still used.
                     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MXNET_CPU_WORKER_NTHREADS="1",
