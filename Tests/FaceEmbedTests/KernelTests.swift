@@ -1,4 +1,5 @@
 import FaceEmbedTestSupport
+import Foundation
 import Testing
 
 @testable import FaceEmbed
