@@ -19,7 +19,7 @@ struct WinogradTests {
     static let cases: [Case] = [
         Case(c: 16, h: 14, w: 14, oc: 16, p: 1),
         Case(c: 17, h: 13, w: 11, oc: 23, p: 1),
-        Case(c: 32, h: 28, w: 28, oc: 20, p: 1),
+        Case(c: 32, h: 28, w: 28, oc: 36, p: 1),
         Case(c: 19, h: 15, w: 13, oc: 16, p: 0),
         Case(c: 16, h: 12, w: 17, oc: 31, p: 2),
         Case(c: 64, h: 7, w: 30, oc: 64, p: 1),

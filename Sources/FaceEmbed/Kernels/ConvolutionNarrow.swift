@@ -13,9 +13,11 @@
 // of a row is moved back to end at the row's end (both recompute and store the same values). Channel groups start
 // at multiples of 8 (then 4 for the last), so a group never crosses a block of 16 lane-packed channels.
 
-/// Whether `.narrow` runs `g`: few output channels, stride 1, rows of at least 16 pixels.
+/// Whether `.narrow` runs `g`: few output channels, stride 1, rows of at least 16 pixels. 16 channels fill a
+/// vector of the GEMM and Winograd kernels, which are then faster.
 func narrowApplies(_ g: ConvGeometry) -> Bool {
-    g.groups == 1 && g.strideH == 1 && g.strideW == 1 && g.outC <= 24 && g.outW >= 16 && !g.isPointwise
+    g.groups == 1 && g.strideH == 1 && g.strideW == 1 && g.outC <= 24 && g.outC != weightLanes && g.outW >= 16
+        && !g.isPointwise
 }
 
 /// Shared scratch floats of `.narrow`: the zero-padded input.

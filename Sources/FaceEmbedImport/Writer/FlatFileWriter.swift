@@ -20,6 +20,9 @@ extension FlatFile {
         guard version == 3 || model.plan.tensors.allSatisfy({ $0.elementType == .float32 }) else {
             throw .invalidArgument("format version \(version) cannot hold int8 tensors")
         }
+        guard version == 3 || (model.plan.outputs.count == 1 && model.plan.kind != .faceDetector) else {
+            throw .invalidArgument("format version \(version) holds one output, the embedding")
+        }
         let layout = FileLayout(model.plan, typed: version >= 3)
         try writeAtomically(path) { (f: UnsafeMutablePointer<FILE>) throws(FaceEmbedError) in
             var sink = FileSink(file: f), h = fnvOffset
@@ -106,7 +109,7 @@ extension FlatFile {
         header.u32(plan.channelOrder.rawValue)
         header.u32(plan.inputMean.bitPattern); header.u32(plan.inputScale.bitPattern)
         header.u32(plan.values.count); header.u32(plan.layers.count); header.u32(plan.tensors.count)
-        header.u32(plan.outputs.count)
+        header.u32(version >= 3 ? plan.outputs.count : plan.output)
         header.u64(layout.fileSize); header.u64(headerSize); header.u64(layout.tableSize); header.u64(layout.dataOffset)
         header.u64(checksum)
         var name = Array(plan.name.utf8.prefix(23))
@@ -128,7 +131,7 @@ extension FlatFile {
                 table.u32(layerCode(layer)); table.u32(fields.count)
                 for f in fields { table.i32(f) }
             }
-            for o in plan.outputs {
+            for o in plan.outputs where typed {
                 let name = Array(o.name.utf8)
                 table.u32(o.value); table.u32(name.count); table.bytes += name
                 table.pad(to: (table.bytes.count + 3) / 4 * 4)
