@@ -66,8 +66,7 @@ extension Commands {
     }
 
     /// Starts the decoders on `source` and runs the model over it into `sink`, with the batch options of `a`.
-    static func runBatch(_ a: Arguments, model: FaceModel, source: PathSource, sink: BatchSink) throws -> BatchCounts
-    {
+    static func runBatch(_ a: Arguments, model: FaceModel, source: PathSource, sink: BatchSink) throws -> BatchCounts {
         let batch = try a.int("--batch", default: 8, in: 1...4096)
         let decoders = try a.int("--decoders", default: 1, in: 1...64)
         let pipeline = DecodePipeline(

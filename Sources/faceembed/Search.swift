@@ -165,7 +165,9 @@ final class SearchSink: BatchSink {
     func failed(_ path: String, _ error: FaceEmbedError) throws { pending.append(.failed(path: path, error)) }
 
     func endBatch() throws {
-        let queries = pending.compactMap { q -> Embedding? in if case .face(_, _, let e) = q { return e } else { return nil } }
+        let queries = pending.compactMap { q -> Embedding? in
+            if case .face(_, _, let e) = q { return e } else { return nil }
+        }
         var answers = try gallery.search(queries, top: top, threads: threads)[...]
         for q in pending {
             switch q {
@@ -183,7 +185,8 @@ final class SearchSink: BatchSink {
                     + "\"similarity\":\(JSONLines.number(m.similarity))}"
             }
             try StandardOutput.writeLine(
-                "{\"path\":\(Commands.jsonString(path)),\"face\":\(index),\"matches\":[\(items.joined(separator: ","))]}")
+                "{\"path\":\(Commands.jsonString(path)),\"face\":\(index),\"matches\":[\(items.joined(separator: ","))]}"
+            )
         } else {
             let lines = matches.enumerated().map { r, m in
                 "\(String(r + 1).leftPadded(to: 5))  \(Commands.format(m.similarity))  \(m.id)"
