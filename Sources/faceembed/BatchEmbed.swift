@@ -10,8 +10,8 @@ extension Commands {
         usage: faceembed embed --files-from LIST [options]
 
         Embeds every image listed in LIST (one path a line, - for standard input; blank lines are
-        skipped), streaming: decoder threads work ahead while the model embeds batches, and memory stays
-        flat however long the list. For now each image must be an aligned 112x112 face (face 0).
+        skipped), streaming: one worker per core decodes a batch of files and embeds it while the others
+        do the same with the next batches, and memory stays flat however long the list. For now each image must be an aligned 112x112 face (face 0).
 
         Standard output gets one JSON Lines record per face, written whole as its batch finishes:
           {"path":"a.jpg","face":0,"box":null,"score":null,"landmarks":null,"model":"MobileFaceNet",\
@@ -31,14 +31,14 @@ extension Commands {
           -o, --output FILE   with --format npy: the matrix file, FILE.npy (the ids go to FILE.ids.txt);
                               the header's row count is updated after every batch
           --model PATH        FaceEmbed weight file (default: $FACEEMBED_MODEL, then \(ModelLookup.candidates.joined(separator: ", ")))
-          --threads N         threads the model uses (default: all cores)
-          --decoders N        threads decoding images ahead of the model (default 1)
-          --batch N           faces per model call (default 8)
+          --threads N         worker threads, each decoding and embedding a batch at a time (default: all
+                              cores)
+          --batch N           files per batch: decoded, then embedded in one call (default 8)
           -h, --help          show this help
         """
 
     /// The options every batch command shares (embed --files-from, enroll from a folder, search).
-    static let batchValued: Set<String> = ["--files-from", "--model", "--threads", "--decoders", "--batch"]
+    static let batchValued: Set<String> = ["--files-from", "--model", "--threads", "--batch"]
 
     /// True when `argv` asks `embed` for the batch mode.
     static func wantsBatch(_ argv: [String]) -> Bool {
@@ -57,7 +57,7 @@ extension Commands {
         let output = a.options["--output"]
         if format == "npy", output == nil { throw UsageError("--format npy needs -o FILE.npy") }
         if format == "jsonl", output != nil { throw UsageError("-o is for --format npy; JSON Lines go to stdout") }
-        let model = try Commands.model(a)
+        let model = try batchModel(a)
         let source = try PathList(path: list)
         let sink: BatchSink =
             try output.map { try NPYSink(path: $0, dimension: model.embeddingSize) } ?? JSONLSink(model: model)
@@ -65,13 +65,23 @@ extension Commands {
         return reportFailures(counts, of: "files")
     }
 
-    /// Starts the decoders on `source` and runs the model over it into `sink`, with the batch options of `a`.
+    /// The model of a batch command, single-threaded: the batch workers are the parallelism.
+    static func batchModel(_ a: Arguments) throws -> FaceModel {
+        try FaceModel(contentsOf: try ModelLookup.path(a.options["--model"]), threads: 1)
+    }
+
+    /// Worker threads of a batch command: --threads, or all cores.
+    static func batchWorkers(_ a: Arguments) throws -> Int {
+        let threads = try a.int("--threads", default: 0, in: 0...256)
+        return threads == 0 ? ProcessInfo.processInfo.activeProcessorCount : threads
+    }
+
+    /// Runs `model` over the files of `source` into `sink`, with the batch options of `a`.
     static func runBatch(_ a: Arguments, model: FaceModel, source: PathSource, sink: BatchSink) throws -> BatchCounts {
-        let batch = try a.int("--batch", default: 8, in: 1...4096)
-        let decoders = try a.int("--decoders", default: 1, in: 1...64)
-        let pipeline = DecodePipeline(
-            source: source, finder: AlignedFaceFinder(), decoders: decoders, ahead: 4 * batch)
-        return try BatchRun(model: model, batch: batch, progress: BatchProgress.ifTerminal()).run(pipeline, into: sink)
+        let pipeline = EmbedPipeline(
+            source: source, finder: AlignedFaceFinder(), model: model, workers: try batchWorkers(a),
+            batch: try a.int("--batch", default: 8, in: 1...4096))
+        return try pipeline.run(into: sink, progress: BatchProgress.ifTerminal())
     }
 
     /// Says on standard error how many inputs failed, if any: exit status 2 then, else 0.
@@ -131,10 +141,8 @@ final class JSONLSink: BatchSink {
 
     init(model: FaceModel) { modelName = model.name }
 
-    func record(_ path: String, _ faces: [FoundFace], _ embeddings: [Embedding]) throws {
-        for (face, e) in zip(faces, embeddings) {
-            try StandardOutput.writeLine(JSONLines.face(path, face, model: modelName, e))
-        }
+    func record(_ path: String, _ faces: [EmbeddedFace]) throws {
+        for f in faces { try StandardOutput.writeLine(JSONLines.face(path, f.face, model: modelName, f.embedding)) }
     }
 
     func failed(_ path: String, _ error: FaceEmbedError) throws {
@@ -180,16 +188,16 @@ final class NPYSink: BatchSink {
         return [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(length & 0xFF), UInt8(length >> 8)] + Array(text.utf8)
     }
 
-    func record(_ path: String, _ faces: [FoundFace], _ embeddings: [Embedding]) throws {
+    func record(_ path: String, _ faces: [EmbeddedFace]) throws {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(embeddings.count * dimension * 4)
-        for e in embeddings {
-            for v in e.values { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes += $0 } }
+        bytes.reserveCapacity(faces.count * dimension * 4)
+        for f in faces {
+            for v in f.embedding.values { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes += $0 } }
         }
         try StandardOutput.writeAll(matrix, bytes, name: self.path)
-        let lines = faces.map { "\(path)\t\($0.index)\n" }.joined()
+        let lines = faces.map { "\(path)\t\($0.face.index)\n" }.joined()
         try StandardOutput.writeAll(ids, Array(lines.utf8), name: idsPath)
-        rows += embeddings.count
+        rows += faces.count
     }
 
     func failed(_ path: String, _ error: FaceEmbedError) throws {

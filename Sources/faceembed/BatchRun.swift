@@ -1,14 +1,13 @@
 import FaceEmbed
 import Foundation
 
-// The consumer side of the batch commands: takes decoded files from a `DecodePipeline` in list order, embeds their
-// faces `batch` at a time (the model shares each batch across its threads while the decoders work ahead), and hands
-// every file's result to a `BatchSink` in list order. Only the files of the current batch are held.
+// The consumer side of the batch commands: takes the embedded batches of an `EmbedPipeline` in list order and hands
+// every file's result to a `BatchSink`, in list order.
 
 /// Where a batch run's results go, file by file in list order.
 protocol BatchSink: AnyObject {
-    /// The faces of the file at `path` and their unit-length embeddings, in face order.
-    func record(_ path: String, _ faces: [FoundFace], _ embeddings: [Embedding]) throws
+    /// The faces of the file at `path` with their unit-length embeddings, in face order.
+    func record(_ path: String, _ faces: [EmbeddedFace]) throws
     /// The file at `path` gave no faces, because of `error`.
     func failed(_ path: String, _ error: FaceEmbedError) throws
     /// The end of a batch: every result so far has been handed over.
@@ -20,66 +19,27 @@ struct BatchCounts {
     var files = 0, faces = 0, errors = 0
 }
 
-/// Embeds the files of a pipeline in batches and passes the results on.
-struct BatchRun {
-    let model: FaceModel
-    /// Faces per model call.
-    let batch: Int
-    let progress: BatchProgress?
-
-    /// Runs the whole list through `sink`.
-    func run(_ pipeline: DecodePipeline, into sink: BatchSink) throws -> BatchCounts {
+extension EmbedPipeline {
+    /// Runs the whole list through `sink`, updating `progress` after every batch.
+    func run(into sink: BatchSink, progress: BatchProgress?) throws -> BatchCounts {
         var counts = BatchCounts()
-        var pending: [DecodedFile] = [], faces = 0
-        while let file = try pipeline.next() {
-            pending.append(file)
-            if case .success(let found) = file.faces { faces += found.count }
-            if faces >= batch {
-                try flush(pending, sink, &counts)
-                pending.removeAll(keepingCapacity: true)
-                faces = 0
-            }
-        }
-        try flush(pending, sink, &counts)
-        progress?.finish(counts)
-        return counts
-    }
-
-    /// Embeds the faces of `files` in one call and hands each file's result to `sink`.
-    private func flush(_ files: [DecodedFile], _ sink: BatchSink, _ counts: inout BatchCounts) throws {
-        guard !files.isEmpty else { return }
-        let crops = files.flatMap { file in (try? file.faces.get()) ?? [] }.map(\.aligned)
-        let embeddings = crops.isEmpty ? [] : try model.embeddings(for: crops).map(\.normalized)
-        var next = 0
-        for file in files {
-            counts.files += 1
-            switch file.faces {
-            case .failure(let error):
-                counts.errors += 1
-                try sink.failed(file.path, error)
-            case .success(let found):
-                let mine = Array(embeddings[next..<next + found.count])
-                next += found.count
-                if let error = BatchRun.problem(file.path, mine) {
+        while let files = try next() {
+            for file in files {
+                counts.files += 1
+                switch file.faces {
+                case .failure(let error):
                     counts.errors += 1
                     try sink.failed(file.path, error)
-                } else {
-                    counts.faces += found.count
-                    try sink.record(file.path, found, mine)
+                case .success(let faces):
+                    counts.faces += faces.count
+                    try sink.record(file.path, faces)
                 }
             }
+            try sink.endBatch()
+            progress?.update(counts)
         }
-        try sink.endBatch()
-        progress?.update(counts)
-    }
-
-    /// Why a file's embeddings give no records: no face at all, or a value that is not finite.
-    private static func problem(_ path: String, _ embeddings: [Embedding]) -> FaceEmbedError? {
-        if embeddings.isEmpty { return .invalidImage(file: path, reason: "no face found") }
-        if embeddings.contains(where: { !$0.values.allSatisfy(\.isFinite) }) {
-            return .invalidImage(file: path, reason: "the model gave an embedding that is not finite")
-        }
-        return nil
+        progress?.finish(counts)
+        return counts
     }
 }
 

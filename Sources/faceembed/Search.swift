@@ -26,9 +26,9 @@ extension Commands {
           --int8              also store the int8 copy of every row: an exact first pass about four times
                               faster to search, for a quarter more bytes
           --model PATH        for a folder: FaceEmbed weight file (default: $FACEEMBED_MODEL, then \(ModelLookup.candidates.joined(separator: ", ")))
-          --threads N         for a folder: threads the model uses (default: all cores)
-          --decoders N        for a folder: threads decoding images ahead of the model (default 1)
-          --batch N           for a folder: faces per model call (default 8)
+          --threads N         for a folder: worker threads, each decoding and embedding a batch at a time
+                              (default: all cores)
+          --batch N           for a folder: files per batch (default 8)
           -h, --help          show this help
         """
 
@@ -52,7 +52,7 @@ extension Commands {
     }
 
     private static func enrollFolder(_ a: Arguments, folder: String, gallery: String, quantized: Bool) throws -> Int32 {
-        let model = try Commands.model(a)
+        let model = try batchModel(a)
         let walk = try FolderWalk(root: folder)
         let sink = GallerySink(
             try GalleryWriter(path: gallery, dimension: model.embeddingSize, quantized: quantized), walk: walk)
@@ -86,9 +86,9 @@ extension Commands {
           --files-from LIST   the query paths, one a line (- for standard input), instead of arguments
           --model PATH        FaceEmbed weight file, the one the gallery was made with (default: \
         $FACEEMBED_MODEL, then \(ModelLookup.candidates.joined(separator: ", ")))
-          --threads N         threads the model and the search use (default: all cores)
-          --decoders N        threads decoding images ahead of the model (default 1)
-          --batch N           faces per model call and per search (default 8)
+          --threads N         worker threads (each decoding and embedding a batch of queries at a time) and
+                              search threads (default: all cores)
+          --batch N           query files per batch: embedded in one call, searched together (default 8)
           -h, --help          show this help
         """
 
@@ -101,14 +101,14 @@ extension Commands {
         guard (list == nil) != a.positional.isEmpty else {
             throw UsageError(list == nil ? "no query image given" : "give the queries as arguments or --files-from")
         }
-        let model = try Commands.model(a)
-        let gallery = try Gallery(contentsOf: path, threads: model.threads)
+        let model = try batchModel(a), threads = try batchWorkers(a)
+        let gallery = try Gallery(contentsOf: path, threads: threads)
         guard gallery.dimension == model.embeddingSize else {
             throw FaceEmbedError.invalidArgument(
                 "\(path) holds \(gallery.dimension)-value embeddings but \(model.path) gives \(model.embeddingSize)")
         }
         let source: PathSource = try list.map { try PathList(path: $0) } ?? ArrayPaths(a.positional)
-        let sink = SearchSink(gallery, top: top, threads: model.threads, json: a.flags.contains("--json"))
+        let sink = SearchSink(gallery, top: top, threads: threads, json: a.flags.contains("--json"))
         return reportFailures(try runBatch(a, model: model, source: source, sink: sink), of: "queries")
     }
 }
@@ -126,10 +126,8 @@ final class GallerySink: BatchSink {
         self.walk = walk
     }
 
-    func record(_ path: String, _ faces: [FoundFace], _ embeddings: [Embedding]) throws {
-        for (face, e) in zip(faces, embeddings) {
-            try writer.append(id: faceID(walk.relative(path), face.index), embedding: e)
-        }
+    func record(_ path: String, _ faces: [EmbeddedFace]) throws {
+        for f in faces { try writer.append(id: faceID(walk.relative(path), f.face.index), embedding: f.embedding) }
     }
 
     func failed(_ path: String, _ error: FaceEmbedError) throws {
@@ -158,8 +156,8 @@ final class SearchSink: BatchSink {
         self.json = json
     }
 
-    func record(_ path: String, _ faces: [FoundFace], _ embeddings: [Embedding]) throws {
-        for (face, e) in zip(faces, embeddings) { pending.append(.face(path: path, index: face.index, e)) }
+    func record(_ path: String, _ faces: [EmbeddedFace]) throws {
+        for f in faces { pending.append(.face(path: path, index: f.face.index, f.embedding)) }
     }
 
     func failed(_ path: String, _ error: FaceEmbedError) throws { pending.append(.failed(path: path, error)) }
