@@ -173,6 +173,25 @@ struct BatchCLITests {
         }
     }
 
+    @Test func enrollFromAFolderLeavesOutFilesThatFailAndSaysSo() throws {
+        let model = try tinyModel()
+        let folder = try scratch("folder-failures")
+        try FileManager.default.createDirectory(
+            at: folder.appendingPathComponent("b"), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: Self.faces[0], toPath: folder.appendingPathComponent("a.ppm").path)
+        try Data("not an image".utf8).write(to: folder.appendingPathComponent("b/bad.jpg"))
+        try Data("ignored: not an image name".utf8).write(to: folder.appendingPathComponent("notes.txt"))
+        try FileManager.default.copyItem(
+            atPath: Self.faces[1], toPath: folder.appendingPathComponent(".hidden.ppm").path)
+        let gallery = TestModels.folder.appendingPathComponent("folder-failures.feg").path
+        let r = try faceembed(["enroll", "--model", model, "--gallery", gallery, folder.path])
+        #expect(r.status == 2 && r.stdout.contains("1 faces of 1 files"), "\(r.stdout)")
+        let lines = r.stderr.split(separator: "\n")
+        #expect(lines.count == 2 && lines[0].contains("b/bad.jpg") && lines[1] == "faceembed: 1 of 2 files failed")
+        let g = try Gallery(contentsOf: gallery)
+        #expect(g.count == 1 && g.id(at: 0) == "a.ppm" && !g.isQuantized)
+    }
+
     @Test func enrollFromRecordsSkipsErrorRecordsAndSearchAnswersInJSON() throws {
         let model = try tinyModel()
         let dir = try scratch("records-enroll")
