@@ -11,7 +11,8 @@ extension Commands {
 
         Embeds every image listed in LIST (one path a line, - for standard input; blank lines are
         skipped), streaming: one worker per core decodes a batch of files and embeds it while the others
-        do the same with the next batches, and memory stays flat however long the list. For now each image must be an aligned 112x112 face (face 0).
+        do the same with the next batches, and memory stays flat however long the list. For now each
+        image must be an aligned 112x112 face (face 0).
 
         Standard output gets one JSON Lines record per face, written whole as its batch finishes:
           {"path":"a.jpg","face":0,"box":null,"score":null,"landmarks":null,"model":"MobileFaceNet",\
