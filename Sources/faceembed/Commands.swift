@@ -83,9 +83,13 @@ enum Commands {
           --json           print [{"file": ..., "embedding": [...]}, ...] (and "face", "box", "score" for a detected face)
           --normalize      print unit-length embeddings instead of raw fc1
           -h, --help       show this help
+
+        Many files: `faceembed embed --files-from LIST` streams JSON Lines or .npy
+        (see `faceembed embed --files-from - --help`).
         """
 
     static func embed(_ argv: [String]) throws -> Int32 {
+        if wantsBatch(argv) { return try batchEmbed(argv) }
         let a = try Arguments(
             argv, valued: detectionOptionNames.union(["--model", "--threads", "--landmarks"]),
             flags: ["--bgr", "--json", "--normalize"])

@@ -17,6 +17,8 @@ let commands: [(name: String, summary: String, run: ([String]) throws -> Int32)]
     ),
     ("info", "describe a FaceEmbed weight file", Commands.info),
     ("bench", "time the model: latency, throughput, GFLOP/s, peak memory, per-layer profile", Commands.bench),
+    ("enroll", "build a gallery file for 1:N search from JSON Lines records or a folder of faces", Commands.enroll),
+    ("search", "find the most similar enrolled faces in a gallery (1:N identification)", Commands.search),
     ("eval-lfw", "LFW verification accuracy (insightface protocol), flip and non-flip", Commands.evalLFW),
     ("compare-models", "cosine of two models' embeddings of the same images", Commands.compareModels),
 ]
