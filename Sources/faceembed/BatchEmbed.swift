@@ -35,11 +35,16 @@ extension Commands {
           --threads N         worker threads, each decoding and embedding a batch at a time (default: all
                               cores)
           --batch N           files per batch: decoded, then embedded in one call (default 8)
+        \(detectionHelp)
+                           (a 112x112 image is embedded as an aligned face; any other goes through the
+                           detector, every face found a record, "no face found" an error record)
           -h, --help          show this help
         """
 
     /// The options every batch command shares (embed --files-from, enroll from a folder, search).
-    static let batchValued: Set<String> = ["--files-from", "--model", "--threads", "--batch"]
+    static let batchValued: Set<String> = detectionOptionNames.union([
+        "--files-from", "--model", "--threads", "--batch",
+    ])
 
     /// True when `argv` asks `embed` for the batch mode.
     static func wantsBatch(_ argv: [String]) -> Bool {
@@ -80,9 +85,24 @@ extension Commands {
     /// Runs `model` over the files of `source` into `sink`, with the batch options of `a`.
     static func runBatch(_ a: Arguments, model: FaceModel, source: PathSource, sink: BatchSink) throws -> BatchCounts {
         let pipeline = EmbedPipeline(
-            source: source, finder: AlignedFaceFinder(), model: model, workers: try batchWorkers(a),
+            source: source, finder: try batchFinder(a), model: model, workers: try batchWorkers(a),
             batch: try a.int("--batch", default: 8, in: 1...4096))
         return try pipeline.run(into: sink, progress: BatchProgress.ifTerminal())
+    }
+
+    /// The per-file step of a batch command: detection when a detector is named or found (single-threaded, like the
+    /// model), else aligned 112x112 images only.
+    static func batchFinder(_ a: Arguments) throws -> any FaceFinder {
+        let path: String
+        if let explicit = a.options["--detector"] {
+            path = explicit
+        } else if let found = try? DetectorLookup.path(nil) {
+            path = found
+        } else {
+            return AlignedFaceFinder()
+        }
+        return DetectingFaceFinder(
+            detector: try FaceDetector(contentsOf: path, threads: 1), options: try detectionOptions(a))
     }
 
     /// Says on standard error how many inputs failed, if any: exit status 2 then, else 0.

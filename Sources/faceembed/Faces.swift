@@ -1,7 +1,8 @@
 import FaceEmbed
 
 // The per-file step of the batch commands (embed --files-from, enroll from a folder, search): the faces of one
-// decoded image, each with its aligned 112x112 crop. Detection plugs in here as another `FaceFinder`.
+// decoded image, each with its aligned 112x112 crop: `AlignedFaceFinder` without a detector, `DetectingFaceFinder`
+// with one.
 
 /// One face of an image, ready to embed.
 struct FoundFace: Sendable {
@@ -43,5 +44,29 @@ struct AlignedFaceFinder: FaceFinder {
                     + "(a photo needs its face located first: landmarks or detection)")
         }
         return [FoundFace(index: 0, aligned: image)]
+    }
+}
+
+/// Takes an image that is exactly 112x112 as one aligned face (face 0), and finds the faces of any other image with
+/// the detector: every face, most confident first, aligned from its five landmarks. A photo without a face is an
+/// error ("no face found"), so that every file of a batch gives a record.
+struct DetectingFaceFinder: FaceFinder {
+    let detector: FaceDetector
+    let options: DetectionOptions
+
+    func faces(in image: RGBImage, file: String) throws(FaceEmbedError) -> [FoundFace] {
+        let s = FaceModel.inputSize
+        if image.width == s, image.height == s { return [FoundFace(index: 0, aligned: image)] }
+        let found = try detector.faces(in: image, options: options)
+        guard !found.isEmpty else { throw .invalidImage(file: file, reason: "no face found") }
+        var faces: [FoundFace] = []
+        for (i, f) in found.enumerated() {
+            faces.append(
+                FoundFace(
+                    index: i, box: [f.box.x1, f.box.y1, f.box.x2, f.box.y2], score: f.score,
+                    landmarks: f.landmarks.points.map { SIMD2(Float($0.x), Float($0.y)) },
+                    aligned: try image.alignedFace(landmarks: f.landmarks)))
+        }
+        return faces
     }
 }
