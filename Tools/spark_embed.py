@@ -125,6 +125,8 @@ def faceembed_command(binary, model, threads, batch):
 
 def embed_rdd(sc, paths, partitions, binary, model, threads=1, batch=8, ship=False):
     """The RDD of output rows (tuples in FIELDS order) of `paths`, in `partitions` slices of consecutive lines."""
+    # The task functions live in this module: the executors' Python workers import it from the file sent here.
+    sc.addPyFile(os.path.abspath(__file__))
     if ship:
         from pyspark import SparkFiles
         sc.addFile(os.path.abspath(binary))
