@@ -4,12 +4,13 @@
     .venv-spark/bin/python Tools/spark_embed.py --manifest LIST --out DIR [--master URL] [--partitions N]
         [--model Models/w600k_mbf.feb] [--faceembed .build/release/faceembed] [--threads 1] [--ship]
 
-The driver reads LIST (one path a line, blank lines skipped; the paths must be readable on every executor) and
-splits it into N partitions of consecutive lines. Each task starts one `faceembed embed --files-from - --threads T`,
-feeds its partition's paths on standard input and parses the JSON Lines records it writes. The task is a pure
-function of its partition: it checks that faceembed answered every path it was given, in order, and fails otherwise
-(a crash, a kill, exit status other than 0 or 2), so Spark retries it from scratch; the Parquet writer commits one
-attempt per task, so every manifest line appears in DIR exactly once, however many attempts ran.
+The driver reads LIST (one path a line, blank lines skipped) and splits it into N partitions of consecutive lines.
+The paths must be readable on every executor, and a relative one resolves in the executor's working directory, not
+the driver's: give absolute paths. Each task starts one `faceembed embed --files-from - --threads T`, feeds its
+partition's paths on standard input and parses the JSON Lines records it writes. The task is a pure function of its
+partition: it checks that faceembed answered every path it was given, in order, and fails otherwise (a crash, a
+kill, exit status other than 0 or 2), so Spark retries it from scratch; the Parquet writer commits one attempt per
+task, so every manifest line appears in DIR exactly once, however many attempts ran.
 
 DIR is one Parquet table, one row per face and one per file that failed:
     line       long           the manifest line (0-based, blank lines not counted): the order of the manifest
@@ -186,9 +187,11 @@ def main():
     elapsed = time.time() - t0
     table = spark.read.parquet(args.out)
     errors = table.filter("error IS NOT NULL").count()
-    print("%s: %d rows (%d error rows) from %d paths, %d partitions, %d executors, %.1f s"
+    # The block managers of the executors plus the driver's (local mode: the driver's alone, and it runs the tasks).
+    executors = sc._jsc.sc().getExecutorMemoryStatus().size() - 1
+    print("%s: %d rows (%d error rows) from %d paths, %d partitions, %s, %.1f s"
           % (args.out, table.count(), errors, len(paths), partitions,
-             len(sc._jsc.sc().getExecutorMemoryStatus()) - 1, elapsed))
+             "%d executors" % executors if executors else "local mode", elapsed))
     spark.stop()
     return 2 if errors else 0
 
