@@ -68,55 +68,62 @@ def row(line, record):
             record["model"], record["dim"], record["embedding"], None)
 
 
+def ordered_rows(lines, records):
+    """The rows of faceembed's `records` for the (line, path) pairs `lines`, checked as they stream: records come in
+    list order, faces 0, 1, ... of each path or one error record. Raises at the first record out of place or when a
+    path is left unanswered."""
+    at, last = 0, None
+    for record in records:
+        if record.get("face", 0) > 0:
+            if last is None or last[1] != record["path"] or last[2] != record["face"] - 1:
+                raise RuntimeError("faceembed gave face %d of %r out of order" % (record["face"], record["path"]))
+            last = row(last[0], record)
+        elif at < len(lines) and record["path"] == lines[at][1]:
+            last = row(lines[at][0], record)
+            at += 1
+        else:
+            raise RuntimeError("faceembed answered %r where %r was expected"
+                               % (record["path"], lines[at][1] if at < len(lines) else None))
+        yield last
+    if at != len(lines):
+        raise RuntimeError("faceembed stopped after %d of %d paths" % (at, len(lines)))
+
+
 def embed_partition(command, lines):
-    """Runs `command` (faceembed embed --files-from - ...) over (line, path) pairs; yields the rows.
+    """Runs `command` (faceembed embed --files-from - ...) over (line, path) pairs; yields the rows as they come.
 
     Raises when faceembed does not answer every path in order or exits other than 0 (all embedded) or 2 (some files
-    failed, each with an error record), so that Spark retries the whole partition."""
+    failed, each with an error record), so that Spark retries the whole partition (the rows of a failed attempt are
+    never committed)."""
     lines = list(lines)
     if not lines:
         return
     proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stderr = []
 
     def feed():
         try:
-            proc.stdin.write("".join(p + "\n" for _, p in lines).encode("utf-8"))
+            with proc.stdin:
+                proc.stdin.write("".join(p + "\n" for _, p in lines).encode("utf-8"))
         except BrokenPipeError:
-            pass
-        finally:
-            try:
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
+            pass  # faceembed stopped reading: its exit status or the record check names the fault
 
-    errors = []
-    drain = threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True)
-    writer = threading.Thread(target=feed, daemon=True)
-    writer.start()
-    drain.start()
-    rows, at = [], 0
-    for text in proc.stdout:
-        record = json.loads(text)
-        # Records come in list order: faces 0, 1, ... of a path, or one error record.
-        if record.get("face", 0) > 0:
-            if not rows or rows[-1][1] != record["path"] or rows[-1][2] != record["face"] - 1:
-                proc.kill()
-                raise RuntimeError("faceembed gave face %d of %r out of order" % (record["face"], record["path"]))
-            rows.append(row(rows[-1][0], record))
-            continue
-        if at >= len(lines) or record["path"] != lines[at][1]:
+    threads = [threading.Thread(target=feed, daemon=True),
+               threading.Thread(target=lambda: stderr.append(proc.stderr.read()), daemon=True)]
+    for t in threads:
+        t.start()
+    try:
+        yield from ordered_rows(lines, (json.loads(text) for text in proc.stdout))
+        status = proc.wait()
+        if status not in (0, 2):
+            for t in threads:
+                t.join()
+            raise RuntimeError("faceembed exited with status %d: %s"
+                               % (status, b"".join(stderr).decode("utf-8", "replace")[-2000:]))
+    finally:
+        if proc.poll() is None:
             proc.kill()
-            raise RuntimeError("faceembed answered %r where %r was expected"
-                               % (record["path"], lines[at][1] if at < len(lines) else None))
-        rows.append(row(lines[at][0], record))
-        at += 1
-    status = proc.wait()
-    writer.join()
-    drain.join()
-    if status not in (0, 2) or at != len(lines):
-        raise RuntimeError("faceembed exited with status %d after %d of %d paths: %s"
-                           % (status, at, len(lines), b"".join(errors).decode("utf-8", "replace")[-2000:]))
-    yield from rows
+        proc.wait()
 
 
 def faceembed_command(binary, model, threads, batch):

@@ -82,6 +82,28 @@ def compare(parquet, paths, single):
     return failures, len(keys)
 
 
+def partition_checks(args, paths, work):
+    """A task must fail (for Spark to retry it) unless faceembed answered every path in order and exited 0 or 2;
+    a file that fails is an error row."""
+    lines = list(enumerate(paths[:3] + [os.path.join(work, "missing.jpg")]))
+    rows = list(spark_embed.embed_partition(
+        spark_embed.faceembed_command(args.faceembed, args.model, 1, 8), lines))
+    failures = [] if [r[9] is None for r in rows] == [True, True, True, False] else ["a missing file: %r" % rows[-1:]]
+    answer = "".join(json.dumps({"path": p, "error": "e"}) + "\n" for _, p in lines)
+    fakes = {"a crash after every record": ["sh", "-c", "cat >/dev/null; printf '%s' \"$0\"; exit 1", answer],
+             "a record missing": ["sh", "-c", "cat >/dev/null; printf '%s' \"$0\" | head -n 3", answer],
+             "records out of order": ["sh", "-c", "cat >/dev/null; printf '%s' \"$0\" | sort -r", answer]}
+    for name, command in fakes.items():
+        try:
+            list(spark_embed.embed_partition(command, lines))
+            failures.append("%s did not fail the task" % name)
+        except RuntimeError:
+            pass
+    print("partition checks: a missing file gives an error row; a crash, a missing record and records out of order "
+          "fail the task: %s" % ("ok" if not failures else "FAILED"))
+    return failures
+
+
 class ExecutorKiller(threading.Thread):
     """Kills one executor JVM of the application with SIGKILL once tasks of the running stage have completed and
     others are running."""
@@ -251,7 +273,8 @@ def main():
     single = read_jsonl(os.path.join(work, "single.jsonl"))
     print("one machine: faceembed embed --files-from (%d paths) --threads 1: %d records, %.1f s"
           % (len(paths), len(single), time.time() - t0))
-    failures = spark_tests(args, paths, single, work)
+    failures = partition_checks(args, paths, work)
+    failures += spark_tests(args, paths, single, work)
     failures += milvus_test(args, paths, single, work)
     for f in failures:
         print("FAIL: " + f)
