@@ -63,8 +63,7 @@ extension Commands {
             [w, h].allSatisfy({ sides.contains($0) && $0 % 32 == 0 })
         else {
             throw UsageError(
-                "--det-size must be N or WxH with multiples of 32 in \(sides.lowerBound)...\(sides.upperBound), got \(s)"
-            )
+                "--det-size must be N or WxH, multiples of 32 in \(sides.lowerBound)...\(sides.upperBound), got \(s)")
         }
         return (w, h)
     }

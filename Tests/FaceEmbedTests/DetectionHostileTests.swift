@@ -58,8 +58,8 @@ enum DetectionHostile {
         return jpeg
     }
 
-    /// Runs faceembed with stdout to `output` and returns its exit status and peak resident set (`ru_maxrss`, KiB)
-    /// from `wait4`, which reports the child's own high-water mark after it exits.
+    /// Runs faceembed with stdout to `output` (stderr to /dev/null) and returns its exit status and peak resident
+    /// set (`ru_maxrss`, KiB) from `wait4`, which reports the child's own high-water mark after it exits.
     static func peakResidentKiB(_ args: [String], output: String) throws -> (status: Int32, kib: Int)? {
         #if canImport(Glibc)
         let path = faceembedExecutable()
@@ -67,6 +67,7 @@ enum DetectionHostile {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
         let argv = ([path] + args).map { strdup($0) } + [nil]
         defer { for a in argv { free(a) } }
         var pid: pid_t = 0
@@ -250,5 +251,11 @@ enum DetectionHostile {
         #expect(status == 0 && printed == "\(photo): 4000x3000, no face found\n", "\(status): \(printed)")
         print("faceembed detect on a 4000x3000 JPEG: peak RSS \(kib / 1024) MiB")
         #expect(kib < 200 * 1024, "peak RSS \(kib) KiB")
+        // A 30000x30000 frame header in a 1 kB file is refused before its 2.7 GB of pixels are allocated.
+        let huge = Hostile.file("det-huge-rss.jpg", try H.jpegClaiming(width: 30000, height: 30000))
+        guard let refused = try H.peakResidentKiB(["detect", "--detector", detector, huge], output: output) else {
+            return
+        }
+        #expect(refused.status == 2 && refused.kib < 64 * 1024, "\(refused)")
     }
 }
