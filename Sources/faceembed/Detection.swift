@@ -54,22 +54,29 @@ extension Commands {
         return try FaceDetector(contentsOf: path, threads: threads == 0 ? nil : threads)
     }
 
-    /// --det-size as (width, height).
+    /// --det-size as (width, height), each side a multiple of 32 in `DetectionOptions.inputSides`.
     static func detectionSize(_ a: Arguments) throws -> (Int, Int) {
         guard let s = a.options["--det-size"] else { return (640, 640) }
         let parts = s.lowercased().split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
-        switch parts.count {
-        case 1: if let n = parts[0] { return (n, n) }
-        case 2: if let w = parts[0], let h = parts[1] { return (w, h) }
-        default: break
+        let sides = DetectionOptions.inputSides
+        guard (1...2).contains(parts.count), let w = parts[0], let h = parts.last!,
+            [w, h].allSatisfy({ sides.contains($0) && $0 % 32 == 0 })
+        else {
+            throw UsageError(
+                "--det-size must be N or WxH, multiples of 32 in \(sides.lowerBound)...\(sides.upperBound), got \(s)")
         }
-        throw UsageError("--det-size must be N or WxH, got \(s)")
+        return (w, h)
     }
 
+    /// The detection options; each value out of range is a usage error naming its option.
     static func detectionOptions(_ a: Arguments) throws -> DetectionOptions {
         let (w, h) = try detectionSize(a)
+        let threshold = try a.float("--det-threshold", default: 0.5)
+        guard threshold > 0, threshold <= 1 else {
+            throw UsageError("--det-threshold must lie in (0, 1], got \(threshold)")
+        }
         let options = DetectionOptions(
-            inputWidth: w, inputHeight: h, scoreThreshold: try a.float("--det-threshold", default: 0.5),
+            inputWidth: w, inputHeight: h, scoreThreshold: threshold,
             maxFaces: try a.int("--max-faces", default: 0, in: 0...100_000))
         try options.validate()
         return options

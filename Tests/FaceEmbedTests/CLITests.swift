@@ -14,14 +14,19 @@ struct CLIResult {
     var stderr: String
 }
 
-/// Runs the `faceembed` built beside the test bundle.
-func faceembed(_ args: [String], environment: [String: String] = [:]) throws -> CLIResult {
+/// The `faceembed` built beside the test bundle.
+func faceembedExecutable() -> String {
     var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("faceembed").path), dir.path != "/" {
         dir = dir.deletingLastPathComponent()
     }
+    return dir.appendingPathComponent("faceembed").path
+}
+
+/// Runs the `faceembed` built beside the test bundle.
+func faceembed(_ args: [String], environment: [String: String] = [:]) throws -> CLIResult {
     let p = Process()
-    p.executableURL = dir.appendingPathComponent("faceembed")
+    p.executableURL = URL(fileURLWithPath: faceembedExecutable())
     p.arguments = args
     p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     let out = Pipe(), err = Pipe()
