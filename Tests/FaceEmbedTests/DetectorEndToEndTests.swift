@@ -41,6 +41,7 @@ import Testing
         let runs = try Self.runs()
         #expect(runs.count >= 36)
         var worst = (box: 0.0, landmark: 0.0, score: 0.0), faces = 0
+        var table: [String] = []
         for run in runs {
             guard let path = TestPaths.local("detection/photos/\(run.file)") else { return }
             let photo = try ImageDecoder.load(path: path)
@@ -53,16 +54,26 @@ import Testing
                 continue
             }
             faces += found.count
+            var here = (box: 0.0, landmark: 0.0, score: 0.0)
             for (f, e) in zip(found, run.faces) {
                 let b = [f.box.x1, f.box.y1, f.box.x2, f.box.y2].enumerated().map { abs(Double($1) - e[$0]) }.max()!
                 let l = f.landmarks.points.enumerated().map { i, p in
                     max(abs(p.x - e[5 + 2 * i]), abs(p.y - e[6 + 2 * i]))
                 }
                 .max()!
-                worst = (max(worst.box, b), max(worst.landmark, l), max(worst.score, abs(Double(f.score) - e[4])))
+                here = (max(here.box, b), max(here.landmark, l), max(here.score, abs(Double(f.score) - e[4])))
                 #expect(b <= 0.5 && l <= 0.5 && abs(Double(f.score) - e[4]) <= 0.005, "\(label)")
             }
+            worst = (max(worst.box, here.box), max(worst.landmark, here.landmark), max(worst.score, here.score))
+            table.append(
+                "| \(run.file) | \(run.width)x\(run.height) | \(run.options.inputWidth)x\(run.options.inputHeight) | "
+                    + "\(run.options.maxFaces) | \(found.count) | \(here.box) | \(here.landmark) | \(here.score) |")
         }
+        print(
+            ([
+                "| photo | size | det size | max faces | faces | worst box px | worst landmark px | worst score |",
+                "|---|---|---|---|---|---|---|---|",
+            ] + table).joined(separator: "\n"))
         print(
             "SCRFD vs insightface on \(runs.count) runs, \(faces) faces: worst box \(worst.box) px, landmark "
                 + "\(worst.landmark) px, score \(worst.score)")
