@@ -22,7 +22,9 @@ What it does:
   6. prints the precision each column ran in, read back from the runtime in its worker: OpenVINO's CPU plugin
      computes in bfloat16 by default on CPUs with AVX512_BF16/AMX (its INFERENCE_PRECISION_HINT after
      compile_model), and ncnn's options allow fp16/bf16 storage and arithmetic by default; the "openvino" and
-     "ncnn" columns run the defaults, "openvino-f32" and "ncnn-f32" force float32 like FaceEmbed.
+     "ncnn" columns run the defaults, "openvino-f32" and "ncnn-f32" force float32 like FaceEmbed;
+  7. "faceembed-int8" runs the same build on the model converted with `faceembed convert --precision int8`
+     (int8 weights, 8-bit activations; Models/QUANTIZATION.md).
 
 A peer that cannot be installed, exported or converted is listed with the reason instead of a time.
 """
@@ -274,7 +276,8 @@ def print_precisions(results, runners):
     print()
     print("Precision per column (as the runtime reports it after loading the model):")
     for runner in runners:
-        seen = sorted({r.get("precision", "f32") for (_, rn), rs in results.items() if rn == runner for r in rs})
+        own = "int8 weights, 8-bit activations (depthwise layers f32)" if runner == "faceembed-int8" else "f32"
+        seen = sorted({r.get("precision", own) for (_, rn), rs in results.items() if rn == runner for r in rs})
         print("  %s: %s" % (runner, "; ".join(seen) if seen else "not run"))
 
 
@@ -328,6 +331,9 @@ def main():
         feb = os.path.join(work, name + ".feb")
         run([converter, "convert", m["dir"], "-o", feb], stdout=subprocess.DEVNULL)
         files[name] = {"feb": feb, "mxnet": os.path.join(m["dir"], "model")}
+        feb8 = os.path.join(work, name + "-int8.feb")
+        run([converter, "convert", m["dir"], "-o", feb8, "--precision", "int8"], stdout=subprocess.DEVNULL)
+        files[name]["feb-int8"] = feb8
         for batch in sorted({b for (mn, b, _) in CONFIGS if mn == name}):
             onnx_path = os.path.join(work, f"{name}_b{batch}.onnx")  # pnnx turns '-' into '_' in its outputs
             err = export_onnx(m["dir"], batch, onnx_path)
@@ -338,7 +344,7 @@ def main():
     results = {}  # (config, runner) -> list of per-round summaries
     errors = {}
     configs = [c for c in CONFIGS if c[0] in files]
-    runners = list(builds) + peers
+    runners = list(builds) + ["faceembed-int8"] + peers
     for rnd in range(a.rounds):
         for cfg in configs:
             name, batch, threads = cfg
@@ -347,8 +353,13 @@ def main():
                 if (cfg, runner) in errors:
                     continue
                 if runner.startswith("faceembed"):
-                    exe = builds[runner]
-                    cmd = [exe, "bench", "--json", "--model", files[name]["feb"], "--batch", str(batch),
+                    int8 = runner == "faceembed-int8"
+                    exe = builds["faceembed" if int8 else runner]
+                    feb = files[name].get("feb-int8" if int8 else "feb")
+                    if feb is None:
+                        errors[(cfg, runner)] = "no int8 model (the detector is converted in float32 only)"
+                        continue
+                    cmd = [exe, "bench", "--json", "--model", feb, "--batch", str(batch),
                            "--threads", str(threads), "--iterations", str(iters), "--warmup", str(a.warmup)]
                     env = None
                 else:
