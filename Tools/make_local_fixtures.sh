@@ -18,4 +18,6 @@ test -f "$root/Fixtures-local/r100/expected.json"
 PYTHON="$py" "$py" "$root/Tools/make_onnx_fixtures.py" --local --shared "$shared"
 PYTHON="$py" bash "$root/Tools/fetch_detection_photos.sh"
 PYTHON="$py" bash "$root/Models/fetch_default_model.sh" --detector-only "$root/Models/scrfd_500m_bnkps.onnx"
+# The detector tests convert their own copy (Fixtures-local/detection), whatever Models/ holds.
+cp "$root/Models/scrfd_500m_bnkps.onnx" "$root/Fixtures-local/detection/scrfd_500m_bnkps.onnx"
 "$py" "$root/Tools/make_detection_fixtures.py" --local
