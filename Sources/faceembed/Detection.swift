@@ -136,17 +136,15 @@ struct LazyDetector {
             loaded = (try Commands.detector(path: path, arguments), try Commands.detectionOptions(arguments))
         }
         let (detector, options) = loaded!
-        let faces = try detector.faces(in: bgr ? image.swappingRedAndBlue() : image, options: options)
+        // A BGR file is read through a BGR view of its bytes: no copy of the photo.
+        let faces =
+            bgr
+            ? try image.pixels.withUnsafeBufferPointer {
+                try detector.faces(
+                    in: PixelBuffer($0, width: image.width, height: image.height, format: .bgr), options: options)
+            }
+            : try detector.faces(in: image, options: options)
         guard !faces.isEmpty else { throw FaceEmbedError.invalidImage(file: file, reason: "no face found") }
         return faces
-    }
-}
-
-extension RGBImage {
-    /// The image with its first and third channels exchanged (a BGR file read as RGB, and back).
-    func swappingRedAndBlue() -> RGBImage {
-        var px = pixels
-        for i in stride(from: 0, to: px.count, by: 3) { px.swapAt(i, i + 2) }
-        return try! RGBImage(width: width, height: height, pixels: px)
     }
 }

@@ -17,6 +17,8 @@ public final class FaceDetector: Sendable {
     private let storage: MappedFile
     private let plan: ModelPlan
     private let offsets: [Int]
+    /// Where the output maps are: the same values at every input size (resizing keeps the value numbering).
+    private let layout: DetectorLayout
     /// A network per input size (height, width), made when first asked for.
     private let networks = Mutex<[SIMD2<Int32>: Network]>([:])
 
@@ -56,6 +58,7 @@ public final class FaceDetector: Sendable {
         storage = file
         self.plan = plan
         self.offsets = offsets
+        self.layout = layout
         self.threads = max(1, threads ?? ProcessInfoLite.activeProcessorCount)
         #endif
     }
@@ -83,7 +86,6 @@ public final class FaceDetector: Sendable {
         _ body: (DetectorLayout, (Int) -> UnsafePointer<Float>) throws(FaceEmbedError) -> R
     ) throws(FaceEmbedError) -> R {
         let n = try network(height: height, width: width)
-        let layout = try DetectorLayout(n.plan) { .invalidArgument($0) }
         let w = n.checkout(threads: threads)
         defer { n.checkin(w) }
         n.input(w).update(from: input, count: 3 * height * width)
@@ -123,7 +125,6 @@ extension FaceDetector {
         try options.validate()
         let (h, w) = (options.inputHeight, options.inputWidth)
         let n = try network(height: h, width: w)
-        let layout = try DetectorLayout(n.plan) { .invalidArgument($0) }
         let ws = n.checkout(threads: threads)
         defer { n.checkin(ws) }
         let box = letterbox(photo, width: w, height: h, into: n.input(ws))
