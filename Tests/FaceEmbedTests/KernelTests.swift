@@ -129,8 +129,10 @@ struct KernelTests {
         Case(c: 24, h: 27, w: 27, oc: 19, k: (3, 3), s: 2, p: 1),
         Case(c: 6, h: 12, w: 23, oc: 16, k: (3, 3), s: 2, p: 0),
         // Narrow (pixels in lanes): SCRFD's 2-, 8- and 20-channel heads, rows of 20 (the two vectors overlap), 16
-        // (they coincide) and 37 pixels (the last block moved back), a 5×3 kernel, a quad reaching past outC.
+        // (they coincide) and 37 pixels (the last block moved back), a 5×3 kernel, a quad reaching past outC; 16
+        // channels on 70-pixel rows (SCRFD's FPN).
         Case(c: 64, h: 20, w: 20, oc: 2, k: (3, 3), s: 1, p: 1),
+        Case(c: 16, h: 6, w: 70, oc: 16, k: (3, 3), s: 1, p: 1),
         Case(c: 16, h: 18, w: 16, oc: 8, k: (3, 3), s: 1, p: 1),
         Case(c: 64, h: 11, w: 37, oc: 20, k: (3, 3), s: 1, p: 1),
         Case(c: 5, h: 9, w: 21, oc: 23, k: (5, 3), s: 1, p: 2),
@@ -186,6 +188,11 @@ struct KernelTests {
             inC: 64, inH: 80, inW: 80, outC: 20, kH: 3, kW: 3, strideH: 1, strideW: 1, padH: 1, padW: 1, groups: 1)
         #expect(ConvolutionKernel(head, inputAffine: false) == .narrow)
         #expect(ConvolutionKernel(head, inputAffine: true) != .narrow)
+        var fpn = head
+        fpn.inC = 16; fpn.outC = 16
+        #expect(ConvolutionKernel(fpn, inputAffine: false) == .narrow)
+        fpn.inW = 40; fpn.outW = 40
+        #expect(ConvolutionKernel(fpn, inputAffine: false) == .winograd)
     }
 
     @Test func sigmoidMatchesTheLogisticFunctionEverywhere() {

@@ -14,10 +14,13 @@
 // at multiples of 8 (then 4 for the last), so a group never crosses a block of 16 lane-packed channels.
 
 /// Whether `.narrow` runs `g`: few output channels, stride 1, rows of at least 16 pixels. 16 channels fill a
-/// vector of the GEMM and Winograd kernels, which are then faster.
+/// vector of the GEMM and Winograd kernels, but Winograd gives a single block of output channels to one thread and
+/// its input transform costs most on wide maps: there `.narrow` runs from rows of 64 pixels (SCRFD's 16 × 80 × 80
+/// 3×3: 0.465 → 0.364 ms on one thread, 0.451 → 0.205 on two; at 40 × 40 Winograd still wins on one, 0.094 ms
+/// against 0.115).
 func narrowApplies(_ g: ConvGeometry) -> Bool {
-    g.groups == 1 && g.strideH == 1 && g.strideW == 1 && g.outC <= 24 && g.outC != weightLanes && g.outW >= 16
-        && !g.isPointwise
+    g.groups == 1 && g.strideH == 1 && g.strideW == 1 && g.outC <= 24 && g.outW >= 16 && !g.isPointwise
+        && (g.outC != weightLanes || g.outW >= 64)
 }
 
 /// Shared scratch floats of `.narrow`: the zero-padded input.
