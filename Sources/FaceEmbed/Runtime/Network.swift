@@ -44,6 +44,10 @@ final class Network: @unchecked Sendable {
     let tensors: [UnsafePointer<Float>]
     /// Each layer of the plan as it runs.
     let kernels: [LayerKernel]
+    /// Sibling convolutions run as one (SiblingConvolutions.swift), whose merged weights and biases this network
+    /// owns (the last entries of `tensors`).
+    let siblings: [SiblingGroup]
+    private let siblingTensors: [UnsafeMutablePointer<Float>]
     /// Arena offset (in floats) of each value.
     let valueOffset: [Int]
     let arenaCount: Int
@@ -61,17 +65,37 @@ final class Network: @unchecked Sendable {
         self.storage = storage
         self.threads = max(1, threads)
         let base = storage.bytes.baseAddress!
-        tensors = tensorOffsets.map { (base + $0).assumingMemoryBound(to: Float.self) }
-        (valueOffset, arenaCount) = Network.planArena(plan)
-        kernels = plan.layers.map { l in
+        let mapped = tensorOffsets.map { UnsafePointer((base + $0).assumingMemoryBound(to: Float.self)) }
+        siblings = winograd ? siblingGroups(plan, tensorCount: mapped.count) { mapped[$0] } : []
+        siblingTensors = siblings.flatMap { [Network.owned($0.weights), Network.owned($0.bias)] }
+        tensors = mapped + siblingTensors.map { UnsafePointer($0) }
+        (valueOffset, arenaCount) = Network.planArena(plan, siblings: siblings)
+        var kernels = plan.layers.map { l in
             LayerKernel.quantized(l, base: base, offsets: tensorOffsets) ?? LayerKernel(l, winograd: winograd)
         }
+        for group in siblings {
+            let first = group.layers[0]
+            kernels[first] = .convolution(group.merged, ConvolutionKernel(group.merged.geometry, inputAffine: false))
+            for i in group.layers.dropFirst() { kernels[i] = .merged(into: first) }
+        }
+        self.kernels = kernels
         scratchPerThread = ((kernels.map(\.scratchPerThread).max() ?? 0) + 15) / 16 * 16
         sharedScratch = kernels.map(\.sharedScratch).max() ?? 0
     }
 
-    /// Assigns each value an arena offset: values are placed first-fit into space freed by dead values.
-    private static func planArena(_ plan: ModelPlan) -> ([Int], Int) {
+    deinit { for t in siblingTensors { t.deallocate() } }
+
+    /// A cache-line aligned copy of `values`.
+    private static func owned(_ values: [Float]) -> UnsafeMutablePointer<Float> {
+        let p = UnsafeMutableRawPointer.allocate(byteCount: max(1, values.count) * 4, alignment: 64)
+            .bindMemory(to: Float.self, capacity: max(1, values.count))
+        p.initialize(from: values, count: values.count)
+        return p
+    }
+
+    /// Assigns each value an arena offset: values are placed first-fit into space freed by dead values. The outputs
+    /// of a sibling group get one block, back to back, when its first member runs, freed when all of them are dead.
+    private static func planArena(_ plan: ModelPlan, siblings: [SiblingGroup]) -> ([Int], Int) {
         var lastUse = [Int](repeating: -1, count: plan.values.count)
         for (i, l) in plan.layers.enumerated() { for v in l.inputs { lastUse[v] = i } }
         for o in plan.outputs { lastUse[o.value] = Int.max }
@@ -79,8 +103,7 @@ final class Network: @unchecked Sendable {
         var free: [(start: Int, size: Int)] = []
         var top = 0
         func size(_ v: Int) -> Int { (plan.values[v].count + 15) / 16 * 16 }
-        func allocate(_ v: Int) {
-            let need = size(v)
+        func allocate(_ v: Int, floats need: Int) {
             if let i = free.indices.filter({ free[$0].size >= need }).min(by: { free[$0].size < free[$1].size }) {
                 offset[v] = free[i].start
                 free[i].start += need; free[i].size -= need
@@ -89,8 +112,8 @@ final class Network: @unchecked Sendable {
                 offset[v] = top; top += need
             }
         }
-        func release(_ v: Int) {
-            free.append((offset[v], size(v)))
+        func release(_ v: Int, floats: Int) {
+            free.append((offset[v], floats))
             free.sort { $0.start < $1.start }
             var merged: [(start: Int, size: Int)] = []
             for b in free {
@@ -102,10 +125,28 @@ final class Network: @unchecked Sendable {
             }
             free = merged
         }
-        allocate(0)
+        func blockSize(_ values: [Int]) -> Int { (values.map { plan.values[$0].count }.reduce(0, +) + 15) / 16 * 16 }
+        var groupOf: [Int: Int] = [:]
+        var alive = siblings.map(\.outputs.count)
+        for (n, group) in siblings.enumerated() { for v in group.outputs { groupOf[v] = n } }
+        allocate(0, floats: size(0))
         for (i, l) in plan.layers.enumerated() {
-            allocate(l.output)
-            for v in Set(l.inputs) where lastUse[v] == i { release(v) }
+            if let n = groupOf[l.output] {
+                let values = siblings[n].outputs
+                if siblings[n].layers[0] == i {
+                    allocate(values[0], floats: blockSize(values))
+                    for (v, before) in zip(values.dropFirst(), values) {
+                        offset[v] = offset[before] + plan.values[before].count
+                    }
+                }
+            } else {
+                allocate(l.output, floats: size(l.output))
+            }
+            for v in Set(l.inputs) where lastUse[v] == i {
+                guard let n = groupOf[v] else { release(v, floats: size(v)); continue }
+                alive[n] -= 1
+                if alive[n] == 0 { release(siblings[n].outputs[0], floats: blockSize(siblings[n].outputs)) }
+            }
         }
         return (offset, top)
     }
@@ -158,6 +199,7 @@ final class Network: @unchecked Sendable {
         case let .sigmoid(x, o): sigmoid(input: value(x, w), output: value(o, w), count: plan.values[o].count)
         case let .quantizedConvolution(c, q): quantizedConvolve(c, q, w, threads: threads)
         case let .quantizedFullyConnected(f, q): quantizedFullyConnect(f, q, w, threads: threads)
+        case .merged: break
         }
     }
 
@@ -204,6 +246,8 @@ enum LayerKernel {
     /// An int8 layer (QuantizedLayers.swift).
     case quantizedConvolution(ConvLayer, QuantizedLayerWeights)
     case quantizedFullyConnected(FullyConnectedLayer, QuantizedLayerWeights)
+    /// A sibling convolution, computed by layer `into`'s merged convolution (SiblingConvolutions.swift).
+    case merged(into: Int)
 
     init(_ layer: Layer, winograd: Bool) {
         switch layer {

@@ -50,9 +50,22 @@ extension Network {
         return plan.layers.enumerated().map { i, layer in
             let s = samples[i].sorted()
             return LayerProfile(
-                index: i, kind: layerKind(layer), shape: layerShape(layer, plan),
-                multiplyAdds: layer.macs, seconds: s[s.count / 2])
+                index: i, kind: layerKind(layer) + siblingNote(i), shape: layerShape(layer, plan),
+                multiplyAdds: multiplyAdds(i), seconds: s[s.count / 2])
         }
+    }
+
+    /// Layer i's multiply-adds as it runs: a merged sibling convolution's all on its first layer.
+    private func multiplyAdds(_ i: Int) -> Int {
+        if case .merged = kernels[i] { return 0 }
+        guard let group = siblings.first(where: { $0.layers[0] == i }) else { return plan.layers[i].macs }
+        return group.layers.map { plan.layers[$0].macs }.reduce(0, +)
+    }
+
+    /// " +siblings" on a layer that runs its sibling convolutions too, " (in #i)" on each of those.
+    private func siblingNote(_ i: Int) -> String {
+        if case let .merged(first) = kernels[i] { return " (in #\(first))" }
+        return siblings.contains { $0.layers[0] == i } ? " +siblings" : ""
     }
 
     private func layerKind(_ layer: Layer) -> String {
