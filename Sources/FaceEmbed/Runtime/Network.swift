@@ -69,7 +69,6 @@ final class Network: @unchecked Sendable {
         siblings = winograd ? siblingGroups(plan, tensorCount: mapped.count) { mapped[$0] } : []
         siblingTensors = siblings.flatMap { [Network.owned($0.weights), Network.owned($0.bias)] }
         tensors = mapped + siblingTensors.map { UnsafePointer($0) }
-        (valueOffset, arenaCount) = Network.planArena(plan, siblings: siblings)
         var kernels = plan.layers.map { l in
             LayerKernel.quantized(l, base: base, offsets: tensorOffsets) ?? LayerKernel(l, winograd: winograd)
         }
@@ -78,12 +77,29 @@ final class Network: @unchecked Sendable {
             kernels[first] = .convolution(group.merged, ConvolutionKernel(group.merged.geometry, inputAffine: false))
             for i in group.layers.dropFirst() { kernels[i] = .merged(into: first) }
         }
+        Network.fuseDepthwisePointwise(&kernels, plan)
         self.kernels = kernels
+        (valueOffset, arenaCount) = Network.planArena(plan, kernels: kernels, siblings: siblings)
         scratchPerThread = ((kernels.map(\.scratchPerThread).max() ?? 0) + 15) / 16 * 16
         sharedScratch = kernels.map(\.sharedScratch).max() ?? 0
     }
 
     deinit { for t in siblingTensors { t.deallocate() } }
+
+    /// Fuses each depthwise layer with the 1×1 layer after it when that layer is its only reader
+    /// (Kernels/DepthwisePointwise.swift).
+    private static func fuseDepthwisePointwise(_ kernels: inout [LayerKernel], _ plan: ModelPlan) {
+        var readers = [Int](repeating: 0, count: plan.values.count)
+        for l in plan.layers { for v in l.inputs { readers[v] += 1 } }
+        for o in plan.outputs { readers[o.value] += 1 }
+        for i in kernels.indices.dropLast() {
+            guard case let .convolution(dw, .depthwise) = kernels[i], case let .convolution(pw, _) = kernels[i + 1],
+                readers[dw.output] == 1, depthwisePointwiseApplies(dw: dw, pw: pw)
+            else { continue }
+            kernels[i] = .depthwisePointwise(dw, pw)
+            kernels[i + 1] = .merged(into: i)
+        }
+    }
 
     /// A cache-line aligned copy of `values`.
     private static func owned(_ values: [Float]) -> UnsafeMutablePointer<Float> {
@@ -95,9 +111,13 @@ final class Network: @unchecked Sendable {
 
     /// Assigns each value an arena offset: values are placed first-fit into space freed by dead values. The outputs
     /// of a sibling group get one block, back to back, when its first member runs, freed when all of them are dead.
-    private static func planArena(_ plan: ModelPlan, siblings: [SiblingGroup]) -> ([Int], Int) {
+    /// A fused depthwise layer's input stays alive through the 1×1 layer, which writes while it is read.
+    private static func planArena(_ plan: ModelPlan, kernels: [LayerKernel], siblings: [SiblingGroup]) -> ([Int], Int) {
         var lastUse = [Int](repeating: -1, count: plan.values.count)
         for (i, l) in plan.layers.enumerated() { for v in l.inputs { lastUse[v] = i } }
+        for (i, k) in kernels.enumerated() {
+            if case let .depthwisePointwise(dw, _) = k { lastUse[dw.input] = max(lastUse[dw.input], i + 1) }
+        }
         for o in plan.outputs { lastUse[o.value] = Int.max }
         var offset = [Int](repeating: 0, count: plan.values.count)
         var free: [(start: Int, size: Int)] = []
@@ -142,7 +162,7 @@ final class Network: @unchecked Sendable {
             } else {
                 allocate(l.output, floats: size(l.output))
             }
-            for v in Set(l.inputs) where lastUse[v] == i {
+            for v in Set(l.inputs + (i > 0 ? plan.layers[i - 1].inputs : [])) where lastUse[v] == i {
                 guard let n = groupOf[v] else { release(v, floats: size(v)); continue }
                 alive[n] -= 1
                 if alive[n] == 0 { release(siblings[n].outputs[0], floats: blockSize(siblings[n].outputs)) }
@@ -189,7 +209,10 @@ final class Network: @unchecked Sendable {
 
     private func execute(_ kernel: LayerKernel, _ w: Workspace, threads: Int) {
         switch kernel {
-        case let .convolution(c, k): convolve(c, k, w, threads: threads)
+        case let .convolution(c, k): k.run(c.geometry, operands(c, w), threads: threads)
+        case let .depthwisePointwise(dw, pw):
+            depthwisePointwiseConvolution(
+                dw.geometry, operands(dw, w), pw.geometry, operands(pw, w), threads: threads)
         case let .affine(a): affine(a, w)
         case let .fullyConnected(f): fullyConnect(f, w, threads: threads)
         case let .add(a, b, o): add(value(a, w), value(b, w), output: value(o, w), count: plan.values[o].count)
@@ -205,19 +228,16 @@ final class Network: @unchecked Sendable {
 
     func value(_ v: Int, _ w: Workspace) -> UnsafeMutablePointer<Float> { w.arena + valueOffset[v] }
 
-    private func convolve(_ c: ConvLayer, _ kernel: ConvolutionKernel, _ w: Workspace, threads: Int) {
+    private func operands(_ c: ConvLayer, _ w: Workspace) -> ConvolutionOperands {
         let epilogue = Epilogue(
             bias: tensors[c.bias], slope: c.slope.map { tensors[$0] },
             residual: c.residual.map { UnsafePointer(value($0, w)) })
         let affine = c.inputScale.flatMap { s in
             c.inputShift.map { InputAffine(scale: tensors[s], shift: tensors[$0]) }
         }
-        kernel.run(
-            c.geometry,
-            ConvolutionOperands(
-                input: value(c.input, w), weights: tensors[c.weight],
-                inputAffine: affine, epilogue: epilogue, output: value(c.output, w),
-                scratch: w.scratch, shared: w.shared), threads: threads)
+        return ConvolutionOperands(
+            input: value(c.input, w), weights: tensors[c.weight], inputAffine: affine, epilogue: epilogue,
+            output: value(c.output, w), scratch: w.scratch, shared: w.shared)
     }
 
     private func affine(_ a: AffineLayer, _ w: Workspace) {
@@ -246,7 +266,10 @@ enum LayerKernel {
     /// An int8 layer (QuantizedLayers.swift).
     case quantizedConvolution(ConvLayer, QuantizedLayerWeights)
     case quantizedFullyConnected(FullyConnectedLayer, QuantizedLayerWeights)
-    /// A sibling convolution, computed by layer `into`'s merged convolution (SiblingConvolutions.swift).
+    /// A depthwise layer and the 1×1 layer after it, fused (Kernels/DepthwisePointwise.swift).
+    case depthwisePointwise(ConvLayer, ConvLayer)
+    /// A layer computed by layer `into`: a sibling convolution (SiblingConvolutions.swift) or the 1×1 layer of a
+    /// fused depthwise one.
     case merged(into: Int)
 
     init(_ layer: Layer, winograd: Bool) {
@@ -263,8 +286,11 @@ enum LayerKernel {
 
     /// Scratch floats one thread needs for this layer.
     var scratchPerThread: Int {
-        if case let .convolution(c, k) = self { return k.scratchPerThread(c.geometry) }
-        return 0
+        switch self {
+        case let .convolution(c, k): return k.scratchPerThread(c.geometry)
+        case let .depthwisePointwise(dw, _): return depthwisePointwiseScratch(dw.geometry)
+        default: return 0
+        }
     }
 
     /// Floats of `Workspace.shared` this layer needs.
