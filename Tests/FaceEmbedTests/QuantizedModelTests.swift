@@ -309,6 +309,34 @@ struct QuantizedRealModelTests {
         #expect(faces.count >= 16 && cosines[0] >= 0.99 && cosines[cosines.count / 2] >= 0.995)
     }
 
+    /// insightface's w600k_mbf converted to int8 against its float32 conversion on the 20 LFW images of its ONNX
+    /// fixtures: median cosine ≥ 0.995 (the issue asks 0.99), every image ≥ 0.994. Measured here: median 0.99669,
+    /// min 0.99483 in the AVX-512 and FMA builds, 0.99678 / 0.99540 in the portable one; over all 13,233 LFW images
+    /// (compare-models, AVX-512) median 0.99661, min 0.99163.
+    /// Its grouped 3×3 convolution (groups = 64) and its 15 depthwise ones stay float32.
+    @Test func w600kInt8StaysCloseToFloat32OnLFWImages() throws {
+        guard let onnx = TestPaths.local("onnx/w600k_mbf.onnx"), let json = TestPaths.local("onnx/w600k_mbf-lfw.json")
+        else { return }
+        // Its own float32 file: ONNXFixtures.load's shared one may be half-written by a test running in parallel.
+        let floatPath = TestModels.folder.appendingPathComponent("w600k_mbf-float32.feb").path
+        let int8Path = TestModels.folder.appendingPathComponent("w600k_mbf-int8.feb").path
+        try ModelConverter.convertONNX(onnx, to: floatPath)
+        try ModelConverter.convertONNX(onnx, to: int8Path, precision: .int8)
+        let float = try FaceModel(contentsOf: floatPath), int8 = try FaceModel(contentsOf: int8Path)
+        #expect(int8.precision == .int8 && int8.parameterCount == float.parameterCount)
+        let faces = try (loadJSON(json)["images"] as! [String]).map { name in
+            try ImageDecoder.load(
+                path: TestPaths.local.appendingPathComponent("onnx/lfw-ppm/\(name.dropLast(4)).ppm").path)
+        }
+        let cosines = zip(try int8.embeddings(for: faces), try float.embeddings(for: faces)).map {
+            $0.cosineSimilarity(to: $1)
+        }.sorted()
+        print(
+            "w600k_mbf int8 vs float32 on \(faces.count) LFW images: min \(cosines[0]), "
+                + "median \(cosines[cosines.count / 2])")
+        #expect(faces.count >= 16 && cosines[0] >= 0.994 && cosines[cosines.count / 2] >= 0.995)
+    }
+
     /// The seeded-random LResNet100 converted to int8 against MXNet's float32 fc1 on its fixture images: cosine ≥ 0.99
     /// for each (the issue asks for the median).
     @Test func r100Int8StaysCloseToMXNetFloat32() throws {
