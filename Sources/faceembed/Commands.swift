@@ -267,7 +267,7 @@ enum Commands {
             embedding:   \(m.embeddingSize) floats
             input:       3x112x112, \(m.channelOrder == .rgb ? "RGB" : "BGR") (any pixel order accepted by the library)
             weights:     \(m.parameterCount) (\(String(format: "%.3f", Double(m.parameterCount) / 1e6)) M after folding)
-            precision:   \(m.precision == .int8 ? "int8 (int8 weights and 8-bit activations; depthwise layers float32)" : "float32")
+            precision:   \(m.precision == .int8 ? "int8 (int8 weights and 8-bit activations; depthwise and other grouped layers float32)" : "float32")
             cost:        \(String(format: "%.3f", Double(m.multiplyAdds) * 2e-9)) GFLOP per image
             """)
         return 0
