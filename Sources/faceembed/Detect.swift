@@ -14,20 +14,21 @@ extension Commands {
 
         options:
         \(detectionHelp)
+          --bgr            the photo files store pixels in BGR order
           --threads N      threads to use (default: all cores)
           --json           print one JSON object per photo: {"file", "width", "height", "faces": [...]}
           -h, --help       show this help
         """
 
     static func detect(_ argv: [String]) throws -> Int32 {
-        let a = try Arguments(argv, valued: detectionOptionNames.union(["--threads"]), flags: ["--json"])
+        let a = try Arguments(argv, valued: detectionOptionNames.union(["--threads"]), flags: ["--json", "--bgr"])
         if a.flags.contains("--help") { print(detectUsage); return 0 }
         guard !a.positional.isEmpty else { throw UsageError("no photo given") }
         let detector = try detector(path: try DetectorLookup.path(a.options["--detector"]), a)
         let options = try detectionOptions(a)
         for path in a.positional {
             let photo = try ImageDecoder.load(path: path)
-            let faces = try detector.faces(in: photo, options: options)
+            let faces = try faces(in: photo, bgr: a.flags.contains("--bgr"), detector: detector, options: options)
             if a.flags.contains("--json") {
                 print(detectionJSON(path, photo, faces))
             } else {

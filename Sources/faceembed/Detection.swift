@@ -49,6 +49,17 @@ extension Commands {
         """
     static let detectionOptionNames: Set<String> = ["--detector", "--det-size", "--det-threshold", "--max-faces"]
 
+    /// Every face in `image`; with `bgr`, the file's bytes are read as BGR through a pixel-buffer view (no copy).
+    static func faces(in image: RGBImage, bgr: Bool, detector: FaceDetector, options: DetectionOptions) throws
+        -> [DetectedFace]
+    {
+        guard bgr else { return try detector.faces(in: image, options: options) }
+        return try image.pixels.withUnsafeBufferPointer {
+            try detector.faces(
+                in: PixelBuffer($0, width: image.width, height: image.height, format: .bgr), options: options)
+        }
+    }
+
     static func detector(path: String, _ a: Arguments) throws -> FaceDetector {
         let threads = try a.int("--threads", default: 0, in: 0...256)
         return try FaceDetector(contentsOf: path, threads: threads == 0 ? nil : threads)
@@ -136,14 +147,7 @@ struct LazyDetector {
             loaded = (try Commands.detector(path: path, arguments), try Commands.detectionOptions(arguments))
         }
         let (detector, options) = loaded!
-        // A BGR file is read through a BGR view of its bytes: no copy of the photo.
-        let faces =
-            bgr
-            ? try image.pixels.withUnsafeBufferPointer {
-                try detector.faces(
-                    in: PixelBuffer($0, width: image.width, height: image.height, format: .bgr), options: options)
-            }
-            : try detector.faces(in: image, options: options)
+        let faces = try Commands.faces(in: image, bgr: bgr, detector: detector, options: options)
         guard !faces.isEmpty else { throw FaceEmbedError.invalidImage(file: file, reason: "no face found") }
         return faces
     }

@@ -1,3 +1,4 @@
+import FaceEmbed
 import Foundation
 import Testing
 
@@ -138,6 +139,23 @@ func parsedJSON(_ r: CLIResult, sourceLocation: SourceLocation = #_sourceLocatio
         let text = try faceembed(["detect", "--detector", detector, t1])
         #expect(text.status == 0 && text.stdout.hasPrefix("\(t1): 1280x886, 6 faces\n"), "\(text.stdout)")
         #expect(text.stdout.split(separator: "\n").count == 7)
+    }
+
+    @Test func detectBGRReadsAChannelSwappedFileAsItsRGBOriginal() throws {
+        guard let detector = try M.detector(), let t1 = M.photo("t1.jpg") else { return }
+        let photo = try ImageDecoder.load(path: t1)
+        var swapped = photo.pixels
+        for p in stride(from: 0, to: swapped.count, by: 3) { swapped.swapAt(p, p + 2) }
+        let bgr = TestModels.folder.appendingPathComponent("t1-bgr.ppm").path
+        try Data(PPM.encode(RGBImage(width: photo.width, height: photo.height, pixels: swapped)))
+            .write(to: URL(fileURLWithPath: bgr))
+        let original = try faceembed(["detect", "--json", "--detector", detector, t1])
+        let asBGR = try faceembed(["detect", "--json", "--bgr", "--detector", detector, bgr])
+        let asRGB = try faceembed(["detect", "--json", "--detector", detector, bgr])
+        #expect(original.status == 0 && asBGR.status == 0 && asRGB.status == 0, "\(asBGR.stderr)")
+        func faces(_ r: CLIResult) -> String { String(r.stdout.drop { $0 != "[" }) }
+        #expect(faces(asBGR) == faces(original))
+        #expect(faces(asRGB) != faces(original))
     }
 
     @Test func detectFindsTheDetectorThroughTheEnvironment() throws {
