@@ -292,12 +292,14 @@ def quantize_openvino(onnx_path, evaluate):
     xml = os.path.splitext(onnx_path)[0] + "-int8.xml"
     report = os.path.splitext(onnx_path)[0] + "-int8.json"
     cmd = [NNCF_PYTHON, os.path.join(ROOT, "Tools", "nncf_quantize.py"), onnx_path, "-o", xml, "--json", report]
-    log("$ " + " ".join(cmd + ([] if evaluate else ["--eval", "0"])))
-    r = subprocess.run(cmd + ([] if evaluate else ["--eval", "0"]), capture_output=True, text=True)
+    cmd += [] if evaluate else ["--eval", "0"]
+    log("$ " + " ".join(cmd))
+    r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0 or not os.path.exists(xml):
         return None, None, "nncf could not quantize the ONNX model: " + (r.stderr.strip().splitlines() or ["?"])[-1]
-    for line in r.stdout.strip().splitlines():
-        log(line)
+    for line in r.stdout.splitlines():
+        if "cosine" in line:  # the rest is nncf's progress bars
+            log(line)
     with open(report) as f:
         return xml, (json.load(f) if evaluate else None), None
 
