@@ -24,7 +24,13 @@ What it does:
      compile_model), and ncnn's options allow fp16/bf16 storage and arithmetic by default; the "openvino" and
      "ncnn" columns run the defaults, "openvino-f32" and "ncnn-f32" force float32 like FaceEmbed;
   7. "faceembed-int8" runs the same build on the model converted with `faceembed convert --precision int8`
-     (int8 weights, 8-bit activations; Models/QUANTIZATION.md).
+     (int8 weights, 8-bit activations; Models/QUANTIZATION.md);
+  8. "openvino-int8" is OpenVINO on an int8 IR that nncf's post-training quantization makes from each exported ONNX
+     model at nncf's default settings, calibrated on LFW images no evaluation uses: `Tools/nncf_quantize.py`, run
+     with .venv-nncf's python (`pip install -r Tools/requirements-nncf.txt`; nncf needs numpy >= 1.24, which MXNet
+     1.9.1 excludes from this venv), which also prints the int8 embeddings' cosine to f32 ones on 400 other LFW
+     images (batch-1 models). The IR is timed by the openvino worker at OpenVINO's defaults; its precision says
+     how many convolution / fully connected layers the CPU plugin runs in int8 and in what the others run.
 
 A peer that cannot be installed, exported or converted is listed with the reason instead of a time.
 """
@@ -48,8 +54,10 @@ MODELS = {
               "label": "SCRFD-500M face detector, 640x640 input"},
 }
 CONFIGS = [("y1", 1, 1), ("y1", 1, 2), ("y1", 8, 2), ("r100", 1, 1), ("r100", 1, 2), ("scrfd", 1, 1), ("scrfd", 1, 2)]
-PEERS = ["openvino", "openvino-f32", "ncnn", "ncnn-f32", "onnxruntime", "mxnet"]
-# A "-f32" peer is its runtime forced to float32 arithmetic; the plain name is the runtime at its defaults.
+PEERS = ["openvino", "openvino-f32", "openvino-int8", "ncnn", "ncnn-f32", "onnxruntime", "mxnet"]
+# A "-f32" peer is its runtime forced to float32 arithmetic; the plain name is the runtime at its defaults;
+# "openvino-int8" is OpenVINO at its defaults on nncf's int8 model.
+NNCF_PYTHON = os.path.join(ROOT, ".venv-nncf", "bin", "python")
 
 
 def log(*a):
@@ -118,7 +126,18 @@ def openvino_call(a, x):
         config["INFERENCE_PRECISION_HINT"] = "f32"
     compiled = core.compile_model(core.read_model(a.model), "CPU", config)
     req = compiled.create_infer_request()
-    return (lambda: req.infer([x])), compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+    # The hint is the precision of layers without a lower-precision form; int8 layers (nncf's models) show as
+    # u8/i8 in the runtime model's per-layer precisions.
+    counts = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        if info["layerType"].astype(str) in ("Convolution", "FullyConnected", "MatMul"):
+            p = info["runtimePrecision"].astype(str)
+            p = "int8" if p in ("u8", "i8") else p
+            counts[p] = counts.get(p, 0) + 1
+    layers = ", ".join("%d %s" % (n, p) for p, n in sorted(counts.items(), key=lambda c: -c[1]))
+    hint = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+    return (lambda: req.infer([x])), "%s (convolution / fully connected layers: %s)" % (hint, layers)
 
 
 def ncnn_call(a, x):
@@ -264,6 +283,27 @@ def convert_ncnn(onnx_path, batch, workdir):
     return param + "," + binf, None
 
 
+def quantize_openvino(onnx_path, evaluate):
+    """ONNX -> OpenVINO int8 IR with nncf (Tools/nncf_quantize.py in .venv-nncf). Returns (xml, cosines or None,
+    None) or (None, None, reason); the cosines (int8 vs f32 on other LFW images) only when `evaluate`."""
+    if not os.path.exists(NNCF_PYTHON):
+        return None, None, ".venv-nncf is missing (python3.11 -m venv .venv-nncf && " \
+                           ".venv-nncf/bin/pip install -r Tools/requirements-nncf.txt)"
+    xml = os.path.splitext(onnx_path)[0] + "-int8.xml"
+    report = os.path.splitext(onnx_path)[0] + "-int8.json"
+    cmd = [NNCF_PYTHON, os.path.join(ROOT, "Tools", "nncf_quantize.py"), onnx_path, "-o", xml, "--json", report]
+    cmd += [] if evaluate else ["--eval", "0"]
+    log("$ " + " ".join(cmd))
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0 or not os.path.exists(xml):
+        return None, None, "nncf could not quantize the ONNX model: " + (r.stderr.strip().splitlines() or ["?"])[-1]
+    for line in r.stdout.splitlines():
+        if "cosine" in line:  # the rest is nncf's progress bars
+            log(line)
+    with open(report) as f:
+        return xml, (json.load(f) if evaluate else None), None
+
+
 def measure(cmd, env=None):
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
@@ -271,14 +311,22 @@ def measure(cmd, env=None):
     return json.loads(r.stdout[r.stdout.index("{"):]), None
 
 
-def print_precisions(results, runners):
-    """The arithmetic each column ran in, as its runtime reported it (FaceEmbed computes in float32)."""
+def print_precisions(results, runners, int8_cosines):
+    """The arithmetic each column ran in, as its runtime reported it (FaceEmbed computes in float32), and what
+    nncf's int8 costs OpenVINO in accuracy."""
     print()
     print("Precision per column (as the runtime reports it after loading the model):")
     for runner in runners:
         own = "int8 weights, 8-bit activations (depthwise layers f32)" if runner == "faceembed-int8" else "f32"
         seen = sorted({r.get("precision", own) for (_, rn), rs in results.items() if rn == runner for r in rs})
         print("  %s: %s" % (runner, "; ".join(seen) if seen else "not run"))
+    for name, rep in int8_cosines.items():
+        print("openvino-int8 on %s (nncf %s, %d calibration images): cosine to OpenVINO f32 over %d other LFW images, "
+              "median / 5th pct / min: %s" % (
+                  name, rep["nncf"], rep["calibration_images"], rep["eval_images"], "; ".join(
+                      "%s %.5f / %.5f / %.5f" % (what, rep[k]["median"], rep[k]["p5"], rep[k]["min"])
+                      for k, what in [("cosine_int8_default", "as timed (other layers " + rep["default_precision_hint"]
+                                       + ")"), ("cosine_int8_f32", "with INFERENCE_PRECISION_HINT=f32")])))
 
 
 def main():
@@ -295,7 +343,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (each runtime once per round)")
     ap.add_argument("--only", choices=sorted(MODELS), help="only this model")
     ap.add_argument("--peers", default=",".join(PEERS),
-                    help="comma-separated subset of " + ",".join(PEERS) + " (openvino and ncnn include their -f32 columns)")
+                    help="comma-separated subset of " + ",".join(PEERS)
+                    + " (openvino and ncnn include their -f32 columns, openvino its -int8 one)")
     ap.add_argument("--no-default-build", action="store_true", help="skip the native-flags and portable FaceEmbed rows")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--source", default=ROOT, help="package to build (default: this checkout)")
@@ -312,7 +361,7 @@ def main():
         builds["faceembed-portable"] = build(a.source, ".build-bench-portable", "portable")
     converter = builds["faceembed"]
 
-    notes, files = {}, {}
+    notes, files, int8_cosines = {}, {}, {}
     for name, m in MODELS.items():
         if a.only and name != a.only:
             continue
@@ -323,7 +372,9 @@ def main():
             feb = os.path.join(work, name + ".feb")
             run([converter, "convert", m["onnx"], "-o", feb], stdout=subprocess.DEVNULL)
             files[name] = {"feb": feb, "mxnet": None, ("onnx", 1): (m["onnx"], None),
-                           "ncnn": (None, "not converted (the detector is compared with ONNX Runtime and OpenVINO)")}
+                           "ncnn": (None, "not converted (the detector is compared with ONNX Runtime and OpenVINO)"),
+                           ("openvino-int8", 1): (None, "not quantized (Tools/nncf_quantize.py calibrates on "
+                                                        "112x112 faces)")}
             continue
         if not os.path.exists(os.path.join(m["dir"], "model-0000.params")):
             notes[name] = f"{m['dir']} has no model-0000.params (r100: python Tools/make_fixtures.py --local)"
@@ -338,6 +389,11 @@ def main():
             onnx_path = os.path.join(work, f"{name}_b{batch}.onnx")  # pnnx turns '-' into '_' in its outputs
             err = export_onnx(m["dir"], batch, onnx_path)
             files[name][("onnx", batch)] = (None, err) if err else (onnx_path, None)
+            if "openvino-int8" in peers:
+                xml, cos, err = quantize_openvino(onnx_path, batch == 1) if not err else (None, None, err)
+                files[name][("openvino-int8", batch)] = (None, err) if err else (xml, None)
+                if cos:
+                    int8_cosines[name] = cos
         onnx1 = files[name][("onnx", 1)][0]
         files[name]["ncnn"] = convert_ncnn(onnx1, 1, work) if onnx1 else (None, "no ONNX model to convert")
 
@@ -364,7 +420,9 @@ def main():
                     env = None
                 else:
                     runtime = runner.split("-")[0]
-                    if runtime == "onnxruntime" or runtime == "openvino":
+                    if runner == "openvino-int8":
+                        path, err = files[name][("openvino-int8", batch)]
+                    elif runtime == "onnxruntime" or runtime == "openvino":
                         path, err = files[name][("onnx", batch)]
                     elif runtime == "ncnn":
                         path, err = files[name]["ncnn"]
@@ -423,7 +481,7 @@ def main():
         print("| " + " | ".join(row) + " |")
         out.append({"model": name, "batch": batch, "threads": threads,
                     "results": {r: c for r, c in cells.items() if c}})
-    print_precisions(results, cols)
+    print_precisions(results, cols, int8_cosines)
     print()
     print("Peak RSS (MiB, batch 1, threads 1):")
     for name in files:
