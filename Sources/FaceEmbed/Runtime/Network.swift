@@ -111,14 +111,22 @@ final class Network: @unchecked Sendable {
 
     /// Assigns each value an arena offset: values are placed first-fit into space freed by dead values. The outputs
     /// of a sibling group get one block, back to back, when its first member runs, freed when all of them are dead.
-    /// A fused depthwise layer's input stays alive through the 1×1 layer, which writes while it is read.
+    /// A fused depthwise layer's output is never written, so it gets no space; its input stays alive through the
+    /// 1×1 layer, which writes while it is read.
     private static func planArena(_ plan: ModelPlan, kernels: [LayerKernel], siblings: [SiblingGroup]) -> ([Int], Int) {
         var lastUse = [Int](repeating: -1, count: plan.values.count)
         for (i, l) in plan.layers.enumerated() { for v in l.inputs { lastUse[v] = i } }
+        var unwritten = Set<Int>()
         for (i, k) in kernels.enumerated() {
-            if case let .depthwisePointwise(dw, _) = k { lastUse[dw.input] = max(lastUse[dw.input], i + 1) }
+            guard case let .depthwisePointwise(dw, _) = k else { continue }
+            lastUse[dw.input] = max(lastUse[dw.input], i + 1)
+            unwritten.insert(dw.output)
         }
         for o in plan.outputs { lastUse[o.value] = Int.max }
+        var dying = [[Int]](repeating: [], count: plan.layers.count)
+        for (v, i) in lastUse.enumerated() where i >= 0 && i < plan.layers.count && !unwritten.contains(v) {
+            dying[i].append(v)
+        }
         var offset = [Int](repeating: 0, count: plan.values.count)
         var free: [(start: Int, size: Int)] = []
         var top = 0
@@ -159,10 +167,10 @@ final class Network: @unchecked Sendable {
                         offset[v] = offset[before] + plan.values[before].count
                     }
                 }
-            } else {
+            } else if !unwritten.contains(l.output) {
                 allocate(l.output, floats: size(l.output))
             }
-            for v in Set(l.inputs + (i > 0 ? plan.layers[i - 1].inputs : [])) where lastUse[v] == i {
+            for v in dying[i] {
                 guard let n = groupOf[v] else { release(v, floats: size(v)); continue }
                 alive[n] -= 1
                 if alive[n] == 0 { release(siblings[n].outputs[0], floats: blockSize(siblings[n].outputs)) }

@@ -50,7 +50,7 @@ extension Network {
         return plan.layers.enumerated().map { i, layer in
             let s = samples[i].sorted()
             return LayerProfile(
-                index: i, kind: layerKind(layer) + siblingNote(i), shape: layerShape(layer, plan),
+                index: i, kind: layerKind(layer) + mergeNote(i), shape: layerShape(layer, plan),
                 multiplyAdds: multiplyAdds(i), seconds: s[s.count / 2])
         }
     }
@@ -65,7 +65,7 @@ extension Network {
 
     /// " +siblings" on a layer that runs its sibling convolutions too, " +1x1" on a depthwise layer fused with the
     /// 1×1 after it, " (in #i)" on each layer run by layer i.
-    private func siblingNote(_ i: Int) -> String {
+    private func mergeNote(_ i: Int) -> String {
         if case let .merged(first) = kernels[i] { return " (in #\(first))" }
         if case .depthwisePointwise = kernels[i] { return " +1x1" }
         return siblings.contains { $0.layers[0] == i } ? " +siblings" : ""
