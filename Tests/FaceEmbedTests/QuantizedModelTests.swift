@@ -33,7 +33,7 @@ private enum SmallPlan {
         ]
     }()
 
-    static func model(activations: QuantizedPrecision) -> ImportedModel {
+    static func model(activations: QuantizedPrecision, data: [[Float]] = data) -> ImportedModel {
         let names = ["c.w", "c.b", "c.slope", "c.scale", "c.shift", "p.w", "p.b", "p.slope", "fc.w", "fc.b"]
         let shapes = [[20, 3, 5, 5], [20], [20], [3], [3], [20, 20, 1, 1], [20], [20], [fcOut, fcIn], [fcOut]]
         let plan = ModelPlan(
@@ -165,6 +165,15 @@ struct QuantizedModelTests {
         }
         #expect(plan.tensors.filter { $0.elementType == .int8 }.count == 3)
         #expect(plan.layers.allSatisfy { $0.quantization?.activations == .int8 })
+    }
+
+    @Test func aNonFiniteWeightIsRefusedWhenQuantizedNotACrash() throws {
+        var data = SmallPlan.data
+        data[0][7] = .nan
+        let path = TestModels.folder.appendingPathComponent("small-nan.feb").path
+        #expect(throws: FaceEmbedError.self) {
+            try FlatFile.write(SmallPlan.model(activations: .int8, data: data), to: path)
+        }
     }
 
     @Test func version2FloatFilesStillLoad() throws {

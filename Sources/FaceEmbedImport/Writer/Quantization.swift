@@ -31,18 +31,33 @@ extension ImportedModel {
         if let s = scales[w] { return LayerQuantization(scales: s, activations: .int8) }
         let source = produce[w], name = plan.tensors[w].name, (outC, k) = rows
         plan.tensors[w] = TensorInfo(name: name, shape: quantizedWeightShape(outC: outC, k: k), elementType: .int8)
+        // The writer asks for the weights before the scales (appended last): the weights' quantization keeps its
+        // scales for then, so the source (a batch norm folded on the fly) is produced and quantized once. A
+        // non-finite weight gets zero int8 weights and NaN scales, which the writer refuses, naming the tensor.
+        let pending = PendingScales()
+        let quantize = { () -> (values: [Int8], scales: [Float]) in
+            let data = source()
+            guard data.allSatisfy(\.isFinite) else {
+                return ([Int8](repeating: 0, count: outC * k), [Float](repeating: .nan, count: outC))
+            }
+            return quantizedWeightValues(data, outC: outC, k: k)
+        }
         produce[w] = {
-            let values = quantizedWeightValues(source(), outC: outC, k: k).values
+            let (values, scales) = quantize()
+            pending.scales = scales
             return packedInt8Weights(values, outC: outC, k: k).map(Float.init)
         }
         plan.tensors.append(TensorInfo(name: name + "_scale", shape: [outC]))
         produce.append {
-            // A non-finite weight would quantize to a row of zeros: a NaN scale makes the writer refuse it instead.
-            let data = source()
-            guard data.allSatisfy(\.isFinite) else { return [Float](repeating: .nan, count: outC) }
-            return quantizedWeightValues(data, outC: outC, k: k).scales
+            defer { pending.scales = nil }
+            return pending.scales ?? quantize().scales
         }
         scales[w] = plan.tensors.count - 1
         return LayerQuantization(scales: plan.tensors.count - 1, activations: .int8)
     }
+}
+
+/// A weight tensor's scales, from its quantization until the writer asks for them.
+private final class PendingScales {
+    var scales: [Float]?
 }
