@@ -31,7 +31,9 @@ func sigmoid(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, c
 private func logistic(_ x: SIMD16<Float>) -> SIMD16<Float> {
     typealias V = SIMD16<Float>
     var t = x * V(repeating: -1.442_695_04)
-    t = t.clamped(lowerBound: V(repeating: -126), upperBound: V(repeating: 126))
+    // Comparisons and blends, not `clamped`, which compiles lane by lane; NaN goes to the lower bound, as there.
+    let lo = V(repeating: -126), hi = V(repeating: 126)
+    t = t.replacing(with: lo, where: .!(t .>= lo)).replacing(with: hi, where: t .> hi)
     let magic = V(repeating: 12_582_912)  // 1.5 · 2^23, bit pattern 0x4B40_0000
     let shifted = t + magic
     let n = shifted - magic, f = t - n
