@@ -40,13 +40,21 @@ enum Commands {
                 : try m.embeddings(for: images, landmarks: landmarks)
         }
         // The files hold BGR bytes: they go to the model as BGR pixel buffers, views into one allocation so that all
-        // of them are valid for the one batch call.
-        let all = images.flatMap(\.pixels)
+        // of them are valid for the one batch call. The faces of one photo share its pixels: copied once, not per face.
+        var all: [UInt8] = [], starts: [Int] = [], copied: [UnsafeRawPointer?: Int] = [:]
+        for img in images {
+            let storage = img.pixels.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress) }
+            if let start = copied[storage] {
+                starts.append(start)
+            } else {
+                copied[storage] = all.count
+                starts.append(all.count)
+                all += img.pixels
+            }
+        }
         return try all.withUnsafeBufferPointer { p throws(FaceEmbedError) in
-            var start = 0
-            let buffers = images.map { img in
-                defer { start += img.pixels.count }
-                return PixelBuffer(
+            let buffers = zip(images, starts).map { img, start in
+                PixelBuffer(
                     UnsafeBufferPointer(rebasing: p[start..<start + img.pixels.count]),
                     width: img.width, height: img.height, format: .bgr)
             }
