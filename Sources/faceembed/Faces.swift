@@ -48,8 +48,8 @@ struct AlignedFaceFinder: FaceFinder {
 }
 
 /// Takes an image that is exactly 112x112 as one aligned face (face 0), and finds the faces of any other image with
-/// the detector: every face, most confident first, aligned from its five landmarks. A photo without a face is an
-/// error ("no face found"), so that every file of a batch gives a record.
+/// the detector: every face, most confident first, aligned from its five landmarks. A photo without a face gives
+/// none, which `EmbedPipeline` reports as the file's error ("no face found"), so that every file gives a record.
 struct DetectingFaceFinder: FaceFinder {
     let detector: FaceDetector
     let options: DetectionOptions
@@ -58,7 +58,6 @@ struct DetectingFaceFinder: FaceFinder {
         let s = FaceModel.inputSize
         if image.width == s, image.height == s { return [FoundFace(index: 0, aligned: image)] }
         let found = try detector.faces(in: image, options: options)
-        guard !found.isEmpty else { throw .invalidImage(file: file, reason: "no face found") }
         var faces: [FoundFace] = []
         for (i, f) in found.enumerated() {
             faces.append(
