@@ -114,9 +114,8 @@ package enum SCRFDDecoding {
         guard count > 0, count < faces.count else { return faces }
         let cx = Float(photoWidth / 2), cy = Float(photoHeight / 2)
         let values = faces.map { face -> Float in
-            let b = face.box
-            let dx = (b.x1 + b.x2) / 2 - cx, dy = (b.y1 + b.y2) / 2 - cy
-            return (b.x2 - b.x1) * (b.y2 - b.y1) - (dx * dx + dy * dy) * 2
+            let d = face.box.center - SIMD2(cx, cy)
+            return face.box.area - (d.x * d.x + d.y * d.y) * 2
         }
         let order = faces.indices.sorted { values[$0] > values[$1] || (values[$0] == values[$1] && $0 > $1) }
         return order.prefix(count).map { faces[$0] }
