@@ -193,6 +193,15 @@ struct ONNXContext {
         }
     }
 
+    /// A string attribute, `d` when absent.
+    func string(_ name: String, _ d: String) throws(FaceEmbedError) -> String {
+        switch node.attributes[name] {
+        case nil: return d
+        case let .string(v)?: return v
+        default: throw fail("node \(label): attribute \(name) is not a string")
+        }
+    }
+
     /// A float attribute, `d` when absent.
     func float(_ name: String, _ d: Float) throws(FaceEmbedError) -> Float {
         switch node.attributes[name] {

@@ -31,8 +31,8 @@ extension ONNXImporter {
     private static func resize(_ c: inout ONNXContext) throws(FaceEmbedError) {
         let x = try c.computed(0), s = c.shape(x)
         guard x.rank == 4 else { throw c.fail("\(c.described) on a rank-\(x.rank) value") }
-        let mode = try string(c, "mode", "nearest"), rule = try string(c, "nearest_mode", "round_prefer_floor")
-        let coordinates = try string(c, "coordinate_transformation_mode", "half_pixel")
+        let mode = try c.string("mode", "nearest"), rule = try c.string("nearest_mode", "round_prefer_floor")
+        let coordinates = try c.string("coordinate_transformation_mode", "half_pixel")
         let floorLike = ["floor", "round_prefer_floor"].contains(rule)
         guard mode == "nearest", floorLike, coordinates != "tf_crop_and_resize" else {
             throw c.fail(
@@ -61,14 +61,6 @@ extension ONNXImporter {
         let f = t.floats(c.model.bytes), input = [1, s.c, s.h, s.w]
         guard f.allSatisfy({ $0.isFinite && $0 > 0 && $0 <= 64 }) else { throw c.fail("\(c.described): scales \(f)") }
         return zip(input, f).map { Int((Float($0) * $1).rounded(.down)) }
-    }
-
-    private static func string(_ c: ONNXContext, _ name: String, _ d: String) throws(FaceEmbedError) -> String {
-        switch c.node.attributes[name] {
-        case nil: return d
-        case let .string(v)?: return v
-        default: throw c.fail("node \(c.label): attribute \(name) is not a string")
-        }
     }
 
     /// Transpose NCHW → NHWC (`perm` [0, 2, 3, 1]) of a map, the first half of a detector head's flattening.
