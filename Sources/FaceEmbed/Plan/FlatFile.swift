@@ -431,7 +431,7 @@ package enum FlatFile {
                 throw fail("layer \(i): convolution shapes do not match its values")
             }
             if let q = c.quantization {
-                try FlatFile.checkQuantizedTensors(plan, weight: c.weight, rows: (g.outC, g.k), q, index: i, fail: fail)
+                try quantized(c.weight, rows: (g.outC, g.k), q, i)
             } else {
                 try tensor(c.weight, g.storedWeightShape, i)
             }
@@ -458,7 +458,7 @@ package enum FlatFile {
             }
             if let q = f.quantization {
                 let rows = (f.outFeatures, f.inFeatures)
-                try FlatFile.checkQuantizedTensors(plan, weight: f.weight, rows: rows, q, index: i, fail: fail)
+                try quantized(f.weight, rows: rows, q, i)
             } else {
                 try tensor(f.weight, [f.outFeatures, f.inFeatures], i)
             }
@@ -478,16 +478,23 @@ package enum FlatFile {
         }
 
         /// Checks that optional tensor `t` exists with `shape`, float32.
-        func tensor(_ t: Int?, _ shape: [Int], _ i: Int) throws(FaceEmbedError) {
+        func tensor(_ t: Int?, _ shape: [Int], _ i: Int, type: TensorElementType = .float32) throws(FaceEmbedError) {
             guard let t else { return }
             guard t >= 0, t < plan.tensors.count else {
                 throw fail("layer \(i) refers to tensor \(t), which does not exist")
             }
-            guard plan.tensors[t].shape == shape, plan.tensors[t].elementType == .float32 else {
+            guard plan.tensors[t].shape == shape, plan.tensors[t].elementType == type else {
                 throw fail(
                     "layer \(i): tensor \(plan.tensors[t].name) is \(plan.tensors[t].elementType) \(plan.tensors[t].shape), "
-                        + "expected float32 \(shape)")
+                        + "expected \(type) \(shape)")
             }
+        }
+        /// A quantized layer's tensors: int8 weights in the stored shape, float32 scales [outC].
+        func quantized(_ weight: Int, rows: (outC: Int, k: Int), _ q: LayerQuantization, _ i: Int)
+            throws(FaceEmbedError)
+        {
+            try tensor(weight, quantizedWeightShape(outC: rows.outC, k: rows.k), i, type: .int8)
+            try tensor(q.scales, [rows.outC], i)
         }
     }
 }

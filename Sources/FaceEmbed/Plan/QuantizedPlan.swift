@@ -161,26 +161,6 @@ extension FlatFile {
         }
     }
 
-    /// A quantized layer's tensors: int8 weights in the stored shape, float32 scales [outC].
-    static func checkQuantizedTensors(
-        _ plan: ModelPlan, weight: Int, rows: (outC: Int, k: Int), _ q: LayerQuantization, index i: Int,
-        fail: (String) -> FaceEmbedError
-    ) throws(FaceEmbedError) {
-        for (t, type, shape) in [
-            (weight, TensorElementType.int8, quantizedWeightShape(outC: rows.outC, k: rows.k)),
-            (q.scales, .float32, [rows.outC]),
-        ] {
-            guard t >= 0, t < plan.tensors.count else {
-                throw fail("layer \(i) refers to tensor \(t), which does not exist")
-            }
-            let info = plan.tensors[t]
-            guard info.elementType == type, info.shape == shape else {
-                throw fail(
-                    "layer \(i): tensor \(info.name) is \(info.elementType) \(info.shape), expected \(type) \(shape)")
-            }
-        }
-    }
-
     /// The data of every quantized layer: scales finite (checked with every float tensor) and not negative, int8
     /// weights as `Int8WeightSums` requires.
     static func checkQuantizedData(
