@@ -154,17 +154,27 @@ func packPointwise(
 }
 
 /// Quantizes input channels `channels` into padded planes (see the top of the file), the border the zero point.
+/// Each row's values are written before its padding, 16 at a time: a row narrower than 16 runs on into the rows
+/// after it, which are written later, as long as it stays inside this channel's plane and the input.
 func quantizePlanes(
     _ g: ConvGeometry, input: UnsafePointer<Float>, quantization q: ActivationQuantization,
     channels: Range<Int>, into planes: UnsafeMutableRawPointer
 ) {
     let hp = g.inH + 2 * g.padH, wp = g.inW + 2 * g.padW, eb = q.precision.elementBytes
-    let zero = q.precision.zeroPoint
+    let zero = q.precision.zeroPoint, inputCount = g.inC * g.inH * g.inW
     @inline(__always) func put(_ row: UnsafeMutableRawPointer, _ i: Int, _ v: Int32) {
         if eb == 1 {
             row.storeBytes(of: UInt8(truncatingIfNeeded: v), toByteOffset: i, as: UInt8.self)
         } else {
             row.storeBytes(of: Int16(truncatingIfNeeded: v), toByteOffset: 2 * i, as: Int16.self)
+        }
+    }
+    @inline(__always) func put16(_ dst: UnsafeMutableRawPointer, _ i: Int, _ x: UnsafePointer<Float>) {
+        let v = q.quantize16(UnsafeRawPointer(x).loadUnaligned(as: SIMD16<Float>.self))
+        if eb == 1 {
+            dst.storeBytes(of: narrowedToBytes(v), toByteOffset: i, as: SIMD16<UInt8>.self)
+        } else {
+            dst.storeBytes(of: narrowedToHalves(v), toByteOffset: 2 * i, as: SIMD16<Int16>.self)
         }
     }
     for ic in channels {
@@ -174,35 +184,72 @@ func quantizePlanes(
                 for i in 0..<wp { put(row, i, zero) }
                 continue
             }
-            for i in 0..<g.padW { put(row, i, zero); put(row, wp - 1 - i, zero) }
-            let src = input + (ic * g.inH + iy) * g.inW, dst = row + g.padW * eb
-            guard g.inW >= 16 else {
-                for i in 0..<g.inW { put(dst, i, q.quantize(src[i])) }
-                continue
-            }
-            var i = 0
-            while i < g.inW {
-                i = min(i, g.inW - 16)
-                let v = q.quantize16(UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<Float>.self))
-                if eb == 1 {
-                    dst.storeBytes(of: SIMD16<UInt8>(truncatingIfNeeded: v), toByteOffset: i, as: SIMD16<UInt8>.self)
-                } else {
-                    dst.storeBytes(
-                        of: SIMD16<Int16>(truncatingIfNeeded: v), toByteOffset: 2 * i, as: SIMD16<Int16>.self)
+            let first = (ic * g.inH + iy) * g.inW, src = input + first, dst = row + g.padW * eb
+            if g.inW >= 16 {
+                var i = 0
+                while i < g.inW {
+                    i = min(i, g.inW - 16)
+                    put16(dst, i, src + i)
+                    i += 16
                 }
-                i += 16
+            } else if py * wp + g.padW + 16 <= hp * wp && first + 16 <= inputCount {
+                put16(dst, 0, src)
+            } else {
+                for i in 0..<g.inW { put(dst, i, q.quantize(src[i])) }
             }
+            for i in 0..<g.padW { put(row, i, zero); put(row, wp - 1 - i, zero) }
         }
     }
 }
+
+#if hasFeature(BuiltinModule)
+// One instruction each (`vpmovdb`, `vpmovdw`, `vpmovzxbd`, `vpmovzxwd`); the generic integer conversions of SIMD
+// vectors compile to a call.
+@inline(__always)
+private func narrowedToBytes(_ v: SIMD16<Int32>) -> SIMD16<UInt8> {
+    var r = SIMD16<UInt8>()
+    r._storage._value = Builtin.trunc_Vec16xInt32_Vec16xInt8(v._storage._value)
+    return r
+}
+
+@inline(__always)
+private func narrowedToHalves(_ v: SIMD16<Int32>) -> SIMD16<Int16> {
+    var r = SIMD16<Int16>()
+    r._storage._value = Builtin.trunc_Vec16xInt32_Vec16xInt16(v._storage._value)
+    return r
+}
+
+@inline(__always)
+private func widened(_ v: SIMD16<UInt8>) -> SIMD16<UInt32> {
+    var r = SIMD16<UInt32>()
+    r._storage._value = Builtin.zext_Vec16xInt8_Vec16xInt32(v._storage._value)
+    return r
+}
+
+@inline(__always)
+private func widened(_ v: SIMD16<UInt16>) -> SIMD16<UInt32> {
+    var r = SIMD16<UInt32>()
+    r._storage._value = Builtin.zext_Vec16xInt16_Vec16xInt32(v._storage._value)
+    return r
+}
+#else
+@inline(__always)
+private func narrowedToBytes(_ v: SIMD16<Int32>) -> SIMD16<UInt8> { SIMD16<UInt8>(truncatingIfNeeded: v) }
+@inline(__always)
+private func narrowedToHalves(_ v: SIMD16<Int32>) -> SIMD16<Int16> { SIMD16<Int16>(truncatingIfNeeded: v) }
+@inline(__always)
+private func widened(_ v: SIMD16<UInt8>) -> SIMD16<UInt32> { SIMD16<UInt32>(truncatingIfNeeded: v) }
+@inline(__always)
+private func widened(_ v: SIMD16<UInt16>) -> SIMD16<UInt32> { SIMD16<UInt32>(truncatingIfNeeded: v) }
+#endif
 
 /// 16 elements (1 or 2 bytes each, zero-extended) at element stride `stride` from `p`.
 @inline(__always)
 private func load16(_ p: UnsafeRawPointer, stride: Int, elementBytes eb: Int) -> SIMD16<UInt32> {
     switch (eb, stride) {
-    case (1, 1): return SIMD16<UInt32>(truncatingIfNeeded: p.loadUnaligned(as: SIMD16<UInt8>.self))
-    case (1, 2): return SIMD16<UInt32>(truncatingIfNeeded: p.loadUnaligned(as: SIMD16<UInt16>.self)) & 0xFF
-    case (2, 1): return SIMD16<UInt32>(truncatingIfNeeded: p.loadUnaligned(as: SIMD16<UInt16>.self))
+    case (1, 1): return widened(p.loadUnaligned(as: SIMD16<UInt8>.self))
+    case (1, 2): return widened(p.loadUnaligned(as: SIMD16<UInt16>.self)) & 0xFF
+    case (2, 1): return widened(p.loadUnaligned(as: SIMD16<UInt16>.self))
     case (2, 2): return p.loadUnaligned(as: SIMD16<UInt32>.self) & 0xFFFF
     default:
         var v = SIMD16<UInt32>()
