@@ -20,7 +20,8 @@ private func runQuantized(
 ) -> (sums: [Int32], output: [Float], quantization: ActivationQuantization) {
     var sums = [Int32](repeating: 0, count: g.outC * g.pixels)
     var output = [Float](repeating: .nan, count: g.outC * g.pixels)
-    var scratch = [UInt8](repeating: 0xA5, count: quantizedConvolutionScratch(g, precision: weights.precision))
+    var scratch = [UInt8](
+        repeating: 0xA5, count: quantizedConvolutionScratch(g, precision: weights.precision, threads: threads))
     let bias = bias ?? [Float](repeating: 0, count: g.outC), slopes = slope ?? [], res = residual ?? []
     var quantization: ActivationQuantization?
     weights.withPointers { w in
@@ -101,7 +102,8 @@ struct QuantizedKernelTests {
         Case(c: 4, h: 10, w: 12, oc: 5, k: (5, 3), s: (1, 1), p: (2, 1)),
         Case(c: 7, h: 20, w: 23, oc: 31, k: (2, 3), s: (2, 1), p: (0, 1)),
         Case(c: 6, h: 25, w: 40, oc: 12, k: (3, 3), s: (3, 3), p: (1, 1)),  // stride 3: lane-by-lane reads
-        Case(c: 32, h: 112, w: 112, oc: 18, k: (1, 1), s: (1, 1), p: (0, 0)),
+        Case(c: 32, h: 112, w: 112, oc: 18, k: (1, 1), s: (1, 1), p: (0, 0)),  // B in two or more bands
+        Case(c: 512, h: 11, w: 11, oc: 20, k: (3, 3), s: (1, 1), p: (1, 1)),  // bands of 1-3 panels, mid-row starts
     ]
 
     private static func data(_ t: Case, _ salt: Int) -> (x: [Float], weight: [Float], rng: SeededRandom) {
@@ -240,7 +242,9 @@ struct QuantizedKernelTests {
         let w = QuantizedWeights(weight, outC: outF, k: inF, precision: precision)
         var sums = [Int32](repeating: 0, count: outF), y = [Float](repeating: .nan, count: outF)
         var scratch = [UInt8](
-            repeating: 0, count: quantizedFullyConnectedScratch(inFeatures: inF, precision: precision))
+            repeating: 0,
+            count: quantizedFullyConnectedScratch(
+                inFeatures: inF, outFeatures: outF, precision: precision, threads: 2))
         var quantization: ActivationQuantization?
         w.withPointers { wp in
             x.withUnsafeBufferPointer { xp in
@@ -385,7 +389,11 @@ struct QuantizedSpeed {
             line += fast == .winograd ? "   " + rate(seconds(fast)) : String(repeating: " ", count: 14)
             for precision in QuantizedPrecision.allCases {
                 let w = QuantizedWeights(weight, outC: g.outC, k: g.k, precision: precision)
-                var qScratch = [UInt8](repeating: 0, count: quantizedConvolutionScratch(g, precision: precision))
+                var qScratch = [UInt8](
+                    repeating: 0, count: quantizedConvolutionScratch(g, precision: precision, threads: 1))
+                // A whole B for the GEMM alone (the convolution builds it band by band).
+                let ld = quantizedLeadingDimension(g.pixels)
+                let wholeB = [UInt8](repeating: 128, count: w.kGroups * ld * 4)
                 w.withPointers { wp in
                     x.withUnsafeBufferPointer { xp in
                         bias.withUnsafeBufferPointer { bp in
@@ -403,9 +411,11 @@ struct QuantizedSpeed {
                                         " "
                                         + rate(
                                             best {
-                                                quantizedGEMM(
-                                                    wp, b: sp.baseAddress!, ld: quantizedLeadingDimension(g.pixels),
-                                                    pixels: g.pixels, quantization: q, output: output, threads: 1)
+                                                wholeB.withUnsafeBytes { bp in
+                                                    quantizedGEMM(
+                                                        wp, b: bp.baseAddress!, ld: ld, pixels: 0..<g.pixels,
+                                                        stride: g.pixels, quantization: q, output: output, threads: 1)
+                                                }
                                             })
                                     line += rate(
                                         best {

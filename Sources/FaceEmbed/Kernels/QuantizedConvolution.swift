@@ -6,6 +6,8 @@
 //   B  b[kg][ld][G], built in scratch: 32-bit lane (kg, n) holds k = G·kg ..< G·kg + G of pixel n (value j in bits
 //      8j, or 16j for 16-bit), so one 32-bit broadcast or one 64-byte panel load feeds the micro-kernels.
 //      ld = 16 · panels + 16: the last 16 take the spill of row copies; k past K holds the zero point (weights 0).
+//      When the GEMM splits by panels, B is built and multiplied band by band (`QuantizedBands`: a few panels, all
+//      k-groups), each thread its own bands in its own buffer; otherwise whole, its k-groups split among threads.
 //      1×1, stride 1, unpadded: straight from the float input, 16 pixels × G channels at a time, quantized and
 //        interleaved in registers.
 //      Otherwise the input is first quantized into padded planes p[ic][inH + 2·padH][inW + 2·padW] whose border is
@@ -16,8 +18,10 @@
 //      the exact sums (tests) or y = Float(acc) · s_x · s_w[c] and the layer's `Epilogue` (its steps in registers for
 //      a full panel, `Epilogue.apply` for a partial one); a partial last panel runs `quantizedKernel16x1` per pixel.
 //      A fully connected layer is the 1×1 convolution of a 1×1 map.
-//   Threads split the quantization by input channel, B by k-group, the GEMM by panels or by blocks of channels.
-// Scratch (bytes): B, then (not for the 1×1 fast path) the padded planes and slack for the last row's vector reads.
+//   Threads split the quantization by input channel, and B and the GEMM by bands of panels or else B by k-group and
+//   the GEMM by blocks of channels.
+// Scratch (bytes): B or one band buffer per thread, then (not for the 1×1 fast path) the padded planes and slack for
+// the last row's vector reads.
 #if hasFeature(BuiltinModule)
 import Builtin
 #endif
@@ -33,22 +37,78 @@ enum QuantizedOutput {
 /// Row stride (pixels) of the activation matrix B for `pixels` output pixels.
 func quantizedLeadingDimension(_ pixels: Int) -> Int { (pixels + 15) / 16 * 16 + 16 }
 
-/// Bytes of the padded planes, rounded to cache lines, plus slack for 16-pixel reads at any stride past the end.
-private func quantizedPlaneBytes(_ g: ConvGeometry, _ precision: QuantizedPrecision) -> Int {
-    let plane = (g.inH + 2 * g.padH) * (g.inW + 2 * g.padW)
-    return (g.inC * plane * precision.elementBytes + 63) / 64 * 64 + (16 * g.strideW + 16) * precision.elementBytes
+/// Whether the GEMM splits its threads by panels of pixels (else by blocks of output channels).
+private func splitsByPanels(panels: Int, blocks: Int, threads: Int) -> Bool {
+    panels >= 2 * threads || panels >= blocks
 }
 
-/// Scratch bytes `quantizedConvolution` needs for `g` (shared by all threads).
-func quantizedConvolutionScratch(_ g: ConvGeometry, precision: QuantizedPrecision) -> Int {
+/// How B is built when the GEMM splits by panels: in bands of consecutive panels, each built by the thread that then
+/// multiplies it, into that thread's own buffer, so a band is still in its core's cache when it is read.
+struct QuantizedBands {
+    /// Panels per band (the last band may have fewer), bands, and threads sharing them out.
+    let panels: Int, count: Int, parts: Int
+    /// Leading dimension of a band's buffer, and its bytes.
+    let ld: Int, bufferBytes: Int
+
+    /// The bands of `g` with `kGroups` k-groups on `threads` threads; nil when the GEMM splits by blocks of channels
+    /// (the threads then share one whole B).
+    init?(_ g: ConvGeometry, kGroups: Int, planeBytes: Int, threads: Int) {
+        let total = (g.pixels + 15) / 16, blocks = (g.outC + weightLanes - 1) / weightLanes
+        guard splitsByPanels(panels: total, blocks: blocks, threads: threads) else { return nil }
+        parts = max(1, min(threads, total))
+        // A thread's whole share in one band unless its B outgrows its cache with the planes it is gathered from
+        // (each band reads all the weights again, and gathers from all over the planes).
+        let share = (total + parts - 1) / parts, panelBytes = kGroups * 64
+        let most =
+            panelBytes * share <= quantizedWholeBytes + 2 * planeBytes
+            ? share : max(1, quantizedBandBytes / panelBytes)
+        let wanted = ((total + most - 1) / most + parts - 1) / parts * parts
+        panels = (total + wanted - 1) / wanted
+        count = (total + panels - 1) / panels
+        ld = most * 16 + 16
+        bufferBytes = kGroups * ld * 4
+    }
+
+    /// The output pixels of band `i` of a layer with `pixels` pixels.
+    func pixels(_ i: Int, of pixels: Int) -> Range<Int> {
+        (i * panels * 16)..<min(pixels, (i + 1) * panels * 16)
+    }
+}
+
+/// Bytes of B a thread builds whole (beyond twice the planes'), and the most bytes of a band when it is larger: for
+/// an L2 of 1 MiB per core (AMD Zen 4; r100 int8, layer by layer with `faceembed bench --layers`).
+private let quantizedWholeBytes = 512 << 10, quantizedBandBytes = 256 << 10
+
+/// Bytes of the padded planes plus slack for 16-pixel reads at any stride past the end, in whole cache lines.
+private func quantizedPlaneBytes(_ g: ConvGeometry, _ precision: QuantizedPrecision) -> Int {
+    let plane = (g.inH + 2 * g.padH) * (g.inW + 2 * g.padW)
+    return ((g.inC * plane + 16 * g.strideW + 16) * precision.elementBytes + 63) / 64 * 64
+}
+
+/// Bytes of the padded planes (0 for the 1×1 fast path, which has none), the bands of `g` on `threads` threads, and
+/// the bytes of B: one whole B, or a band buffer per thread.
+private func quantizedLayout(_ g: ConvGeometry, _ precision: QuantizedPrecision, threads: Int)
+    -> (planeBytes: Int, bands: QuantizedBands?, bBytes: Int)
+{
+    let planeBytes = g.isPointwise ? 0 : quantizedPlaneBytes(g, precision)
     let kGroups = (g.k + precision.group - 1) / precision.group
-    let b = (kGroups * quantizedLeadingDimension(g.pixels) * 4 + 63) / 64 * 64
-    return g.isPointwise ? b : b + quantizedPlaneBytes(g, precision)
+    let bands = QuantizedBands(g, kGroups: kGroups, planeBytes: planeBytes, threads: threads)
+    let b = bands.map { $0.parts * $0.bufferBytes } ?? kGroups * quantizedLeadingDimension(g.pixels) * 4
+    return (planeBytes, bands, (b + 63) / 64 * 64)
+}
+
+/// Scratch bytes `quantizedConvolution` needs for `g` on up to `threads` threads (shared by all of them): B for
+/// the threads of the call, then the planes.
+func quantizedConvolutionScratch(_ g: ConvGeometry, precision: QuantizedPrecision, threads: Int) -> Int {
+    (1...max(1, threads)).map { t in
+        let layout = quantizedLayout(g, precision, threads: t)
+        return layout.bBytes + layout.planeBytes
+    }.max()!
 }
 
 /// Quantized convolution with groups = 1 on one image (see the top of this file). `range` is the calibrated
-/// max |x| of the input, or nil to measure it. `scratch` holds `quantizedConvolutionScratch(g, precision:)` bytes.
-/// Returns the activation quantization it used.
+/// max |x| of the input, or nil to measure it. `scratch` holds `quantizedConvolutionScratch(g, precision:threads:)`
+/// bytes. Returns the activation quantization it used.
 @discardableResult
 func quantizedConvolution(
     _ g: ConvGeometry, input: UnsafePointer<Float>, weights w: QuantizedWeightPointers,
@@ -60,35 +120,54 @@ func quantizedConvolution(
     let q = ActivationQuantization(
         range: range ?? maxAbs(input, count: g.inC * g.inH * g.inW), precision: p,
         maxAbsRowSum: w.maxAbsRowSum)
-    let ld = quantizedLeadingDimension(g.pixels), kGroups = w.kGroups
-    let kParts = max(1, min(threads, kGroups))
-    if g.isPointwise {
-        parallelFor(kParts, threads: threads) { part in
-            packPointwise(
-                input, channels: g.inC, pixels: g.pixels, quantization: q,
-                kGroups: chunk(kGroups, parts: kParts, index: part), into: scratch, ld: ld)
-        }
-    } else {
-        let planes = scratch + (kGroups * ld * 4 + 63) / 64 * 64
+    let kGroups = w.kGroups, (_, bands, bBytes) = quantizedLayout(g, p, threads: threads)
+    let b = scratch, planes = scratch + bBytes
+    if !g.isPointwise {
         let cParts = max(1, min(threads, g.inC))
         parallelFor(cParts, threads: threads) { part in
             quantizePlanes(
                 g, input: input, quantization: q, channels: chunk(g.inC, parts: cParts, index: part),
                 into: planes)
         }
-        parallelFor(kParts, threads: threads) { part in
-            gatherQuantized(
-                g, planes: planes, precision: p, kGroups: chunk(kGroups, parts: kParts, index: part),
-                into: scratch, ld: ld)
+    }
+    // Columns `pixels` of B, k-groups `groups`, into `dst` (column 0 = the first pixel).
+    func build(_ pixels: Range<Int>, _ groups: Range<Int>, into dst: UnsafeMutableRawPointer, ld: Int) {
+        if g.isPointwise {
+            packPointwise(
+                input, channels: g.inC, pixels: g.pixels, columns: pixels, quantization: q, kGroups: groups,
+                into: dst, ld: ld)
+        } else {
+            gatherQuantized(g, planes: planes, precision: p, pixels: pixels, kGroups: groups, into: dst, ld: ld)
         }
     }
-    quantizedGEMM(w, b: scratch, ld: ld, pixels: g.pixels, quantization: q, output: output, threads: threads)
+    guard let bands else {
+        let ld = quantizedLeadingDimension(g.pixels), kParts = max(1, min(threads, kGroups))
+        parallelFor(kParts, threads: threads) { part in
+            build(0..<g.pixels, chunk(kGroups, parts: kParts, index: part), into: b, ld: ld)
+        }
+        quantizedGEMM(
+            w, b: b, ld: ld, pixels: 0..<g.pixels, stride: g.pixels, quantization: q, output: output,
+            threads: threads)
+        return q
+    }
+    parallelFor(bands.parts, threads: threads) { part in
+        let buffer = b + part * bands.bufferBytes
+        for band in chunk(bands.count, parts: bands.parts, index: part) {
+            let pixels = bands.pixels(band, of: g.pixels)
+            build(pixels, 0..<kGroups, into: buffer, ld: bands.ld)
+            quantizedGEMM(
+                w, b: buffer, ld: bands.ld, pixels: pixels, stride: g.pixels, quantization: q, output: output,
+                threads: 1)
+        }
+    }
     return q
 }
 
 /// Scratch bytes `quantizedFullyConnected` needs for `inFeatures` inputs.
-func quantizedFullyConnectedScratch(inFeatures: Int, precision: QuantizedPrecision) -> Int {
-    quantizedConvolutionScratch(fullyConnectedGeometry(inFeatures, 1), precision: precision)
+func quantizedFullyConnectedScratch(inFeatures: Int, outFeatures: Int, precision: QuantizedPrecision, threads: Int)
+    -> Int
+{
+    quantizedConvolutionScratch(fullyConnectedGeometry(inFeatures, outFeatures), precision: precision, threads: threads)
 }
 
 /// Quantized fully connected layer on one image: y[o] = Σ_i W[o][i] · x[i], then the epilogue (for `.float`).
@@ -111,44 +190,44 @@ private func fullyConnectedGeometry(_ inFeatures: Int, _ outFeatures: Int) -> Co
         padW: 0, groups: 1)
 }
 
-/// Packs k-groups `kGroups` of B for a 1×1, stride-1, unpadded convolution straight from the float input
-/// [channels][pixels]: quantizes 16 pixels of each of the G channels of a k-group and interleaves them.
+/// Packs columns `columns` (pixels; the first lands in column 0) of k-groups `kGroups` of B for a 1×1, stride-1,
+/// unpadded convolution straight from the float input [channels][n]: quantizes 16 pixels of each of the G channels
+/// of a k-group and interleaves them. The 16 pixels at the end of a band may run past it into the buffer's spill.
 func packPointwise(
-    _ input: UnsafePointer<Float>, channels: Int, pixels n: Int, quantization q: ActivationQuantization,
-    kGroups: Range<Int>, into b: UnsafeMutableRawPointer, ld: Int
+    _ input: UnsafePointer<Float>, channels: Int, pixels n: Int, columns: Range<Int>,
+    quantization q: ActivationQuantization, kGroups: Range<Int>, into b: UnsafeMutableRawPointer, ld: Int
 ) {
     let group = q.precision.group, bits = UInt32(32 / group), mask: UInt32 = group == 4 ? 0xFF : 0xFFFF
     let zero = UInt32(bitPattern: q.precision.zeroPoint) & mask
     for kg in kGroups {
-        let dst = b + kg * ld * 4
-        if n >= 16 {
-            var p = 0
-            while p < n {
-                p = min(p, n - 16)
-                var word = SIMD16<UInt32>()
-                for j in 0..<group {
-                    let c = kg * group + j
-                    let v =
-                        c < channels
-                        ? SIMD16<UInt32>(
-                            truncatingIfNeeded: q.quantize16(
-                                UnsafeRawPointer(input + c * n + p).loadUnaligned(as: SIMD16<Float>.self))) & mask
-                        : SIMD16(repeating: zero)
-                    word |= v &<< (bits * UInt32(j))
-                }
-                dst.storeBytes(of: word, toByteOffset: 4 * p, as: SIMD16<UInt32>.self)
-                p += 16
+        let dst = b + (kg * ld - columns.lowerBound) * 4
+        var p = columns.lowerBound
+        while p < columns.upperBound {
+            if p + 16 > n && n - 16 >= columns.lowerBound { p = n - 16 }
+            guard p + 16 <= n else { break }
+            var word = SIMD16<UInt32>()
+            for j in 0..<group {
+                let c = kg * group + j
+                let v =
+                    c < channels
+                    ? SIMD16<UInt32>(
+                        truncatingIfNeeded: q.quantize16(
+                            UnsafeRawPointer(input + c * n + p).loadUnaligned(as: SIMD16<Float>.self))) & mask
+                    : SIMD16(repeating: zero)
+                word |= v &<< (bits * UInt32(j))
             }
-        } else {
-            for p in 0..<n {
-                var word: UInt32 = 0
-                for j in 0..<group {
-                    let c = kg * group + j
-                    let v = c < channels ? UInt32(bitPattern: q.quantize(input[c * n + p])) & mask : zero
-                    word |= v &<< (bits * UInt32(j))
-                }
-                dst.storeBytes(of: word, toByteOffset: 4 * p, as: UInt32.self)
+            dst.storeBytes(of: word, toByteOffset: 4 * p, as: SIMD16<UInt32>.self)
+            p += 16
+        }
+        while p < columns.upperBound {
+            var word: UInt32 = 0
+            for j in 0..<group {
+                let c = kg * group + j
+                let v = c < channels ? UInt32(bitPattern: q.quantize(input[c * n + p])) & mask : zero
+                word |= v &<< (bits * UInt32(j))
             }
+            dst.storeBytes(of: word, toByteOffset: 4 * p, as: UInt32.self)
+            p += 1
         }
     }
 }
@@ -263,33 +342,37 @@ private func load16(_ p: UnsafeRawPointer, stride: Int, elementBytes eb: Int) ->
     }
 }
 
-/// Builds k-groups `kGroups` of B from the padded planes (see the top of the file).
+/// Builds columns `pixels` (the first lands in column 0) of k-groups `kGroups` of B from the padded planes (see the
+/// top of the file).
 func gatherQuantized(
-    _ g: ConvGeometry, planes: UnsafeRawPointer, precision: QuantizedPrecision, kGroups: Range<Int>,
-    into b: UnsafeMutableRawPointer, ld: Int
+    _ g: ConvGeometry, planes: UnsafeRawPointer, precision: QuantizedPrecision, pixels: Range<Int>,
+    kGroups: Range<Int>, into b: UnsafeMutableRawPointer, ld: Int
 ) {
     // One copy per common precision and stride, so that the loop over a k-group's rows unrolls and `load16` picks its
     // load at compile time (a generic copy spent about as long as the GEMM on a 3×3 layer's B).
     switch (precision, g.strideW) {
-    case (.int8, 1): gatherRows(g, planes, kGroups, b, ld, group: 4, elementBytes: 1, stride: 1)
-    case (.int8, 2): gatherRows(g, planes, kGroups, b, ld, group: 4, elementBytes: 1, stride: 2)
-    case (.int16, 1): gatherRows(g, planes, kGroups, b, ld, group: 2, elementBytes: 2, stride: 1)
-    case (.int16, 2): gatherRows(g, planes, kGroups, b, ld, group: 2, elementBytes: 2, stride: 2)
+    case (.int8, 1): gatherRows(g, planes, pixels, kGroups, b, ld, group: 4, elementBytes: 1, stride: 1)
+    case (.int8, 2): gatherRows(g, planes, pixels, kGroups, b, ld, group: 4, elementBytes: 1, stride: 2)
+    case (.int16, 1): gatherRows(g, planes, pixels, kGroups, b, ld, group: 2, elementBytes: 2, stride: 1)
+    case (.int16, 2): gatherRows(g, planes, pixels, kGroups, b, ld, group: 2, elementBytes: 2, stride: 2)
     default:
         gatherRows(
-            g, planes, kGroups, b, ld, group: precision.group, elementBytes: precision.elementBytes,
+            g, planes, pixels, kGroups, b, ld, group: precision.group, elementBytes: precision.elementBytes,
             stride: g.strideW)
     }
 }
 
-/// `gatherQuantized` for G = `group` rows per k-group of `eb`-byte elements read at column stride `sW`.
+/// `gatherQuantized` for G = `group` rows per k-group of `eb`-byte elements read at column stride `sW`. Each output
+/// row's part of `pixels` is copied 16 pixels at a time; the last 16 of a part at least 16 wide are the part's last
+/// 16, and a narrower part writes past its end into the next row's, which is written after it, or into the spill.
 @inline(__always)
 private func gatherRows(
-    _ g: ConvGeometry, _ planes: UnsafeRawPointer, _ kGroups: Range<Int>,
+    _ g: ConvGeometry, _ planes: UnsafeRawPointer, _ pixels: Range<Int>, _ kGroups: Range<Int>,
     _ b: UnsafeMutableRawPointer, _ ld: Int, group: Int, elementBytes eb: Int, stride sW: Int
 ) {
     let bits = UInt32(32 / group), hp = g.inH + 2 * g.padH, wp = g.inW + 2 * g.padW, taps = g.kH * g.kW
     let zero = SIMD16<UInt32>(repeating: group == 4 ? 128 : 0)
+    let p0 = pixels.lowerBound, p1 = pixels.upperBound
     withUnsafeTemporaryAllocation(of: Int.self, capacity: 4) { tap in
         for kg in kGroups {
             // Element offset in the planes of row j's tap for output pixel (0, 0); −1 past K.
@@ -297,11 +380,14 @@ private func gatherRows(
                 let k = kg * group + j, ic = k / taps, ky = k % taps / g.kW, kx = k % g.kW
                 tap[j] = k < g.k ? (ic * hp + ky) * wp + kx : -1
             }
-            for oy in 0..<g.outH {
-                let rowOffset = oy &* g.strideH &* wp, dst = b + (kg &* ld &+ oy &* g.outW) &* 4
-                var ox = 0
-                while ox < g.outW {
-                    ox = max(0, min(ox, g.outW - 16))
+            let column0 = b + (kg &* ld &- p0) &* 4
+            var oy = p0 / g.outW
+            while oy &* g.outW < p1 {
+                let first = oy &* g.outW, rowOffset = oy &* g.strideH &* wp, dst = column0 + first &* 4
+                let start = max(0, p0 &- first), end = min(g.outW, p1 &- first)
+                var ox = start
+                while ox < end {
+                    if ox &+ 16 > end && end &- start >= 16 { ox = end &- 16 }
                     var word = SIMD16<UInt32>()
                     for j in 0..<group {
                         let v =
@@ -311,20 +397,23 @@ private func gatherRows(
                         word |= v &<< (bits &* UInt32(j))
                     }
                     dst.storeBytes(of: word, toByteOffset: 4 &* ox, as: SIMD16<UInt32>.self)
-                    ox += 16
+                    ox &+= 16
                 }
+                oy &+= 1
             }
         }
     }
 }
 
-/// C = A · B over `pixels` pixels into `output` (see the top of the file).
+/// C = A · B for output pixels `pixels` (B's column 0 is the first of them) into `output`, whose channels are
+/// `stride` pixels apart (see the top of the file).
 func quantizedGEMM(
-    _ w: QuantizedWeightPointers, b: UnsafeRawPointer, ld: Int, pixels n: Int,
+    _ w: QuantizedWeightPointers, b: UnsafeRawPointer, ld: Int, pixels: Range<Int>, stride ldc: Int,
     quantization q: ActivationQuantization, output: QuantizedOutput, threads: Int
 ) {
+    let n = pixels.count, first = pixels.lowerBound
     let panels = (n + 15) / 16, blocks = w.blocks, kGroups = w.kGroups, wide = w.precision == .int16
-    let byPanels = panels >= 2 * threads || panels >= blocks
+    let byPanels = splitsByPanels(panels: panels, blocks: blocks, threads: threads)
     let parts = max(1, min(threads, byPanels ? panels : blocks))
     parallelFor(parts, threads: threads) { part in
         let panelRange = byPanels ? chunk(panels, parts: parts, index: part) : 0..<panels
@@ -336,29 +425,24 @@ func quantizedGEMM(
             @inline(__always) func put(_ c: Int, _ n0: Int, _ v: SIMD16<Int32>, count: Int) {
                 switch output {
                 case .accumulators(let out):
+                    let o = c * ldc + first + n0
                     if count == 16 {
-                        UnsafeMutableRawPointer(out + c * n + n0).storeBytes(of: v, as: SIMD16<Int32>.self)
+                        UnsafeMutableRawPointer(out + o).storeBytes(of: v, as: SIMD16<Int32>.self)
                     } else {
-                        for j in 0..<count { out[c * n + n0 + j] = v[j] }
+                        for j in 0..<count { out[o + j] = v[j] }
                     }
                 case .float(let out, let epilogue):
-                    var f = floats(v) * (q.scale * w.scales[c])
+                    let f = floats(v) * (q.scale * w.scales[c]), o = c * ldc + first + n0
                     if count == 16 {
-                        // `Epilogue.apply`'s steps in registers: through a tile they cost as much as the whole GEMM
-                        // loop when K is short (64 → 128 at 28×28: 16 k-groups).
-                        let o = c * n + n0
-                        f += SIMD16(repeating: epilogue.bias[c])
-                        if let s = epilogue.slope { f = f.replacing(with: f * s[c], where: f .< 0) }
-                        if let r = epilogue.residual {
-                            f += UnsafeRawPointer(r + o).loadUnaligned(as: SIMD16<Float>.self)
-                        }
-                        UnsafeMutableRawPointer(out + o).storeBytes(of: f, as: SIMD16<Float>.self)
+                        // The epilogue in registers: through a tile it cost as much as the whole GEMM loop when K is
+                        // short (64 → 128 at 28×28: 16 k-groups).
+                        storeVector(epilogue.channel(c, offset: o, as: SIMD16<Float>.self)(f, at: 0), to: out + o)
                         return
                     }
                     UnsafeMutableRawPointer(tile + 16).storeBytes(of: f, as: SIMD16<Float>.self)
                     epilogue.apply(
                         channel: c, acc: UnsafeRawPointer(tile + 16).assumingMemoryBound(to: Float.self),
-                        out: out, offset: c * n + n0, count: count)
+                        out: out, offset: o, count: count)
                 }
             }
             for g0 in stride(from: panelRange.lowerBound, to: panelRange.upperBound, by: 16) {

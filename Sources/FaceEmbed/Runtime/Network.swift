@@ -81,7 +81,7 @@ final class Network: @unchecked Sendable {
         self.kernels = kernels
         (valueOffset, arenaCount) = Network.planArena(plan, kernels: kernels, siblings: siblings)
         scratchPerThread = ((kernels.map(\.scratchPerThread).max() ?? 0) + 15) / 16 * 16
-        sharedScratch = kernels.map(\.sharedScratch).max() ?? 0
+        sharedScratch = kernels.map { $0.sharedScratch(threads: max(1, threads)) }.max() ?? 0
     }
 
     deinit { for t in siblingTensors { t.deallocate() } }
@@ -301,9 +301,9 @@ enum LayerKernel {
         }
     }
 
-    /// Floats of `Workspace.shared` this layer needs.
-    var sharedScratch: Int {
+    /// Floats of `Workspace.shared` this layer needs on up to `threads` threads.
+    func sharedScratch(threads: Int) -> Int {
         if case let .convolution(c, k) = self { return k.sharedScratch(c.geometry) }
-        return LayerKernel.quantizedSharedScratch(self)
+        return LayerKernel.quantizedSharedScratch(self, threads: threads)
     }
 }

@@ -71,14 +71,16 @@ extension LayerKernel {
         }
     }
 
-    /// Floats of `Workspace.shared` a quantized layer needs (see the top of the file).
-    static func quantizedSharedScratch(_ layer: LayerKernel) -> Int {
+    /// Floats of `Workspace.shared` a quantized layer needs on up to `threads` threads (see the top of the file).
+    static func quantizedSharedScratch(_ layer: LayerKernel, threads: Int) -> Int {
         switch layer {
         case let .quantizedConvolution(c, w):
-            let g = c.geometry
-            return affineScratch(c) + (quantizedConvolutionScratch(g, precision: w.activations) + 63) / 64 * 16
+            let bytes = quantizedConvolutionScratch(c.geometry, precision: w.activations, threads: threads)
+            return affineScratch(c) + (bytes + 63) / 64 * 16
         case let .quantizedFullyConnected(f, w):
-            return (quantizedFullyConnectedScratch(inFeatures: f.inFeatures, precision: w.activations) + 63) / 64 * 16
+            let bytes = quantizedFullyConnectedScratch(
+                inFeatures: f.inFeatures, outFeatures: w.outC, precision: w.activations, threads: threads)
+            return (bytes + 63) / 64 * 16
         default:
             return 0
         }
