@@ -282,7 +282,7 @@ func quantizePlanes(
 }
 
 #if hasFeature(BuiltinModule)
-// One instruction each (`vpmovdb`, `vpmovdw`, `vpmovzxbd`, `vpmovzxwd`); the generic integer conversions of SIMD
+// One instruction each (`vpmovdb`, `vpmovdw`, `vpmovzxbd`, `vpmovzxwd`, `vpmovwb`); the generic integer conversions of SIMD
 // vectors compile to a call.
 @inline(__always)
 private func narrowedToBytes(_ v: SIMD16<Int32>) -> SIMD16<UInt8> {
@@ -306,6 +306,13 @@ private func widened(_ v: SIMD16<UInt8>) -> SIMD16<UInt32> {
 }
 
 @inline(__always)
+private func evenBytes(_ v: SIMD16<UInt16>) -> SIMD16<UInt8> {
+    var r = SIMD16<UInt8>()
+    r._storage._value = Builtin.trunc_Vec16xInt16_Vec16xInt8(v._storage._value)
+    return r
+}
+
+@inline(__always)
 private func widened(_ v: SIMD16<UInt16>) -> SIMD16<UInt32> {
     var r = SIMD16<UInt32>()
     r._storage._value = Builtin.zext_Vec16xInt16_Vec16xInt32(v._storage._value)
@@ -320,6 +327,8 @@ private func narrowedToHalves(_ v: SIMD16<Int32>) -> SIMD16<Int16> { SIMD16<Int1
 private func widened(_ v: SIMD16<UInt8>) -> SIMD16<UInt32> { SIMD16<UInt32>(truncatingIfNeeded: v) }
 @inline(__always)
 private func widened(_ v: SIMD16<UInt16>) -> SIMD16<UInt32> { SIMD16<UInt32>(truncatingIfNeeded: v) }
+@inline(__always)
+private func evenBytes(_ v: SIMD16<UInt16>) -> SIMD16<UInt8> { SIMD16<UInt8>(truncatingIfNeeded: v) }
 #endif
 
 /// 16 elements (1 or 2 bytes each, zero-extended) at element stride `stride` from `p`.
@@ -342,6 +351,70 @@ private func load16(_ p: UnsafeRawPointer, stride: Int, elementBytes eb: Int) ->
     }
 }
 
+/// 16 bytes at byte stride 1 or 2 from `p`.
+@inline(__always)
+private func bytes16(_ p: UnsafeRawPointer, stride: Int) -> SIMD16<UInt8> {
+    stride == 1 ? loadVector(p, as: SIMD16<UInt8>.self) : evenBytes(loadVector(p, as: SIMD16<UInt16>.self))
+}
+
+/// An unaligned vector load that is one instruction wherever it is inlined (`loadUnaligned` is generic and was left
+/// as a call in the gather, as `storeBytes` was in the GEMM's stores: Epilogue.swift's `storeVector`).
+@inline(__always)
+private func loadVector<V: SIMD>(_ p: UnsafeRawPointer, as _: V.Type) -> V {
+    #if hasFeature(BuiltinModule)
+    Builtin.loadRaw(p._rawValue)
+    #else
+    p.loadUnaligned(as: V.self)
+    #endif
+}
+
+#if FACEEMBED_AVX512 && hasFeature(BuiltinModule)
+/// The index vectors of `interleaved`: a dword permute, then a byte shuffle within each 128-bit lane.
+private struct InterleaveIndices {
+    let dwords: SIMD16<Int32>, bytes: SIMD64<UInt8>
+    init() {
+        var d = SIMD16<Int32>(), b = SIMD64<UInt8>()
+        // Lane L of the permuted register: dword L of each of the four sources; in it, byte 4n + j = byte n of
+        // source j.
+        for lane in 0..<4 { for j in 0..<4 { d[4 * lane + j] = Int32(4 * j + lane) } }
+        for lane in 0..<4 { for n in 0..<4 { for j in 0..<4 { b[16 * lane + 4 * n + j] = UInt8(4 * j + n) } } }
+        dwords = d; bytes = b
+    }
+}
+
+/// Word n = a[n] | b[n] << 8 | c[n] << 16 | d[n] << 24: the four vectors as the 128-bit lanes of one register, a
+/// dword permute and a byte shuffle (widening each byte to 32 bits, shifting and or-ing took three times as many
+/// instructions).
+@inline(__always)
+private func interleaved(
+    _ a: SIMD16<UInt8>, _ b: SIMD16<UInt8>, _ c: SIMD16<UInt8>, _ d: SIMD16<UInt8>, _ i: InterleaveIndices
+) -> SIMD16<UInt32> {
+    let low = shuffleMask(0, 1, 2, 3, 4, 5, 6, 7), high = shuffleMask(8, 9, 10, 11, 12, 13, 14, 15)
+    let ab = Builtin.shufflevector_Vec4xInt32_Vec8xInt32(
+        Builtin.bitcast_Vec16xInt8_Vec4xInt32(a._storage._value),
+        Builtin.bitcast_Vec16xInt8_Vec4xInt32(b._storage._value), low)
+    let cd = Builtin.shufflevector_Vec4xInt32_Vec8xInt32(
+        Builtin.bitcast_Vec16xInt8_Vec4xInt32(c._storage._value),
+        Builtin.bitcast_Vec16xInt8_Vec4xInt32(d._storage._value), low)
+    let abcd = Builtin.shufflevector_Vec8xInt32_Vec16xInt32(ab, cd, shuffleMask(low, high))
+    let lanes = Builtin.int_x86_avx512_permvar_si_512(abcd, i.dwords._storage._value)
+    var r = SIMD16<UInt32>()
+    r._storage._value = Builtin.bitcast_Vec64xInt8_Vec16xInt32(
+        Builtin.int_x86_avx512_pshuf_b_512(Builtin.bitcast_Vec16xInt32_Vec64xInt8(lanes), i.bytes._storage._value))
+    return r
+}
+#else
+private struct InterleaveIndices {}
+
+/// Word n = a[n] | b[n] << 8 | c[n] << 16 | d[n] << 24.
+@inline(__always)
+private func interleaved(
+    _ a: SIMD16<UInt8>, _ b: SIMD16<UInt8>, _ c: SIMD16<UInt8>, _ d: SIMD16<UInt8>, _: InterleaveIndices
+) -> SIMD16<UInt32> {
+    widened(a) | widened(b) &<< 8 | widened(c) &<< 16 | widened(d) &<< 24
+}
+#endif
+
 /// Builds columns `pixels` (the first lands in column 0) of k-groups `kGroups` of B from the padded planes (see the
 /// top of the file).
 func gatherQuantized(
@@ -351,8 +424,8 @@ func gatherQuantized(
     // One copy per common precision and stride, so that the loop over a k-group's rows unrolls and `load16` picks its
     // load at compile time (a generic copy spent about as long as the GEMM on a 3×3 layer's B).
     switch (precision, g.strideW) {
-    case (.int8, 1): gatherRows(g, planes, pixels, kGroups, b, ld, group: 4, elementBytes: 1, stride: 1)
-    case (.int8, 2): gatherRows(g, planes, pixels, kGroups, b, ld, group: 4, elementBytes: 1, stride: 2)
+    case (.int8, 1): gatherBytes(g, planes, pixels, kGroups, b, ld, stride: 1)
+    case (.int8, 2): gatherBytes(g, planes, pixels, kGroups, b, ld, stride: 2)
     case (.int16, 1): gatherRows(g, planes, pixels, kGroups, b, ld, group: 2, elementBytes: 2, stride: 1)
     case (.int16, 2): gatherRows(g, planes, pixels, kGroups, b, ld, group: 2, elementBytes: 2, stride: 2)
     default:
@@ -362,23 +435,61 @@ func gatherQuantized(
     }
 }
 
-/// `gatherQuantized` for G = `group` rows per k-group of `eb`-byte elements read at column stride `sW`. Each output
-/// row's part of `pixels` is copied 16 pixels at a time; the last 16 of a part at least 16 wide are the part's last
-/// 16, and a narrower part writes past its end into the next row's, which is written after it, or into the spill.
+/// `gatherQuantized` for G = `group` rows per k-group of `eb`-byte elements read at column stride `sW`.
 @inline(__always)
 private func gatherRows(
     _ g: ConvGeometry, _ planes: UnsafeRawPointer, _ pixels: Range<Int>, _ kGroups: Range<Int>,
     _ b: UnsafeMutableRawPointer, _ ld: Int, group: Int, elementBytes eb: Int, stride sW: Int
 ) {
-    let bits = UInt32(32 / group), hp = g.inH + 2 * g.padH, wp = g.inW + 2 * g.padW, taps = g.kH * g.kW
-    let zero = SIMD16<UInt32>(repeating: group == 4 ? 128 : 0)
+    let bits = UInt32(32 / group), zero = SIMD16<UInt32>(repeating: group == 4 ? 128 : 0)
+    walkB(g, pixels, kGroups, b, ld, group: group) { tap, offset in
+        var word = SIMD16<UInt32>()
+        for j in 0..<group {
+            let v = tap[j] < 0 ? zero : load16(planes + (tap[j] &+ offset) &* eb, stride: sW, elementBytes: eb)
+            word |= v &<< (bits &* UInt32(j))
+        }
+        return word
+    }
+}
+
+/// `gatherQuantized` for 8-bit values (G = 4) read at column stride `sW` (1 or 2).
+@inline(__always)
+private func gatherBytes(
+    _ g: ConvGeometry, _ planes: UnsafeRawPointer, _ pixels: Range<Int>, _ kGroups: Range<Int>,
+    _ b: UnsafeMutableRawPointer, _ ld: Int, stride sW: Int
+) {
+    let indices = InterleaveIndices(), zero = SIMD16<UInt8>(repeating: 128)
+    walkB(g, pixels, kGroups, b, ld, group: 4) { tap, offset in
+        @inline(__always) func row(_ j: Int) -> SIMD16<UInt8> {
+            tap[j] < 0 ? zero : bytes16(planes + (tap[j] &+ offset), stride: sW)
+        }
+        return interleaved(row(0), row(1), row(2), row(3), indices)
+    }
+}
+
+/// The walk of `gatherQuantized` over B: for each k-group, each output row's part of `pixels`, 16 pixels at a time,
+/// stores `word(tap, offset)`, the 16 words whose row j is read at element offset tap[j] + offset of the planes (tap[j]
+/// is −1 past K). The last 16 of a part at least 16 wide are the part's last 16; a narrower part writes past its end
+/// into the next row's, which is written after it, or into the spill.
+@inline(__always)
+private func walkB(
+    _ g: ConvGeometry, _ pixels: Range<Int>, _ kGroups: Range<Int>, _ b: UnsafeMutableRawPointer, _ ld: Int,
+    group: Int, _ word: (UnsafeMutablePointer<Int>, Int) -> SIMD16<UInt32>
+) {
+    let hp = g.inH + 2 * g.padH, wp = g.inW + 2 * g.padW, taps = g.kH * g.kW
     let p0 = pixels.lowerBound, p1 = pixels.upperBound
+    // Row k = (ic·kH + ky)·kW + kx of B, counted up from the first k-group's (divisions per k-group took as long as
+    // the copies on 14×14 layers).
+    var k = kGroups.lowerBound * group, ic = k / taps, ky = k % taps / g.kW, kx = k % g.kW
     withUnsafeTemporaryAllocation(of: Int.self, capacity: 4) { tap in
+        let tap = tap.baseAddress!
         for kg in kGroups {
             // Element offset in the planes of row j's tap for output pixel (0, 0); −1 past K.
             for j in 0..<group {
-                let k = kg * group + j, ic = k / taps, ky = k % taps / g.kW, kx = k % g.kW
                 tap[j] = k < g.k ? (ic * hp + ky) * wp + kx : -1
+                k += 1; kx += 1
+                if kx == g.kW { kx = 0; ky += 1 }
+                if ky == g.kH { ky = 0; ic += 1 }
             }
             let column0 = b + (kg &* ld &- p0) &* 4
             var oy = p0 / g.outW
@@ -388,15 +499,8 @@ private func gatherRows(
                 var ox = start
                 while ox < end {
                     if ox &+ 16 > end && end &- start >= 16 { ox = end &- 16 }
-                    var word = SIMD16<UInt32>()
-                    for j in 0..<group {
-                        let v =
-                            tap[j] < 0
-                            ? zero
-                            : load16(planes + (tap[j] &+ rowOffset &+ ox &* sW) &* eb, stride: sW, elementBytes: eb)
-                        word |= v &<< (bits &* UInt32(j))
-                    }
-                    dst.storeBytes(of: word, toByteOffset: 4 &* ox, as: SIMD16<UInt32>.self)
+                    dst.storeBytes(
+                        of: word(tap, rowOffset &+ ox &* g.strideW), toByteOffset: 4 &* ox, as: SIMD16<UInt32>.self)
                     ox &+= 16
                 }
                 oy &+= 1
