@@ -170,6 +170,39 @@ struct QuantizedKernelTests {
     }
 
     @Test(
+        "The input range under an input affine equals max |x| of the affine's output, NaN ignored",
+        arguments: [1, 7, 16, 37, 196])
+    func inputRangeUnderAnAffine(_ plane: Int) {
+        var rng = SeededRandom(seed: UInt64(plane))
+        let channels = 9
+        var x = rng.floats(channels * plane, -4...4)
+        x[plane / 2] = .nan  // one NaN in channel 0; channel 8 all NaN
+        for i in (8 * plane)..<(9 * plane) { x[i] = .nan }
+        let scale = rng.floats(channels, -3...3), shift = rng.floats(channels, -2...2)
+        let affine = x.indices.map { x[$0] * scale[$0 / plane] + shift[$0 / plane] }
+        let expected = affine.filter { !$0.isNaN }.map { abs($0) }.max() ?? 0
+        for threads in [1, 2] {
+            let (plain, fused) = x.withUnsafeBufferPointer { xp in
+                scale.withUnsafeBufferPointer { sp in
+                    shift.withUnsafeBufferPointer { tp in
+                        affine.withUnsafeBufferPointer { ap in
+                            (
+                                inputRange(
+                                    ap.baseAddress!, channels: channels, plane: plane, affine: nil, threads: threads),
+                                inputRange(
+                                    xp.baseAddress!, channels: channels, plane: plane,
+                                    affine: InputAffine(scale: sp.baseAddress!, shift: tp.baseAddress!),
+                                    threads: threads)
+                            )
+                        }
+                    }
+                }
+            }
+            #expect(plain == expected && fused == expected, "plane \(plane), \(threads) threads")
+        }
+    }
+
+    @Test(
         "Quantized convolution sums equal the integer reference exactly",
         arguments: cases, QuantizedPrecision.allCases)
     func convolutionSumsAreExact(_ t: Case, precision: QuantizedPrecision) {

@@ -107,27 +107,30 @@ func quantizedConvolutionScratch(_ g: ConvGeometry, precision: QuantizedPrecisio
 }
 
 /// Quantized convolution with groups = 1 on one image (see the top of this file). `range` is the calibrated
-/// max |x| of the input, or nil to measure it. `scratch` holds `quantizedConvolutionScratch(g, precision:threads:)`
-/// bytes. Returns the activation quantization it used.
+/// max |x| of the input (after `affine`), or nil to measure it. `affine` (Convolution.swift) is applied to the input
+/// as it is quantized into the padded planes, so no float copy of the input is written and read back; the 1×1 fast
+/// path has no planes and takes none. `scratch` holds `quantizedConvolutionScratch(g, precision:threads:)` bytes. Returns the activation
+/// quantization it used.
 @discardableResult
 func quantizedConvolution(
-    _ g: ConvGeometry, input: UnsafePointer<Float>, weights w: QuantizedWeightPointers,
+    _ g: ConvGeometry, input: UnsafePointer<Float>, affine: InputAffine? = nil, weights w: QuantizedWeightPointers,
     range: Float?, output: QuantizedOutput, scratch: UnsafeMutableRawPointer,
     threads: Int
 ) -> ActivationQuantization {
     precondition(g.groups == 1 && w.k == g.k && w.outC == g.outC, "quantized convolution: weights do not fit \(g)")
+    precondition(affine == nil || !g.isPointwise, "quantized convolution: an input affine needs padded planes")
     let p = w.precision
     let q = ActivationQuantization(
-        range: range ?? maxAbs(input, count: g.inC * g.inH * g.inW), precision: p,
-        maxAbsRowSum: w.maxAbsRowSum)
+        range: range ?? inputRange(input, channels: g.inC, plane: g.inH * g.inW, affine: affine, threads: threads),
+        precision: p, maxAbsRowSum: w.maxAbsRowSum)
     let kGroups = w.kGroups, (_, bands, bBytes) = quantizedLayout(g, p, threads: threads)
     let b = scratch, planes = scratch + bBytes
     if !g.isPointwise {
         let cParts = max(1, min(threads, g.inC))
         parallelFor(cParts, threads: threads) { part in
             quantizePlanes(
-                g, input: input, quantization: q, channels: chunk(g.inC, parts: cParts, index: part),
-                into: planes)
+                g, input: input, affine: affine, quantization: q,
+                channels: chunk(g.inC, parts: cParts, index: part), into: planes)
         }
     }
     // Columns `pixels` of B, k-groups `groups`, into `dst` (column 0 = the first pixel).
@@ -216,7 +219,7 @@ func packPointwise(
                     : SIMD16(repeating: zero)
                 word |= v &<< (bits * UInt32(j))
             }
-            dst.storeBytes(of: word, toByteOffset: 4 * p, as: SIMD16<UInt32>.self)
+            storeRaw(word, to: dst + 4 * p)
             p += 16
         }
         while p < columns.upperBound {
@@ -232,11 +235,32 @@ func packPointwise(
     }
 }
 
-/// Quantizes input channels `channels` into padded planes (see the top of the file), the border the zero point.
-/// Each row's values are written before its padding, 16 at a time: a row narrower than 16 runs on into the rows
-/// after it, which are written later, as long as it stays inside this channel's plane and the input.
+/// max |x| of the input [channels][plane], after `affine` if there is one (NaN ignored; the same value as measured
+/// on the affine's output), the channels split among threads.
+func inputRange(
+    _ input: UnsafePointer<Float>, channels: Int, plane: Int, affine: InputAffine?, threads: Int
+) -> Float {
+    let parts = max(1, min(threads, channels))
+    return withUnsafeTemporaryAllocation(of: Float.self, capacity: parts) { partial in
+        parallelFor(parts, threads: threads) { part in
+            let cs = chunk(channels, parts: parts, index: part)
+            guard let affine else {
+                partial[part] = maxAbs(input + cs.lowerBound * plane, count: cs.count * plane)
+                return
+            }
+            partial[part] = affineMaxAbs(
+                input, plane: plane, channels: cs, scale: affine.scale, shift: affine.shift)
+        }
+        return partial.max()!
+    }
+}
+
+/// Quantizes input channels `channels` into padded planes (see the top of the file), the border the zero point,
+/// applying `affine` first if there is one. Each row's values are written before its padding, 16 at a time: a row
+/// narrower than 16 runs on into the rows after it, which are written later, as long as it stays inside this
+/// channel's plane and the input.
 func quantizePlanes(
-    _ g: ConvGeometry, input: UnsafePointer<Float>, quantization q: ActivationQuantization,
+    _ g: ConvGeometry, input: UnsafePointer<Float>, affine: InputAffine?, quantization q: ActivationQuantization,
     channels: Range<Int>, into planes: UnsafeMutableRawPointer
 ) {
     let hp = g.inH + 2 * g.padH, wp = g.inW + 2 * g.padW, eb = q.precision.elementBytes
@@ -248,15 +272,20 @@ func quantizePlanes(
             row.storeBytes(of: Int16(truncatingIfNeeded: v), toByteOffset: 2 * i, as: Int16.self)
         }
     }
-    @inline(__always) func put16(_ dst: UnsafeMutableRawPointer, _ i: Int, _ x: UnsafePointer<Float>) {
-        let v = q.quantize16(UnsafeRawPointer(x).loadUnaligned(as: SIMD16<Float>.self))
+    // The affine's arithmetic is channelAffine's (a product, then a sum), so the values are the ones its output held.
+    @inline(__always) func put16(
+        _ dst: UnsafeMutableRawPointer, _ i: Int, _ x: UnsafePointer<Float>, _ s: SIMD16<Float>, _ t: SIMD16<Float>
+    ) {
+        let v = q.quantize16(loadVector(x, as: SIMD16<Float>.self) * s + t)
         if eb == 1 {
-            dst.storeBytes(of: narrowedToBytes(v), toByteOffset: i, as: SIMD16<UInt8>.self)
+            storeRaw(narrowedToBytes(v), to: dst + i)
         } else {
-            dst.storeBytes(of: narrowedToHalves(v), toByteOffset: 2 * i, as: SIMD16<Int16>.self)
+            storeRaw(narrowedToHalves(v), to: dst + 2 * i)
         }
     }
     for ic in channels {
+        let scale = affine?.scale[ic] ?? 1, shift = affine?.shift[ic] ?? 0
+        let s = SIMD16<Float>(repeating: scale), t = SIMD16<Float>(repeating: shift)
         for py in 0..<hp {
             let row = planes + (ic * hp + py) * wp * eb, iy = py - g.padH
             guard iy >= 0 && iy < g.inH else {
@@ -268,13 +297,13 @@ func quantizePlanes(
                 var i = 0
                 while i < g.inW {
                     i = min(i, g.inW - 16)
-                    put16(dst, i, src + i)
+                    put16(dst, i, src + i, s, t)
                     i += 16
                 }
             } else if py * wp + g.padW + 16 <= hp * wp && first + 16 <= inputCount {
-                put16(dst, 0, src)
+                put16(dst, 0, src, s, t)
             } else {
-                for i in 0..<g.inW { put(dst, i, q.quantize(src[i])) }
+                for i in 0..<g.inW { put(dst, i, q.quantize(src[i] * scale + shift)) }
             }
             for i in 0..<g.padW { put(row, i, zero); put(row, wp - 1 - i, zero) }
         }
@@ -365,6 +394,16 @@ private func loadVector<V: SIMD>(_ p: UnsafeRawPointer, as _: V.Type) -> V {
     Builtin.loadRaw(p._rawValue)
     #else
     p.loadUnaligned(as: V.self)
+    #endif
+}
+
+/// The unaligned store of any vector, as `loadVector` (the gather's stores of B were calls, 1.5 % of r100 int8).
+@inline(__always)
+private func storeRaw<V: SIMD>(_ v: V, to p: UnsafeMutableRawPointer) {
+    #if hasFeature(BuiltinModule)
+    Builtin.storeRaw(v, p._rawValue)
+    #else
+    p.storeBytes(of: v, as: V.self)
     #endif
 }
 
@@ -499,8 +538,7 @@ private func walkB(
                 var ox = start
                 while ox < end {
                     if ox &+ 16 > end && end &- start >= 16 { ox = end &- 16 }
-                    dst.storeBytes(
-                        of: word(tap, rowOffset &+ ox &* g.strideW), toByteOffset: 4 &* ox, as: SIMD16<UInt32>.self)
+                    storeRaw(word(tap, rowOffset &+ ox &* g.strideW), to: dst + 4 &* ox)
                     ox &+= 16
                 }
                 oy &+= 1
@@ -531,7 +569,7 @@ func quantizedGEMM(
                 case .accumulators(let out):
                     let o = c * ldc + first + n0
                     if count == 16 {
-                        UnsafeMutableRawPointer(out + o).storeBytes(of: v, as: SIMD16<Int32>.self)
+                        storeRaw(v, to: UnsafeMutableRawPointer(out + o))
                     } else {
                         for j in 0..<count { out[o + j] = v[j] }
                     }
@@ -543,7 +581,7 @@ func quantizedGEMM(
                         storeVector(epilogue.channel(c, offset: o, as: SIMD16<Float>.self)(f, at: 0), to: out + o)
                         return
                     }
-                    UnsafeMutableRawPointer(tile + 16).storeBytes(of: f, as: SIMD16<Float>.self)
+                    storeVector(f, to: UnsafeMutableRawPointer(tile + 16).assumingMemoryBound(to: Float.self))
                     epilogue.apply(
                         channel: c, acc: UnsafeRawPointer(tile + 16).assumingMemoryBound(to: Float.self),
                         out: out, offset: o, count: count)

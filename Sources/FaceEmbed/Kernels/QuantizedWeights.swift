@@ -177,6 +177,46 @@ package struct ActivationQuantization: Sendable, Equatable {
     }
 }
 
+/// max over channels `channels` of the input [c][plane] of |x · scale[c] + shift[c]|, NaN ignored. The affine is
+/// monotonic in x, rounding included, so each lane's extreme is at its smallest or largest x; lane j of a channel
+/// sees the values at j mod 16 (and the last 16 again, which changes no extreme). Comparisons and blends, as in
+/// `maxAbs`, and one reduction at the end.
+func affineMaxAbs(
+    _ input: UnsafePointer<Float>, plane: Int, channels: Range<Int>, scale: UnsafePointer<Float>,
+    shift: UnsafePointer<Float>
+) -> Float {
+    typealias V = SIMD16<Float>
+    var m = V(), r: Float = 0
+    for c in channels {
+        let x = input + c * plane, s = scale[c], t = shift[c]
+        guard plane >= 16 else {
+            for i in 0..<plane { let y = abs(x[i] * s + t); if y > r { r = y } }
+            continue
+        }
+        var low = V(repeating: .infinity), high = V(repeating: -.infinity), i = 0
+        while i < plane {
+            i = min(i, plane - 16)
+            let v = UnsafeRawPointer(x + i).loadUnaligned(as: V.self)
+            low = low.replacing(with: v, where: v .< low)
+            high = high.replacing(with: v, where: v .> high)
+            i += 16
+        }
+        let seen = low .<= high, sv = V(repeating: s), tv = V(repeating: t)
+        let a = absolute(low * sv + tv).replacing(with: 0, where: .!seen)
+        let b = absolute(high * sv + tv).replacing(with: 0, where: .!seen)
+        m = m.replacing(with: a, where: a .> m)
+        m = m.replacing(with: b, where: b .> m)
+    }
+    for j in 0..<16 where m[j] > r { r = m[j] }
+    return r
+}
+
+/// |v| by clearing the sign bits.
+@inline(__always)
+private func absolute(_ v: SIMD16<Float>) -> SIMD16<Float> {
+    unsafeBitCast(unsafeBitCast(v, to: SIMD16<UInt32>.self) & 0x7FFF_FFFF, to: SIMD16<Float>.self)
+}
+
 /// max |x[i]| over `count` floats (NaN ignored). |x| by clearing the sign bit, the maximum by compare and blend:
 /// `pointwiseMax` compiles lane by lane.
 func maxAbs(_ x: UnsafePointer<Float>, count: Int) -> Float {

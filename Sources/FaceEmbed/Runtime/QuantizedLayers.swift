@@ -86,29 +86,36 @@ extension LayerKernel {
         }
     }
 
-    /// Floats that hold a quantized convolution's input after its input affine (0 without one), whole cache lines.
+    /// Floats that hold a quantized convolution's input after its input affine, whole cache lines: only for the 1×1
+    /// fast path, which reads the float input directly; the others apply the affine as they quantize.
     static func affineScratch(_ c: ConvLayer) -> Int {
-        c.inputScale == nil ? 0 : (c.geometry.inC * c.geometry.inH * c.geometry.inW + 15) / 16 * 16
+        c.inputScale == nil || !c.geometry.isPointwise
+            ? 0 : (c.geometry.inC * c.geometry.inH * c.geometry.inW + 15) / 16 * 16
     }
 }
 
 extension Network {
-    /// Runs a quantized convolution: the input affine first if there is one, then the integer kernel.
+    /// Runs a quantized convolution: the integer kernel, with the input affine if there is one (applied first, into
+    /// scratch, on the 1×1 fast path).
     func quantizedConvolve(_ c: ConvLayer, _ weights: QuantizedLayerWeights, _ w: Workspace, threads: Int) {
         let g = c.geometry
-        var input = UnsafePointer(value(c.input, w))
+        var input = UnsafePointer(value(c.input, w)), affine: InputAffine?
         if let s = c.inputScale, let t = c.inputShift {
-            channelAffine(
-                input: input, scale: tensors[s], shift: tensors[t], slope: nil, output: w.shared, channels: g.inC,
-                plane: g.inH * g.inW)
-            input = UnsafePointer(w.shared)
+            if g.isPointwise {
+                channelAffine(
+                    input: input, scale: tensors[s], shift: tensors[t], slope: nil, output: w.shared,
+                    channels: g.inC, plane: g.inH * g.inW)
+                input = UnsafePointer(w.shared)
+            } else {
+                affine = InputAffine(scale: tensors[s], shift: tensors[t])
+            }
         }
         let epilogue = Epilogue(
             bias: tensors[c.bias], slope: c.slope.map { tensors[$0] },
             residual: c.residual.map { UnsafePointer(value($0, w)) })
         weights.withPointers { p in
             _ = quantizedConvolution(
-                g, input: input, weights: p, range: nil, output: .float(value(c.output, w), epilogue),
+                g, input: input, affine: affine, weights: p, range: nil, output: .float(value(c.output, w), epilogue),
                 scratch: UnsafeMutableRawPointer(w.shared + LayerKernel.affineScratch(c)), threads: threads)
         }
     }
