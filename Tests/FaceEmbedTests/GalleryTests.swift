@@ -37,7 +37,10 @@ func referenceSearch(_ entries: [(id: String, embedding: Embedding)], _ query: E
 }
 
 func tempPath(_ name: String) -> String {
-    FileManager.default.temporaryDirectory.appendingPathComponent("faceembed-gallery-\(getpid())-\(name)").path
+    // Unique per call: the cases of a parameterized test run at once and may write files of the same name.
+    FileManager.default.temporaryDirectory.appendingPathComponent(
+        "faceembed-gallery-\(getpid())-\(UUID().uuidString)-\(name)"
+    ).path
 }
 
 struct GalleryTests {
