@@ -258,8 +258,12 @@ struct HostileInt8FileTests {
     @Test func nonZeroPaddingLanesAreRefused() throws {
         var (b, plan, offsets) = try original()
         // Output channel 20 of the first block (lane 4 of block 1) lies past outC = 20.
+        var pastK = b
         b[offsets[plan.tensors.firstIndex { $0.name == "c.w" }!] + (1 * 19 * 16 + 4) * 4] = 1
         expectRefused(b, "padding")
+        // K = 3 · 5 · 5 = 75: byte 3 of the last k-group (18) lies past K, in every lane.
+        pastK[offsets[plan.tensors.firstIndex { $0.name == "c.w" }!] + (18 * 16 + 7) * 4 + 3] = 1
+        expectRefused(pastK, "padding")
     }
 
     @Test func wrongElementCountsAndTypesAreRefused() throws {
