@@ -428,14 +428,11 @@ private struct InterleaveIndices {
 private func interleaved(
     _ a: SIMD16<UInt8>, _ b: SIMD16<UInt8>, _ c: SIMD16<UInt8>, _ d: SIMD16<UInt8>, _ i: InterleaveIndices
 ) -> SIMD16<UInt32> {
-    let low = shuffleMask(0, 1, 2, 3, 4, 5, 6, 7), high = shuffleMask(8, 9, 10, 11, 12, 13, 14, 15)
-    let ab = Builtin.shufflevector_Vec4xInt32_Vec8xInt32(
-        Builtin.bitcast_Vec16xInt8_Vec4xInt32(a._storage._value),
-        Builtin.bitcast_Vec16xInt8_Vec4xInt32(b._storage._value), low)
-    let cd = Builtin.shufflevector_Vec4xInt32_Vec8xInt32(
-        Builtin.bitcast_Vec16xInt8_Vec4xInt32(c._storage._value),
-        Builtin.bitcast_Vec16xInt8_Vec4xInt32(d._storage._value), low)
-    let abcd = Builtin.shufflevector_Vec8xInt32_Vec16xInt32(ab, cd, shuffleMask(low, high))
+    // The four vectors laid end to end (the optimiser makes this two 128-bit inserts and a 256-bit one).
+    @inline(__always) func words(_ v: SIMD16<UInt8>) -> SIMD4<Int32> { unsafeBitCast(v, to: SIMD4<Int32>.self) }
+    let abcd = SIMD16<Int32>(
+        lowHalf: SIMD8(lowHalf: words(a), highHalf: words(b)), highHalf: SIMD8(lowHalf: words(c), highHalf: words(d))
+    )._storage._value
     let lanes = Builtin.int_x86_avx512_permvar_si_512(abcd, i.dwords._storage._value)
     var r = SIMD16<UInt32>()
     r._storage._value = Builtin.bitcast_Vec64xInt8_Vec16xInt32(
