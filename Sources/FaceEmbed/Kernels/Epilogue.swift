@@ -119,6 +119,28 @@ func storeVector(_ v: SIMD16<Float>, to p: UnsafeMutablePointer<Float>) {
     #endif
 }
 
+/// Any vector stored at raw `p` (unaligned), as the float `storeVector` (the quantized gather's stores of B were calls,
+/// 1.5 % of r100 int8).
+@inline(__always)
+func storeVector<V: SIMD>(_ v: V, to p: UnsafeMutableRawPointer) {
+    #if hasFeature(BuiltinModule)
+    Builtin.storeRaw(v, p._rawValue)
+    #else
+    p.storeBytes(of: v, as: V.self)
+    #endif
+}
+
+/// Any vector loaded from raw `p` (unaligned), one instruction wherever it is inlined (`loadUnaligned` is generic too
+/// and was left as a call in the quantized gather).
+@inline(__always)
+func loadVector<V: SIMD>(_ p: UnsafeRawPointer, as _: V.Type) -> V {
+    #if hasFeature(BuiltinModule)
+    Builtin.loadRaw(p._rawValue)
+    #else
+    p.loadUnaligned(as: V.self)
+    #endif
+}
+
 /// `v` stored at `p` (unaligned), as the 16-lane `storeVector`.
 @inline(__always)
 func storeVector(_ v: SIMD8<Float>, to p: UnsafeMutablePointer<Float>) {

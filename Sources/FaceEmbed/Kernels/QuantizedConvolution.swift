@@ -109,8 +109,8 @@ func quantizedConvolutionScratch(_ g: ConvGeometry, precision: QuantizedPrecisio
 /// Quantized convolution with groups = 1 on one image (see the top of this file). `range` is the calibrated
 /// max |x| of the input (after `affine`), or nil to measure it. `affine` (Convolution.swift) is applied to the input
 /// as it is quantized into the padded planes, so no float copy of the input is written and read back; the 1×1 fast
-/// path has no planes and takes none. `scratch` holds `quantizedConvolutionScratch(g, precision:threads:)` bytes. Returns the activation
-/// quantization it used.
+/// path has no planes and takes none. `scratch` holds `quantizedConvolutionScratch(g, precision:threads:)` bytes.
+/// Returns the activation quantization it used.
 @discardableResult
 func quantizedConvolution(
     _ g: ConvGeometry, input: UnsafePointer<Float>, affine: InputAffine? = nil, weights w: QuantizedWeightPointers,
@@ -219,7 +219,7 @@ func packPointwise(
                     : SIMD16(repeating: zero)
                 word |= v &<< (bits * UInt32(j))
             }
-            storeRaw(word, to: dst + 4 * p)
+            storeVector(word, to: dst + 4 * p)
             p += 16
         }
         while p < columns.upperBound {
@@ -278,9 +278,9 @@ func quantizePlanes(
     ) {
         let v = q.quantize16(loadVector(x, as: SIMD16<Float>.self) * s + t)
         if eb == 1 {
-            storeRaw(narrowedToBytes(v), to: dst + i)
+            storeVector(narrowedToBytes(v), to: dst + i)
         } else {
-            storeRaw(narrowedToHalves(v), to: dst + 2 * i)
+            storeVector(narrowedToHalves(v), to: dst + 2 * i)
         }
     }
     for ic in channels {
@@ -311,8 +311,8 @@ func quantizePlanes(
 }
 
 #if hasFeature(BuiltinModule)
-// One instruction each (`vpmovdb`, `vpmovdw`, `vpmovzxbd`, `vpmovzxwd`, `vpmovwb`); the generic integer conversions of SIMD
-// vectors compile to a call.
+// One instruction each (`vpmovdb`, `vpmovdw`, `vpmovzxbd`, `vpmovzxwd`, `vpmovwb`); the generic integer conversions
+// of SIMD vectors compile to a call.
 @inline(__always)
 private func narrowedToBytes(_ v: SIMD16<Int32>) -> SIMD16<UInt8> {
     var r = SIMD16<UInt8>()
@@ -360,12 +360,11 @@ private func widened(_ v: SIMD16<UInt16>) -> SIMD16<UInt32> { SIMD16<UInt32>(tru
 private func evenBytes(_ v: SIMD16<UInt16>) -> SIMD16<UInt8> { SIMD16<UInt8>(truncatingIfNeeded: v) }
 #endif
 
-/// 16 elements (1 or 2 bytes each, zero-extended) at element stride `stride` from `p`.
+/// 16 elements (1 or 2 bytes each, zero-extended) at element stride `stride` from `p` (8-bit values at stride 1 or 2
+/// go through `bytes16` instead).
 @inline(__always)
 private func load16(_ p: UnsafeRawPointer, stride: Int, elementBytes eb: Int) -> SIMD16<UInt32> {
     switch (eb, stride) {
-    case (1, 1): return widened(p.loadUnaligned(as: SIMD16<UInt8>.self))
-    case (1, 2): return widened(p.loadUnaligned(as: SIMD16<UInt16>.self)) & 0xFF
     case (2, 1): return widened(p.loadUnaligned(as: SIMD16<UInt16>.self))
     case (2, 2): return p.loadUnaligned(as: SIMD16<UInt32>.self) & 0xFFFF
     default:
@@ -384,27 +383,6 @@ private func load16(_ p: UnsafeRawPointer, stride: Int, elementBytes eb: Int) ->
 @inline(__always)
 private func bytes16(_ p: UnsafeRawPointer, stride: Int) -> SIMD16<UInt8> {
     stride == 1 ? loadVector(p, as: SIMD16<UInt8>.self) : evenBytes(loadVector(p, as: SIMD16<UInt16>.self))
-}
-
-/// An unaligned vector load that is one instruction wherever it is inlined (`loadUnaligned` is generic and was left
-/// as a call in the gather, as `storeBytes` was in the GEMM's stores: Epilogue.swift's `storeVector`).
-@inline(__always)
-private func loadVector<V: SIMD>(_ p: UnsafeRawPointer, as _: V.Type) -> V {
-    #if hasFeature(BuiltinModule)
-    Builtin.loadRaw(p._rawValue)
-    #else
-    p.loadUnaligned(as: V.self)
-    #endif
-}
-
-/// The unaligned store of any vector, as `loadVector` (the gather's stores of B were calls, 1.5 % of r100 int8).
-@inline(__always)
-private func storeRaw<V: SIMD>(_ v: V, to p: UnsafeMutableRawPointer) {
-    #if hasFeature(BuiltinModule)
-    Builtin.storeRaw(v, p._rawValue)
-    #else
-    p.storeBytes(of: v, as: V.self)
-    #endif
 }
 
 #if FACEEMBED_AVX512 && hasFeature(BuiltinModule)
@@ -535,7 +513,7 @@ private func walkB(
                 var ox = start
                 while ox < end {
                     if ox &+ 16 > end && end &- start >= 16 { ox = end &- 16 }
-                    storeRaw(word(tap, rowOffset &+ ox &* g.strideW), to: dst + 4 &* ox)
+                    storeVector(word(tap, rowOffset &+ ox &* g.strideW), to: dst + 4 &* ox)
                     ox &+= 16
                 }
                 oy &+= 1
@@ -566,7 +544,7 @@ func quantizedGEMM(
                 case .accumulators(let out):
                     let o = c * ldc + first + n0
                     if count == 16 {
-                        storeRaw(v, to: UnsafeMutableRawPointer(out + o))
+                        storeVector(v, to: UnsafeMutableRawPointer(out + o))
                     } else {
                         for j in 0..<count { out[o + j] = v[j] }
                     }
@@ -578,7 +556,7 @@ func quantizedGEMM(
                         storeVector(epilogue.channel(c, offset: o, as: SIMD16<Float>.self)(f, at: 0), to: out + o)
                         return
                     }
-                    storeVector(f, to: UnsafeMutableRawPointer(tile + 16).assumingMemoryBound(to: Float.self))
+                    storeVector(f, to: UnsafeMutableRawPointer(tile + 16))
                     epilogue.apply(
                         channel: c, acc: UnsafeRawPointer(tile + 16).assumingMemoryBound(to: Float.self),
                         out: out, offset: o, count: count)

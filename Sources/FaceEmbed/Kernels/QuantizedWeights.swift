@@ -222,8 +222,7 @@ private func absolute(_ v: SIMD16<Float>) -> SIMD16<Float> {
 func maxAbs(_ x: UnsafePointer<Float>, count: Int) -> Float {
     var m = SIMD16<Float>(), i = 0
     while i + 16 <= count {
-        let bits = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<UInt32>.self) & 0x7FFF_FFFF
-        let v = unsafeBitCast(bits, to: SIMD16<Float>.self)
+        let v = absolute(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self))
         m = m.replacing(with: v, where: v .> m)
         i += 16
     }
