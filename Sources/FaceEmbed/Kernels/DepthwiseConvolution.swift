@@ -206,6 +206,21 @@ func depthwise3x3Channel(
     @inline(__always) func add(_ acc: inout V, _ t: (V, V, V), _ k: (V, V, V)) {
         multiplyAdd(&acc, k.0, t.0); multiplyAdd(&acc, k.1, t.1); multiplyAdd(&acc, k.2, t.2)
     }
+    // The epilogue's values taken out of `sink` once: read through it at each store, they were loaded again every
+    // time (the optimiser cannot tell that a store to the output leaves them alone), the PReLU slopes lane by lane
+    // (y1 int8 on one thread 2.33 → 2.23 ms; 128×28×28 at stride 1 47 → 38 µs).
+    let out = sink.out, count = sink.count, bias = sink.epilogue.bias, residual = sink.epilogue.residual
+    let prelu = sink.epilogue.slope != nil, slope = sink.epilogue.slope ?? V(repeating: 1)
+    @inline(__always) func put(_ acc: V, at i: Int) {
+        guard i &+ 8 <= count else {
+            sink.epilogue.store(acc, at: i, count: count &- i, to: out)
+            return
+        }
+        var v = acc + bias
+        if prelu { v = v.replacing(with: v * slope, where: v .< V()) }
+        if let residual { v += loadVector(residual + i, as: V.self) }
+        storeVector(v, to: out + i)
+    }
     var oy = 0
     while oy + 4 <= g.outH {
         depthwiseColumns(g.outW) { x in
@@ -218,8 +233,8 @@ func depthwise3x3Channel(
                 if r >= 3 * s { add(&a3, t, kernel(r - 3 * s)) }
             }
             let i = oy &* g.outW &+ x
-            sink.store(a0, at: i); sink.store(a1, at: i &+ g.outW)
-            sink.store(a2, at: i &+ 2 &* g.outW); sink.store(a3, at: i &+ 3 &* g.outW)
+            put(a0, at: i); put(a1, at: i &+ g.outW)
+            put(a2, at: i &+ 2 &* g.outW); put(a3, at: i &+ 3 &* g.outW)
         }
         oy += 4
     }
@@ -227,7 +242,7 @@ func depthwise3x3Channel(
         depthwiseColumns(g.outW) { x in
             var acc = V()
             for r in 0..<3 { add(&acc, load(s &* oy &+ r, x), kernel(r)) }
-            sink.store(acc, at: oy &* g.outW &+ x)
+            put(acc, at: oy &* g.outW &+ x)
         }
         oy += 1
     }
