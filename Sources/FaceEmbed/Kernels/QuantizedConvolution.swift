@@ -200,8 +200,61 @@ func packPointwise(
     _ input: UnsafePointer<Float>, channels: Int, pixels n: Int, columns: Range<Int>,
     quantization q: ActivationQuantization, kGroups: Range<Int>, into b: UnsafeMutableRawPointer, ld: Int
 ) {
+    if q.precision == .int8 {
+        packPointwiseBytes(
+            input, channels: channels, pixels: n, columns: columns, quantization: q, kGroups: kGroups, into: b, ld: ld)
+    } else {
+        packPointwiseWords(
+            input, channels: channels, pixels: n, columns: columns, quantization: q, kGroups: kGroups, into: b, ld: ld)
+    }
+}
+
+/// `packPointwise` for 8-bit values: each channel's 16 pixels quantized and narrowed to bytes, the four channels of
+/// a k-group interleaved as the gather does (a loop over the channels or-ing shifted words took twice as long: 10 %
+/// of y1 int8 on one thread).
+@inline(never)
+private func packPointwiseBytes(
+    _ input: UnsafePointer<Float>, channels: Int, pixels n: Int, columns: Range<Int>,
+    quantization q: ActivationQuantization, kGroups: Range<Int>, into b: UnsafeMutableRawPointer, ld: Int
+) {
+    let indices = InterleaveIndices()
+    for kg in kGroups {
+        let dst = b + (kg &* ld &- columns.lowerBound) &* 4, c0 = kg &* 4
+        // A last k-group with fewer than 4 channels goes value by value (the optimiser left a per-channel choice
+        // between a quantized row and the zero point as a call).
+        guard c0 &+ 4 <= channels else {
+            packPointwiseTail(
+                input, channels: channels, pixels: n, from: columns.lowerBound, to: columns.upperBound, q, kGroup: kg,
+                dst)
+            continue
+        }
+        let x = input + c0 &* n
+        var p = columns.lowerBound
+        while p < columns.upperBound {
+            if p &+ 16 > n && n &- 16 >= columns.lowerBound { p = n &- 16 }
+            guard p &+ 16 <= n else { break }
+            let r0 = quantizedBytes(x + p, q), r1 = quantizedBytes(x + (n &+ p), q)
+            let r2 = quantizedBytes(x + (2 &* n &+ p), q), r3 = quantizedBytes(x + (3 &* n &+ p), q)
+            storeVector(interleaved(r0, r1, r2, r3, indices), to: dst + 4 &* p)
+            p &+= 16
+        }
+        packPointwiseTail(input, channels: channels, pixels: n, from: p, to: columns.upperBound, q, kGroup: kg, dst)
+    }
+}
+
+/// The 16 floats at x quantized to bytes.
+@_transparent
+private func quantizedBytes(_ x: UnsafePointer<Float>, _ q: ActivationQuantization) -> SIMD16<UInt8> {
+    narrowedToBytes(q.quantize16(loadVector(x, as: SIMD16<Float>.self)))
+}
+
+/// `packPointwise` for 16-bit values.
+private func packPointwiseWords(
+    _ input: UnsafePointer<Float>, channels: Int, pixels n: Int, columns: Range<Int>,
+    quantization q: ActivationQuantization, kGroups: Range<Int>, into b: UnsafeMutableRawPointer, ld: Int
+) {
     let group = q.precision.group, bits = UInt32(32 / group), mask: UInt32 = group == 4 ? 0xFF : 0xFFFF
-    let zero = UInt32(bitPattern: q.precision.zeroPoint) & mask
+    let zero = UInt32(bitPattern: q.zeroPoint) & mask
     for kg in kGroups {
         let dst = b + (kg * ld - columns.lowerBound) * 4
         var p = columns.lowerBound
@@ -222,16 +275,25 @@ func packPointwise(
             storeVector(word, to: dst + 4 * p)
             p += 16
         }
-        while p < columns.upperBound {
-            var word: UInt32 = 0
-            for j in 0..<group {
-                let c = kg * group + j
-                let v = c < channels ? UInt32(bitPattern: q.quantize(input[c * n + p])) & mask : zero
-                word |= v &<< (bits * UInt32(j))
-            }
-            dst.storeBytes(of: word, toByteOffset: 4 * p, as: UInt32.self)
-            p += 1
+        packPointwiseTail(input, channels: channels, pixels: n, from: p, to: columns.upperBound, q, kGroup: kg, dst)
+    }
+}
+
+/// Columns start ..< end of k-group `kg` (none if start ≥ end) one pixel at a time: the fewer than 16 left over.
+private func packPointwiseTail(
+    _ input: UnsafePointer<Float>, channels: Int, pixels n: Int, from start: Int, to end: Int,
+    _ q: ActivationQuantization, kGroup kg: Int, _ dst: UnsafeMutableRawPointer
+) {
+    let group = q.precision.group, bits = UInt32(32 / group), mask: UInt32 = group == 4 ? 0xFF : 0xFFFF
+    let zero = UInt32(bitPattern: q.zeroPoint) & mask
+    for p in start..<max(start, end) {
+        var word: UInt32 = 0
+        for j in 0..<group {
+            let c = kg * group + j
+            let v = c < channels ? UInt32(bitPattern: q.quantize(input[c * n + p])) & mask : zero
+            word |= v &<< (bits * UInt32(j))
         }
+        dst.storeBytes(of: word, toByteOffset: 4 * p, as: UInt32.self)
     }
 }
 
@@ -256,57 +318,82 @@ func inputRange(
 }
 
 /// Quantizes input channels `channels` into padded planes (see the top of the file), the border the zero point,
-/// applying `affine` first if there is one. Each row's values are written before its padding, 16 at a time: a row
-/// narrower than 16 runs on into the rows after it, which are written later, as long as it stays inside this
-/// channel's plane and the input.
+/// applying `affine` first if there is one.
 func quantizePlanes(
     _ g: ConvGeometry, input: UnsafePointer<Float>, affine: InputAffine?, quantization q: ActivationQuantization,
     channels: Range<Int>, into planes: UnsafeMutableRawPointer
 ) {
-    let hp = g.inH + 2 * g.padH, wp = g.inW + 2 * g.padW, eb = q.precision.elementBytes
-    let zero = q.precision.zeroPoint, inputCount = g.inC * g.inH * g.inW
-    @inline(__always) func put(_ row: UnsafeMutableRawPointer, _ i: Int, _ v: Int32) {
-        if eb == 1 {
-            row.storeBytes(of: UInt8(truncatingIfNeeded: v), toByteOffset: i, as: UInt8.self)
-        } else {
-            row.storeBytes(of: Int16(truncatingIfNeeded: v), toByteOffset: 2 * i, as: Int16.self)
-        }
-    }
-    // The affine's arithmetic is channelAffine's (a product, then a sum), so the values are the ones its output held.
-    @inline(__always) func put16(
-        _ dst: UnsafeMutableRawPointer, _ i: Int, _ x: UnsafePointer<Float>, _ s: SIMD16<Float>, _ t: SIMD16<Float>
-    ) {
-        let v = q.quantize16(loadVector(x, as: SIMD16<Float>.self) * s + t)
-        if eb == 1 {
-            storeVector(narrowedToBytes(v), to: dst + i)
-        } else {
-            storeVector(narrowedToHalves(v), to: dst + 2 * i)
-        }
-    }
+    let planeBytes = (g.inH + 2 * g.padH) * (g.inW + 2 * g.padW) * q.precision.elementBytes
     for ic in channels {
-        let scale = affine?.scale[ic] ?? 1, shift = affine?.shift[ic] ?? 0
-        let s = SIMD16<Float>(repeating: scale), t = SIMD16<Float>(repeating: shift)
-        for py in 0..<hp {
-            let row = planes + (ic * hp + py) * wp * eb, iy = py - g.padH
-            guard iy >= 0 && iy < g.inH else {
-                for i in 0..<wp { put(row, i, zero) }
-                continue
+        quantizePlane(
+            g, input + ic * g.inH * g.inW, scale: affine?.scale[ic] ?? 1, shift: affine?.shift[ic] ?? 0,
+            available: (g.inC - ic) * g.inH * g.inW, q, into: planes + ic * planeBytes)
+    }
+}
+
+/// One channel's padded plane (`quantizePlanes`). Each row's values are written before its padding, 16 at a time: a
+/// row narrower than 16 runs on into the rows after it, which are written later, as long as it stays inside the
+/// plane and reads stay inside the `available` input values. Kept apart from the loop over channels: inside it, the optimiser
+/// left the 16-value step as a call, its vectors passed in halves (4 % of r100 int8).
+@inline(never)
+private func quantizePlane(
+    _ g: ConvGeometry, _ input: UnsafePointer<Float>, scale: Float, shift: Float, available: Int,
+    _ q: ActivationQuantization, into plane: UnsafeMutableRawPointer
+) {
+    let hp = g.inH &+ 2 &* g.padH, wp = g.inW &+ 2 &* g.padW, eb = q.precision.elementBytes, wide = eb == 2
+    let zero = q.zeroPoint, w = g.inW
+    let s = SIMD16<Float>(repeating: scale), t = SIMD16<Float>(repeating: shift)
+    let rowBytes = wp &* eb
+    fillZero(plane, count: g.padH &* wp, wide: wide, zero: zero)
+    for iy in 0..<g.inH {
+        let row = plane + (g.padH &+ iy) &* rowBytes, src = input + iy &* w, dst = row + g.padW &* eb
+        if w >= 16 {
+            var i = 0
+            while i < w {
+                i = min(i, w &- 16)
+                quantized16(src + i, s, t, q, wide: wide, to: dst + i &* eb)
+                i &+= 16
             }
-            let first = (ic * g.inH + iy) * g.inW, src = input + first, dst = row + g.padW * eb
-            if g.inW >= 16 {
-                var i = 0
-                while i < g.inW {
-                    i = min(i, g.inW - 16)
-                    put16(dst, i, src + i, s, t)
-                    i += 16
-                }
-            } else if py * wp + g.padW + 16 <= hp * wp && first + 16 <= inputCount {
-                put16(dst, 0, src, s, t)
-            } else {
-                for i in 0..<g.inW { put(dst, i, q.quantize(src[i] * scale + shift)) }
-            }
-            for i in 0..<g.padW { put(row, i, zero); put(row, wp - 1 - i, zero) }
+        } else if iy &* w &+ 16 <= available && (g.padH &+ iy) &* wp &+ g.padW &+ 16 <= hp &* wp {
+            quantized16(src, s, t, q, wide: wide, to: dst)
+        } else {
+            for i in 0..<w { put(q.quantize(src[i] * scale + shift), at: dst, i, wide: wide) }
         }
+        for i in 0..<g.padW { put(zero, at: row, i, wide: wide); put(zero, at: row, wp &- 1 &- i, wide: wide) }
+    }
+    fillZero(plane + (g.padH &+ g.inH) &* rowBytes, count: g.padH &* wp, wide: wide, zero: zero)
+}
+
+@inline(__always)
+private func put(_ v: Int32, at row: UnsafeMutableRawPointer, _ i: Int, wide: Bool) {
+    if wide {
+        row.storeBytes(of: Int16(truncatingIfNeeded: v), toByteOffset: 2 &* i, as: Int16.self)
+    } else {
+        row.storeBytes(of: UInt8(truncatingIfNeeded: v), toByteOffset: i, as: UInt8.self)
+    }
+}
+
+private func fillZero(_ p: UnsafeMutableRawPointer, count: Int, wide: Bool, zero: Int32) {
+    if wide {
+        p.bindMemory(to: Int16.self, capacity: count).update(repeating: Int16(truncatingIfNeeded: zero), count: count)
+    } else {
+        p.bindMemory(to: UInt8.self, capacity: count).update(repeating: UInt8(truncatingIfNeeded: zero), count: count)
+    }
+}
+
+/// Quantizes x[0 ..< 16] · s + t into 16 bytes (16 halves if `wide`) at dst. The affine's arithmetic is
+/// channelAffine's (a product, then a sum), so the values are the ones its output held. A top-level function: as a
+/// nested one it was called, not inlined, its vectors passed in halves.
+@_transparent
+private func quantized16(
+    _ x: UnsafePointer<Float>, _ s: SIMD16<Float>, _ t: SIMD16<Float>, _ q: ActivationQuantization, wide: Bool,
+    to dst: UnsafeMutableRawPointer
+) {
+    let v = q.quantize16(loadVector(x, as: SIMD16<Float>.self) * s + t)
+    if wide {
+        storeVector(narrowedToHalves(v), to: dst)
+    } else {
+        storeVector(narrowedToBytes(v), to: dst)
     }
 }
 

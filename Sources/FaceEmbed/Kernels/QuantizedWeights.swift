@@ -142,10 +142,14 @@ package struct ActivationQuantization: Sendable, Equatable {
     package var inverse: Float
     /// The clamp of round(x · inverse), before the zero point is added.
     package var low: Int32, high: Int32
+    /// The precision's zero point, stored: in a large kernel the optimiser left the enum's getter as a call, each
+    /// call flushing the vector registers to the stack.
+    package var zeroPoint: Int32
 
     /// The quantization of activations whose max |x| is `range`, for a layer with weights bounded by `maxAbsRowSum`.
     package init(range: Float, precision: QuantizedPrecision, maxAbsRowSum: Int) {
         self.precision = precision
+        zeroPoint = precision.zeroPoint
         let qmax: Int32 = precision == .int8 ? 127 : Int32(min(32767, Int(Int32.max) / max(1, maxAbsRowSum)))
         (low, high) = precision == .int8 ? (-128, 127) : (-qmax, qmax)
         if range > 0 && range.isFinite {
@@ -160,7 +164,7 @@ package struct ActivationQuantization: Sendable, Equatable {
     package func quantize(_ x: Float) -> Int32 {
         let v = x * inverse
         return (v.isNaN ? 0 : Int32(min(max(v, Float(low)), Float(high)).rounded(.toNearestOrEven)))
-            + precision.zeroPoint
+            + zeroPoint
     }
 
     /// The stored integers for 16 floats: round half to even by adding 1.5·2²³ (exact for |v| < 2²²; v is clamped
@@ -173,7 +177,7 @@ package struct ActivationQuantization: Sendable, Equatable {
         let lo = V(repeating: Float(low)), hi = V(repeating: Float(high))
         v = v.replacing(with: lo, where: v .< lo).replacing(with: hi, where: v .> hi).replacing(with: 0, where: v .!= v)
         let bits = unsafeBitCast(v + V(repeating: 12_582_912), to: SIMD16<Int32>.self)
-        return bits &- SIMD16(repeating: 0x4B40_0000 - precision.zeroPoint)
+        return bits &- SIMD16(repeating: 0x4B40_0000 &- zeroPoint)
     }
 }
 
