@@ -6,7 +6,7 @@ func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, output: UnsafeMut
     typealias V = SIMD8<Float>
     var i = 0
     while i + 8 <= count {
-        let v = UnsafeRawPointer(a + i).loadUnaligned(as: V.self) + UnsafeRawPointer(b + i).loadUnaligned(as: V.self)
+        let v = loadVector(UnsafeRawPointer(a + i), as: V.self) + loadVector(UnsafeRawPointer(b + i), as: V.self)
         UnsafeMutableRawPointer(output + i).storeBytes(of: v, as: V.self)
         i += 8
     }

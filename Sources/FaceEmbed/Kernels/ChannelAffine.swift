@@ -19,7 +19,7 @@ func channelAffine(
         let src = UnsafeRawPointer(input + c * plane), dst = UnsafeMutableRawPointer(output + c * plane)
         var i = 0
         while i + 8 <= plane {
-            var v = src.loadUnaligned(fromByteOffset: i * 4, as: V.self) * s + t
+            var v = loadVector(src + i * 4, as: V.self) * s + t
             if slope != nil { v = v.replacing(with: v * a, where: v .< 0) }
             dst.storeBytes(of: v, toByteOffset: i * 4, as: V.self)
             i += 8

@@ -103,8 +103,8 @@ private func narrowBlock4(
             let row = UnsafeRawPointer(padded + (ic * ph + oy + ky) * pw + x0)
             let wk = w + (ic * taps + ky * g.kW) * weightLanes
             for kx in 0..<g.kW {
-                let p = row.loadUnaligned(fromByteOffset: kx * 4, as: V.self)
-                let q = row.loadUnaligned(fromByteOffset: (kx + second) * 4, as: V.self)
+                let p = loadVector(row + kx * 4, as: V.self)
+                let q = loadVector(row + (kx + second) * 4, as: V.self)
                 let s = wk + kx * weightLanes
                 let w0 = V(repeating: s[0]), w1 = V(repeating: s[1]), w2 = V(repeating: s[2])
                 let w3 = V(repeating: s[3])
@@ -138,8 +138,8 @@ private func narrowBlock8(
             let row = UnsafeRawPointer(padded + (ic * ph + oy + ky) * pw + x0)
             let wk = w + (ic * taps + ky * g.kW) * weightLanes
             for kx in 0..<g.kW {
-                let p = row.loadUnaligned(fromByteOffset: kx * 4, as: V.self)
-                let q = row.loadUnaligned(fromByteOffset: (kx + second) * 4, as: V.self)
+                let p = loadVector(row + kx * 4, as: V.self)
+                let q = loadVector(row + (kx + second) * 4, as: V.self)
                 let s = wk + kx * weightLanes
                 var w0 = V(repeating: s[0]), w1 = V(repeating: s[1])
                 multiplyAdd(&a0, p, w0); multiplyAdd(&b0, q, w0); multiplyAdd(&a1, p, w1); multiplyAdd(&b1, q, w1)

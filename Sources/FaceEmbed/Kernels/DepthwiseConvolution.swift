@@ -199,8 +199,8 @@ func depthwise3x3Channel(
         let o = r &* taps.width &+ x
         let a = UnsafeRawPointer(taps.first + o), b = UnsafeRawPointer(taps.second + o)
         return (
-            a.loadUnaligned(as: V.self), b.loadUnaligned(as: V.self),
-            a.loadUnaligned(fromByteOffset: taps.shift &* 4, as: V.self)
+            loadVector(a, as: V.self), loadVector(b, as: V.self),
+            loadVector(a + taps.shift &* 4, as: V.self)
         )
     }
     @inline(__always) func add(_ acc: inout V, _ t: (V, V, V), _ k: (V, V, V)) {
@@ -253,7 +253,7 @@ func depthwise3x3Channel(
 @inline(__always)
 func depthwiseCopyRow(_ src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, count n: Int) {
     @inline(__always) func move<V: SIMD>(_ x: Int, _: V.Type) where V.Scalar == Float {
-        UnsafeMutableRawPointer(dst + x).storeBytes(of: UnsafeRawPointer(src + x).loadUnaligned(as: V.self), as: V.self)
+        UnsafeMutableRawPointer(dst + x).storeBytes(of: loadVector(UnsafeRawPointer(src + x), as: V.self), as: V.self)
     }
     if n < 4 {
         for x in 0..<n { dst[x] = src[x] }
@@ -274,12 +274,12 @@ func depthwiseSplitRow(
     odds: UnsafeMutablePointer<Float>
 ) {
     @inline(__always) func split16(_ x: Int) {
-        let v = UnsafeRawPointer(src + x).loadUnaligned(as: SIMD16<Float>.self)
+        let v = loadVector(UnsafeRawPointer(src + x), as: SIMD16<Float>.self)
         UnsafeMutableRawPointer(evens + x / 2).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
         UnsafeMutableRawPointer(odds + x / 2).storeBytes(of: v.oddHalf, as: SIMD8<Float>.self)
     }
     @inline(__always) func split8(_ x: Int) {
-        let v = UnsafeRawPointer(src + x).loadUnaligned(as: SIMD8<Float>.self)
+        let v = loadVector(UnsafeRawPointer(src + x), as: SIMD8<Float>.self)
         UnsafeMutableRawPointer(evens + x / 2).storeBytes(of: v.evenHalf, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(odds + x / 2).storeBytes(of: v.oddHalf, as: SIMD4<Float>.self)
     }
@@ -328,7 +328,7 @@ func depthwiseRow(
             for ky in 0..<g.kH {
                 let line = UnsafeRawPointer(plane + (oy * g.strideH + ky) * pw + x)
                 for kx in 0..<g.kW {
-                    acc += V(repeating: w[ky * g.kW + kx]) * line.loadUnaligned(fromByteOffset: kx * 4, as: V.self)
+                    acc += V(repeating: w[ky * g.kW + kx]) * loadVector(line + kx * 4, as: V.self)
                 }
             }
             UnsafeMutableRawPointer(row + x).storeBytes(of: acc, as: V.self)

@@ -43,7 +43,7 @@ struct Epilogue {
         let e = channel(c, offset: offset, as: SIMD8<Float>.self)
         var i = 0
         while i + 8 <= count {
-            let a = UnsafeRawPointer(acc + i).loadUnaligned(as: SIMD8<Float>.self)
+            let a = loadVector(UnsafeRawPointer(acc + i), as: SIMD8<Float>.self)
             storeVector(e(a, at: i), to: out + offset + i)
             i += 8
         }
@@ -81,7 +81,7 @@ struct ChannelEpilogue<V: EpilogueVector> {
     func callAsFunction(_ acc: V, at i: Int) -> V {
         let v = activated(acc)
         guard let residual else { return v }
-        return v + UnsafeRawPointer(residual + i).loadUnaligned(as: V.self)
+        return v + loadVector(UnsafeRawPointer(residual + i), as: V.self)
     }
 
     /// Stores the first `n` lanes of the output values for `acc` at `out + i`, reading only those `n` residual

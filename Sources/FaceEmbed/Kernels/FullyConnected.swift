@@ -40,16 +40,16 @@ func dot4(
     var i = 0
     while i + 16 <= count {
         let b = i * 4
-        let x0 = xr.loadUnaligned(fromByteOffset: b, as: V.self),
-            x1 = xr.loadUnaligned(fromByteOffset: b + 32, as: V.self)
-        s0 += r0.loadUnaligned(fromByteOffset: b, as: V.self) * x0;
-        t0 += r0.loadUnaligned(fromByteOffset: b + 32, as: V.self) * x1
-        s1 += r1.loadUnaligned(fromByteOffset: b, as: V.self) * x0;
-        t1 += r1.loadUnaligned(fromByteOffset: b + 32, as: V.self) * x1
-        s2 += r2.loadUnaligned(fromByteOffset: b, as: V.self) * x0;
-        t2 += r2.loadUnaligned(fromByteOffset: b + 32, as: V.self) * x1
-        s3 += r3.loadUnaligned(fromByteOffset: b, as: V.self) * x0;
-        t3 += r3.loadUnaligned(fromByteOffset: b + 32, as: V.self) * x1
+        let x0 = loadVector(xr + b, as: V.self),
+            x1 = loadVector(xr + b + 32, as: V.self)
+        s0 += loadVector(r0 + b, as: V.self) * x0;
+        t0 += loadVector(r0 + b + 32, as: V.self) * x1
+        s1 += loadVector(r1 + b, as: V.self) * x0;
+        t1 += loadVector(r1 + b + 32, as: V.self) * x1
+        s2 += loadVector(r2 + b, as: V.self) * x0;
+        t2 += loadVector(r2 + b + 32, as: V.self) * x1
+        s3 += loadVector(r3 + b, as: V.self) * x0;
+        t3 += loadVector(r3 + b + 32, as: V.self) * x1
         i += 16
     }
     var out = SIMD4((s0 + t0).sum(), (s1 + t1).sum(), (s2 + t2).sum(), (s3 + t3).sum())
@@ -66,7 +66,7 @@ func dot4(
 func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count n: Int) -> Float {
     typealias V = SIMD8<Float>
     @inline(__always) func load(_ p: UnsafePointer<Float>, _ i: Int) -> V {
-        UnsafeRawPointer(p + i).loadUnaligned(as: V.self)
+        loadVector(UnsafeRawPointer(p + i), as: V.self)
     }
     var s0 = V(), s1 = V()
     var i = 0

@@ -64,8 +64,8 @@ func gemmKernel16x4(
     let araw = UnsafeRawPointer(a), aBytes = aStride * 4
     for kp in 0..<(k / 2) {
         let kk = 2 * kp
-        let a0 = araw.loadUnaligned(fromByteOffset: kk * aBytes, as: V.self)
-        let a1 = araw.loadUnaligned(fromByteOffset: kk * aBytes + aBytes, as: V.self)
+        let a0 = loadVector(araw + kk * aBytes, as: V.self)
+        let a1 = loadVector(araw + kk * aBytes + aBytes, as: V.self)
         let b0 = b + kk * ldb, b1 = b0 + ldb
         multiplyAdd(&p0, a0, V(repeating: b0[0])); multiplyAdd(&p1, a0, V(repeating: b0[j1]))
         multiplyAdd(&p2, a0, V(repeating: b0[j2])); multiplyAdd(&p3, a0, V(repeating: b0[j3]))
@@ -73,7 +73,7 @@ func gemmKernel16x4(
         multiplyAdd(&q2, a1, V(repeating: b1[j2])); multiplyAdd(&q3, a1, V(repeating: b1[j3]))
     }
     if k % 2 == 1 {
-        let a0 = araw.loadUnaligned(fromByteOffset: (k - 1) * aBytes, as: V.self), b0 = b + (k - 1) * ldb
+        let a0 = loadVector(araw + (k - 1) * aBytes, as: V.self), b0 = b + (k - 1) * ldb
         multiplyAdd(&p0, a0, V(repeating: b0[0])); multiplyAdd(&p1, a0, V(repeating: b0[j1]))
         multiplyAdd(&p2, a0, V(repeating: b0[j2])); multiplyAdd(&p3, a0, V(repeating: b0[j3]))
     }
@@ -102,7 +102,7 @@ func gemmKernel16x16(
     let braw = UnsafeRawPointer(b), bStride = ldb * 4
     for kk in 0..<k {
         spread.step(kk)
-        let bv = braw.loadUnaligned(fromByteOffset: kk * bStride, as: V.self)
+        let bv = loadVector(braw + kk * bStride, as: V.self)
         let ak = a + kk * aStride
         multiplyAdd(&c0, V(repeating: ak[0]), bv); multiplyAdd(&c1, V(repeating: ak[1]), bv)
         multiplyAdd(&c2, V(repeating: ak[2]), bv); multiplyAdd(&c3, V(repeating: ak[3]), bv)
@@ -132,8 +132,8 @@ func gemmKernel6x16(
     let braw = UnsafeRawPointer(b), bStride = ldb * 4
     for kk in 0..<k {
         spread.step(kk)
-        let b0 = braw.loadUnaligned(fromByteOffset: kk * bStride, as: V.self)
-        let b1 = braw.loadUnaligned(fromByteOffset: kk * bStride + 32, as: V.self)
+        let b0 = loadVector(braw + kk * bStride, as: V.self)
+        let b1 = loadVector(braw + kk * bStride + 32, as: V.self)
         let ak = a + kk * aStride
         var s = V(repeating: ak[0]); multiplyAdd(&c00, s, b0); multiplyAdd(&c01, s, b1)
         s = V(repeating: ak[1]); multiplyAdd(&c10, s, b0); multiplyAdd(&c11, s, b1)

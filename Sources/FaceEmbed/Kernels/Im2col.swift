@@ -62,7 +62,7 @@ func im2col(
             if sW == 1 && to - from >= 16 {
                 while ox < to {
                     ox = min(ox, to - 16)
-                    let v = UnsafeRawPointer(plane + src + ox).loadUnaligned(as: V.self)
+                    let v = loadVector(UnsafeRawPointer(plane + src + ox), as: V.self)
                     UnsafeMutableRawPointer(dst + ox).storeBytes(of: v * mul + add, as: V.self)
                     ox += 16
                 }
@@ -104,7 +104,7 @@ func packPanel(
             let dst = packed + k * gemmNR
             if nr == gemmNR {
                 UnsafeMutableRawPointer(dst).storeBytes(
-                    of: UnsafeRawPointer(src).loadUnaligned(as: SIMD16<Float>.self),
+                    of: loadVector(UnsafeRawPointer(src), as: SIMD16<Float>.self),
                     as: SIMD16<Float>.self)
             } else {
                 for j in 0..<nr { dst[j] = src[j] }

@@ -268,7 +268,7 @@ private func packPointwiseWords(
                     c < channels
                     ? SIMD16<UInt32>(
                         truncatingIfNeeded: q.quantize16(
-                            UnsafeRawPointer(input + c * n + p).loadUnaligned(as: SIMD16<Float>.self))) & mask
+                            loadVector(UnsafeRawPointer(input + c * n + p), as: SIMD16<Float>.self))) & mask
                     : SIMD16(repeating: zero)
                 word |= v &<< (bits * UInt32(j))
             }
@@ -452,8 +452,8 @@ private func evenBytes(_ v: SIMD16<UInt16>) -> SIMD16<UInt8> { SIMD16<UInt8>(tru
 @inline(__always)
 private func load16(_ p: UnsafeRawPointer, stride: Int, elementBytes eb: Int) -> SIMD16<UInt32> {
     switch (eb, stride) {
-    case (2, 1): return widened(p.loadUnaligned(as: SIMD16<UInt16>.self))
-    case (2, 2): return p.loadUnaligned(as: SIMD16<UInt32>.self) & 0xFFFF
+    case (2, 1): return widened(loadVector(p, as: SIMD16<UInt16>.self))
+    case (2, 2): return loadVector(p, as: SIMD16<UInt32>.self) & 0xFFFF
     default:
         var v = SIMD16<UInt32>()
         for i in 0..<16 {

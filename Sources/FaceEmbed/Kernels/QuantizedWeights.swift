@@ -200,7 +200,7 @@ func affineMaxAbs(
         var low = V(repeating: .infinity), high = V(repeating: -.infinity), i = 0
         while i < plane {
             i = min(i, plane - 16)
-            let v = UnsafeRawPointer(x + i).loadUnaligned(as: V.self)
+            let v = loadVector(UnsafeRawPointer(x + i), as: V.self)
             low = low.replacing(with: v, where: v .< low)
             high = high.replacing(with: v, where: v .> high)
             i += 16
@@ -226,7 +226,7 @@ private func absolute(_ v: SIMD16<Float>) -> SIMD16<Float> {
 func maxAbs(_ x: UnsafePointer<Float>, count: Int) -> Float {
     var m = SIMD16<Float>(), i = 0
     while i + 16 <= count {
-        let v = absolute(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self))
+        let v = absolute(loadVector(UnsafeRawPointer(x + i), as: SIMD16<Float>.self))
         m = m.replacing(with: v, where: v .> m)
         i += 16
     }

@@ -54,8 +54,8 @@ func columnPhases(
     _ second: UnsafePointer<Float>
 ) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
     #if hasFeature(BuiltinModule)
-    let lo = UnsafeRawPointer(first).loadUnaligned(as: SIMD16<Float>.self)._storage._value
-    let hi = UnsafeRawPointer(second).loadUnaligned(as: SIMD16<Float>.self)._storage._value
+    let lo = loadVector(UnsafeRawPointer(first), as: SIMD16<Float>.self)._storage._value
+    let hi = loadVector(UnsafeRawPointer(second), as: SIMD16<Float>.self)._storage._value
     var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), c2 = SIMD8<Float>(), c3 = SIMD8<Float>()
     c0._storage._value = Builtin.shufflevector_Vec16xFPIEEE32_Vec8xInt32(
         lo, hi, shuffleMask(0, 4, 8, 12, 16, 20, 24, 28))
@@ -68,8 +68,8 @@ func columnPhases(
     return (c0, c1, c2, c3)
     #else
     let v = SIMD32(
-        lowHalf: UnsafeRawPointer(first).loadUnaligned(as: SIMD16<Float>.self),
-        highHalf: UnsafeRawPointer(second).loadUnaligned(as: SIMD16<Float>.self))
+        lowHalf: loadVector(UnsafeRawPointer(first), as: SIMD16<Float>.self),
+        highHalf: loadVector(UnsafeRawPointer(second), as: SIMD16<Float>.self))
     let e = v.evenHalf, o = v.oddHalf
     return (e.evenHalf, o.evenHalf, e.oddHalf, o.oddHalf)
     #endif
@@ -105,8 +105,8 @@ func interleavingColumnPhases(
 @inline(__always)
 func evenFloats16(_ x: UnsafePointer<Float>) -> SIMD16<Float> {
     #if hasFeature(BuiltinModule)
-    let lo = UnsafeRawPointer(x).loadUnaligned(as: SIMD16<Float>.self)._storage._value
-    let hi = UnsafeRawPointer(x + 15).loadUnaligned(as: SIMD16<Float>.self)._storage._value
+    let lo = loadVector(UnsafeRawPointer(x), as: SIMD16<Float>.self)._storage._value
+    let hi = loadVector(UnsafeRawPointer(x + 15), as: SIMD16<Float>.self)._storage._value
     var r = SIMD16<Float>()
     r._storage._value = Builtin.shufflevector_Vec16xFPIEEE32_Vec16xInt32(
         lo, hi, shuffleMask(shuffleMask(0, 2, 4, 6, 8, 10, 12, 14), shuffleMask(17, 19, 21, 23, 25, 27, 29, 31)))
@@ -122,8 +122,8 @@ func evenFloats16(_ x: UnsafePointer<Float>) -> SIMD16<Float> {
 @inline(__always)
 func evenFloats8(_ x: UnsafePointer<Float>) -> SIMD8<Float> {
     #if hasFeature(BuiltinModule)
-    let lo = UnsafeRawPointer(x).loadUnaligned(as: SIMD8<Float>.self)._storage._value
-    let hi = UnsafeRawPointer(x + 7).loadUnaligned(as: SIMD8<Float>.self)._storage._value
+    let lo = loadVector(UnsafeRawPointer(x), as: SIMD8<Float>.self)._storage._value
+    let hi = loadVector(UnsafeRawPointer(x + 7), as: SIMD8<Float>.self)._storage._value
     var r = SIMD8<Float>()
     r._storage._value = Builtin.shufflevector_Vec8xFPIEEE32_Vec8xInt32(lo, hi, shuffleMask(0, 2, 4, 6, 9, 11, 13, 15))
     return r

@@ -15,7 +15,7 @@ func sigmoid(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, c
     typealias V = SIMD16<Float>
     var i = 0
     while i + 16 <= count {
-        let x = UnsafeRawPointer(input + i).loadUnaligned(as: V.self)
+        let x = loadVector(UnsafeRawPointer(input + i), as: V.self)
         UnsafeMutableRawPointer(output + i).storeBytes(of: logistic(x), as: V.self)
         i += 16
     }

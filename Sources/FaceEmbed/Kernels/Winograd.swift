@@ -237,7 +237,7 @@ func winogradTransformInput(
     }
     for xi in 0..<36 {
         for panel in 0..<p.panels {
-            let x = UnsafeRawPointer(stage + xi * ss + panel * gemmNR).loadUnaligned(as: SIMD16<Float>.self)
+            let x = loadVector(UnsafeRawPointer(stage + xi * ss + panel * gemmNR), as: SIMD16<Float>.self)
             UnsafeMutableRawPointer(v + xi * xiStride + panel * panelStride).storeBytes(of: x, as: SIMD16<Float>.self)
         }
     }
@@ -272,7 +272,7 @@ func winogradTransformOutput(
         while tx0 >= 0 {
             let t0 = ty * p.tilesX + tx0
             @inline(__always) func ld(_ xi: Int) -> V {
-                UnsafeRawPointer(m + xi * xiStride + t0).loadUnaligned(as: V.self)
+                loadVector(UnsafeRawPointer(m + xi * xiStride + t0), as: V.self)
             }
             // Along y (rows ξ = r·6 + c, combined over r), then along x.
             let (a00, a10, a20, a30) = winogradA(ld(0), ld(6), ld(12), ld(18), ld(24), ld(30))
@@ -334,7 +334,7 @@ func winogradTransformWeightBlock(_ w: UnsafePointer<Float>, inC: Int, into u: U
             let ahead = src + 16 * 9 * vb
             for l in 0..<9 { prefetch(ahead + l * vb) }
         }
-        @inline(__always) func tap(_ t: Int) -> V { src.loadUnaligned(fromByteOffset: t * vb, as: V.self) }
+        @inline(__always) func tap(_ t: Int) -> V { loadVector(src + t * vb, as: V.self) }
         let (t00, t10, t20, t30, t40, t50) = rowsG(tap(0), tap(3), tap(6))
         let (t01, t11, t21, t31, t41, t51) = rowsG(tap(1), tap(4), tap(7))
         let (t02, t12, t22, t32, t42, t52) = rowsG(tap(2), tap(5), tap(8))
