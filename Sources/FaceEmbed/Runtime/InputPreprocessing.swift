@@ -7,12 +7,15 @@ func fillInput(
 ) {
     let f = src.format, plane = src.width * src.height
     let colors = order == .rgb ? [f.red, f.green, f.blue] : [f.blue, f.green, f.red]
+    // Row by row from a base pointer and a pixel step (the offset computed per value, with bounds checks, took
+    // 2 % of y1 int8); CheckedPixels has checked that every offset is inside `pixels`.
+    guard let base = src.pixels.baseAddress else { return }  // no pixels: nothing to fill
+    let step = f.planar ? 1 : f.channels
     for (k, ch) in colors.enumerated() {
         let out = dst + k * plane
         for y in 0..<src.height {
-            for x in 0..<src.width {
-                out[y * src.width + x] = (Float(src.pixels[src.offset(x: x, y: y, channel: ch)]) - mean) * scale
-            }
+            let row = base + src.offset(x: 0, y: y, channel: ch), o = out + y * src.width
+            for x in 0..<src.width { o[x] = (Float(row[x &* step]) - mean) * scale }
         }
     }
 }
