@@ -103,7 +103,8 @@ struct QuantizedKernelTests {
         Case(c: 7, h: 20, w: 23, oc: 31, k: (2, 3), s: (2, 1), p: (0, 1)),
         Case(c: 6, h: 25, w: 40, oc: 12, k: (3, 3), s: (3, 3), p: (1, 1)),  // stride 3: lane-by-lane reads
         Case(c: 32, h: 112, w: 112, oc: 18, k: (1, 1), s: (1, 1), p: (0, 0)),  // B in two or more bands
-        Case(c: 512, h: 11, w: 11, oc: 20, k: (3, 3), s: (1, 1), p: (1, 1)),  // bands of 1-3 panels, mid-row starts
+        Case(c: 512, h: 11, w: 11, oc: 20, k: (3, 3), s: (1, 1), p: (1, 1)),  // 16-bit, 1 thread: bands of 1 panel
+        Case(c: 512, h: 15, w: 14, oc: 20, k: (3, 3), s: (1, 1), p: (1, 1)),  // 8-bit, 1 thread: bands of 2-3, mid-row
     ]
 
     private static func data(_ t: Case, _ salt: Int) -> (x: [Float], weight: [Float], rng: SeededRandom) {

@@ -39,39 +39,42 @@ func quantizedLeadingDimension(_ pixels: Int) -> Int { (pixels + 15) / 16 * 16 +
 
 /// Whether the GEMM splits its threads by panels of pixels (else by blocks of output channels).
 private func splitsByPanels(panels: Int, blocks: Int, threads: Int) -> Bool {
-    panels >= 2 * threads || panels >= blocks
+    panels >= 4 * threads || panels >= blocks
 }
 
-/// How B is built when the GEMM splits by panels: in bands of consecutive panels, each built by the thread that then
-/// multiplies it, into that thread's own buffer, so a band is still in its core's cache when it is read.
+/// How B is built when the GEMM splits by panels: each thread takes an equal share of the panels (`chunk`; the
+/// partial last panel goes with the last share) and builds and multiplies it in bands of consecutive panels, into its
+/// own buffer, so a band is still in its core's cache when it is read.
 struct QuantizedBands {
-    /// Panels per band (the last band may have fewer), bands, and threads sharing them out.
-    let panels: Int, count: Int, parts: Int
+    /// Panels of the layer, most panels per band, and threads sharing them out.
+    let total: Int, most: Int, parts: Int
     /// Leading dimension of a band's buffer, and its bytes.
     let ld: Int, bufferBytes: Int
 
     /// The bands of `g` with `kGroups` k-groups on `threads` threads; nil when the GEMM splits by blocks of channels
     /// (the threads then share one whole B).
     init?(_ g: ConvGeometry, kGroups: Int, planeBytes: Int, threads: Int) {
-        let total = (g.pixels + 15) / 16, blocks = (g.outC + weightLanes - 1) / weightLanes
+        total = (g.pixels + 15) / 16
+        let blocks = (g.outC + weightLanes - 1) / weightLanes
         guard splitsByPanels(panels: total, blocks: blocks, threads: threads) else { return nil }
         parts = max(1, min(threads, total))
         // A thread's whole share in one band unless its B outgrows its cache with the planes it is gathered from
         // (each band reads all the weights again, and gathers from all over the planes).
         let share = (total + parts - 1) / parts, panelBytes = kGroups * 64
-        let most =
-            panelBytes * share <= quantizedWholeBytes + 2 * planeBytes
-            ? share : max(1, quantizedBandBytes / panelBytes)
-        let wanted = ((total + most - 1) / most + parts - 1) / parts * parts
-        panels = (total + wanted - 1) / wanted
-        count = (total + panels - 1) / panels
+        most = panelBytes * share <= quantizedWholeBytes + 2 * planeBytes ? share : max(1, quantizedBandBytes / panelBytes)
         ld = most * 16 + 16
         bufferBytes = kGroups * ld * 4
     }
 
-    /// The output pixels of band `i` of a layer with `pixels` pixels.
-    func pixels(_ i: Int, of pixels: Int) -> Range<Int> {
-        (i * panels * 16)..<min(pixels, (i + 1) * panels * 16)
+    /// Calls `body` with the output pixels of each band of thread `part`, in order, for a layer of `pixels` pixels:
+    /// the thread's panels in as few bands of at most `most` panels as there can be, of nearly equal size.
+    @inline(__always)
+    func forEachBand(of part: Int, pixels: Int, _ body: (Range<Int>) -> Void) {
+        let mine = chunk(total, parts: parts, index: part), count = (mine.count + most - 1) / most
+        for band in 0..<count {
+            let panels = chunk(mine.count, parts: count, index: band)
+            body(((mine.lowerBound + panels.lowerBound) * 16)..<min(pixels, (mine.lowerBound + panels.upperBound) * 16))
+        }
     }
 }
 
@@ -155,8 +158,7 @@ func quantizedConvolution(
     }
     parallelFor(bands.parts, threads: threads) { part in
         let buffer = b + part * bands.bufferBytes
-        for band in chunk(bands.count, parts: bands.parts, index: part) {
-            let pixels = bands.pixels(band, of: g.pixels)
+        bands.forEachBand(of: part, pixels: g.pixels) { pixels in
             build(pixels, 0..<kGroups, into: buffer, ld: bands.ld)
             quantizedGEMM(
                 w, b: buffer, ld: bands.ld, pixels: pixels, stride: g.pixels, quantization: q, output: output,
