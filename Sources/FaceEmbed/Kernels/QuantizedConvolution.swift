@@ -61,7 +61,8 @@ struct QuantizedBands {
         // A thread's whole share in one band unless its B outgrows its cache with the planes it is gathered from
         // (each band reads all the weights again, and gathers from all over the planes).
         let share = (total + parts - 1) / parts, panelBytes = kGroups * 64
-        most = panelBytes * share <= quantizedWholeBytes + 2 * planeBytes ? share : max(1, quantizedBandBytes / panelBytes)
+        let whole = panelBytes * share <= quantizedWholeBytes + 2 * planeBytes
+        most = whole ? share : max(1, quantizedBandBytes / panelBytes)
         ld = most * 16 + 16
         bufferBytes = kGroups * ld * 4
     }
