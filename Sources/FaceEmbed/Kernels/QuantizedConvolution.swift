@@ -37,9 +37,11 @@ enum QuantizedOutput {
 /// Row stride (pixels) of the activation matrix B for `pixels` output pixels.
 func quantizedLeadingDimension(_ pixels: Int) -> Int { (pixels + 15) / 16 * 16 + 16 }
 
-/// Whether the GEMM splits its threads by panels of pixels (else by blocks of output channels).
-private func splitsByPanels(panels: Int, blocks: Int, threads: Int) -> Bool {
-    panels >= 4 * threads || panels >= blocks
+/// Whether the GEMM splits its threads by panels of pixels (else by blocks of output channels). Blocks when a
+/// thread would get fewer than 4 panels, unbalanced, of a long K (r100's 512×7×7 layers: 4 panels, the last of one
+/// pixel); short-K layers (MobileFaceNet's 1×1s at 7×7) stay with panels, where B needs no shared build.
+private func splitsByPanels(panels: Int, blocks: Int, kGroups: Int, threads: Int) -> Bool {
+    panels >= 4 * threads || panels >= blocks || (kGroups < 256 && panels >= 2 * threads)
 }
 
 /// How B is built when the GEMM splits by panels: each thread takes an equal share of the panels (`chunk`; the
@@ -56,7 +58,7 @@ struct QuantizedBands {
     init?(_ g: ConvGeometry, kGroups: Int, planeBytes: Int, threads: Int) {
         total = (g.pixels + 15) / 16
         let blocks = (g.outC + weightLanes - 1) / weightLanes
-        guard splitsByPanels(panels: total, blocks: blocks, threads: threads) else { return nil }
+        guard splitsByPanels(panels: total, blocks: blocks, kGroups: kGroups, threads: threads) else { return nil }
         parts = max(1, min(threads, total))
         // A thread's whole share in one band unless its B outgrows its cache with the planes it is gathered from
         // (each band reads all the weights again, and gathers from all over the planes).
@@ -620,7 +622,7 @@ func quantizedGEMM(
 ) {
     let n = pixels.count, first = pixels.lowerBound
     let panels = (n + 15) / 16, blocks = w.blocks, kGroups = w.kGroups, wide = w.precision == .int16
-    let byPanels = splitsByPanels(panels: panels, blocks: blocks, threads: threads)
+    let byPanels = splitsByPanels(panels: panels, blocks: blocks, kGroups: kGroups, threads: threads)
     let parts = max(1, min(threads, byPanels ? panels : blocks))
     parallelFor(parts, threads: threads) { part in
         let panelRange = byPanels ? chunk(panels, parts: parts, index: part) : 0..<panels
