@@ -10,9 +10,8 @@ func fillInput(
     // Row by row from a base pointer and a pixel step (the offset computed per value, with bounds checks, took
     // 2 % of y1 int8); CheckedPixels has checked that every offset is inside `pixels`.
     guard let base = src.pixels.baseAddress else { return }  // no pixels: nothing to fill
-    let step = f.planar ? 1 : f.channels
     for (k, ch) in colors.enumerated() {
-        let out = dst + k * plane
+        let out = dst + k * plane, step = src.offset(x: 1, y: 0, channel: ch) - src.offset(x: 0, y: 0, channel: ch)
         for y in 0..<src.height {
             let row = base + src.offset(x: 0, y: y, channel: ch), o = out + y * src.width
             for x in 0..<src.width { o[x] = (Float(row[x &* step]) - mean) * scale }
