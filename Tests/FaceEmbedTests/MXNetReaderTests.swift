@@ -139,10 +139,12 @@ struct MXNetReaderTests {
         let dir = TestPaths.fixtures.appendingPathComponent("tiny-mobilefacenet")
         var text = try String(contentsOf: dir.appendingPathComponent("model-symbol.json"), encoding: .utf8)
         for (a, b) in edits { text = text.replacingOccurrences(of: a, with: b) }
-        let symbol = TestModels.folder.appendingPathComponent("edited-symbol.json").path
+        // Tests run in parallel: each call gets its own files.
+        let name = "edited-\(UUID().uuidString)"
+        let symbol = TestModels.folder.appendingPathComponent("\(name)-symbol.json").path
         try text.write(toFile: symbol, atomically: true, encoding: .utf8)
         let params = dir.appendingPathComponent("model-0000.ndarray").path
-        let out = TestModels.folder.appendingPathComponent("edited.feb").path
+        let out = TestModels.folder.appendingPathComponent("\(name).feb").path
         return thrown { try ModelConverter.convertMXNet(symbol: symbol, params: params, to: out) }
     }
 
