@@ -7,9 +7,12 @@
 //   `quantizedKernel16x16`  16 output channels × 16 pixels; accumulator r holds channel r's 16 pixels. AVX-512 VNNI:
 //      per k-group one 64-byte load of the panel and 16 `vpdpbusd` (u8 × s8, 64 multiply-adds) or `vpdpwssd`
 //      (s16 × s16, 32), each with its channel's 32-bit broadcast folded in as the memory operand (`m32bcst`).
+//   `quantizedKernel16x4`   16 output channels × 4 pixels, lanes = channels: per k-group one 64-byte load of the
+//      weights and, per pixel, its 32 bits broadcast into `vpdpbusd`; two sets of accumulators (k-groups mod 2). The
+//      pixels of a partial last panel four at a time (14 × 14 maps end in a panel of 4).
 //   `quantizedKernel16x1`   16 output channels × 1 pixel, lanes = channels: the pixel's 32 bits of each k-group
 //      broadcast, the weights as the memory operand; four accumulators (k-groups mod 4) hide the instruction's
-//      latency. The fully connected layer, and the pixels of a partial last panel.
+//      latency. The fully connected layer, and the pixels of a partial last panel left after groups of four.
 // Both return Σ_k q_w · x_q exactly: the zero-point compensation of 8-bit activations is subtracted here.
 // Other builds run the same layouts in plain SIMD Int32 arithmetic, one channel (or one k-group) at a time: correct
 // everywhere, not fast (no VNNI, and AVX2's `vpmaddubsw` saturates u8 × s8 pairs).
@@ -74,6 +77,44 @@ private func vnniKernel16x16(
     @inline(__always) func put(_ r: Int, _ v: V) { if r < rows { store(r, v &- V(repeating: compensation[r])) } }
     put(0, c0); put(1, c1); put(2, c2); put(3, c3); put(4, c4); put(5, c5); put(6, c6); put(7, c7)
     put(8, c8); put(9, c9); put(10, c10); put(11, c11); put(12, c12); put(13, c13); put(14, c14); put(15, c15)
+}
+
+/// The 16 channels of one block × pixels 0 ..< 4, pixel j's k-group kg the 32 bits at x + 4j + kg · ldx: lane r of
+/// result j is channel r's exact sum for pixel j.
+@inline(__always)
+func quantizedKernel16x4(
+    wide: Bool, a: UnsafeRawPointer, x: UnsafeRawPointer, ldx: Int, kGroups: Int,
+    compensation: UnsafePointer<Int32>
+) -> (SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>) {
+    wide
+        ? vnniKernel16x4(wide: true, a: a, x: x, ldx: ldx, kGroups: kGroups, compensation: compensation)
+        : vnniKernel16x4(wide: false, a: a, x: x, ldx: ldx, kGroups: kGroups, compensation: compensation)
+}
+
+/// `quantizedKernel16x4` for one instruction.
+@inline(__always)
+private func vnniKernel16x4(
+    wide: Bool, a: UnsafeRawPointer, x: UnsafeRawPointer, ldx: Int, kGroups: Int,
+    compensation: UnsafePointer<Int32>
+) -> (SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>) {
+    typealias V = SIMD16<Int32>
+    var s0 = V(), s1 = V(), s2 = V(), s3 = V(), t0 = V(), t1 = V(), t2 = V(), t3 = V()
+    var xp = x, ap = a
+    @inline(__always) func step(_ p0: inout V, _ p1: inout V, _ p2: inout V, _ p3: inout V, _ i: Int) {
+        let w = ap.loadUnaligned(fromByteOffset: i &* 64, as: V.self), row = xp + i &* ldx
+        @inline(__always) func pixel(_ j: Int) -> V {
+            V(repeating: row.loadUnaligned(fromByteOffset: 4 &* j, as: Int32.self))
+        }
+        dotAccumulate(&p0, pixel(0), w, wide: wide); dotAccumulate(&p1, pixel(1), w, wide: wide)
+        dotAccumulate(&p2, pixel(2), w, wide: wide); dotAccumulate(&p3, pixel(3), w, wide: wide)
+    }
+    for _ in 0..<(kGroups / 2) {
+        step(&s0, &s1, &s2, &s3, 0); step(&t0, &t1, &t2, &t3, 1)
+        xp += 2 &* ldx; ap += 128
+    }
+    if kGroups % 2 == 1 { step(&s0, &s1, &s2, &s3, 0) }
+    let c = UnsafeRawPointer(compensation).loadUnaligned(as: V.self)
+    return (s0 &+ t0 &- c, s1 &+ t1 &- c, s2 &+ t2 &- c, s3 &+ t3 &- c)
 }
 
 /// The 16 channels of one block × one pixel, whose k-group kg is the 32 bits at x + kg · ldx: lane r of the result
@@ -145,6 +186,18 @@ func quantizedKernel16x16(
         }
         store(r, acc &- compensation[r])
     }
+}
+
+/// Portable form of the AVX-512 kernel of the same name: `quantizedKernel16x1` for each pixel.
+@inline(__always)
+func quantizedKernel16x4(
+    wide: Bool, a: UnsafeRawPointer, x: UnsafeRawPointer, ldx: Int, kGroups: Int,
+    compensation: UnsafePointer<Int32>
+) -> (SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>) {
+    @inline(__always) func pixel(_ j: Int) -> SIMD16<Int32> {
+        quantizedKernel16x1(wide: wide, a: a, x: x + 4 * j, ldx: ldx, kGroups: kGroups, compensation: compensation)
+    }
+    return (pixel(0), pixel(1), pixel(2), pixel(3))
 }
 
 /// Portable form of the AVX-512 kernel of the same name.
