@@ -253,26 +253,31 @@ private func quantizedBytes(_ x: UnsafePointer<Float>, _ q: ActivationQuantizati
     narrowedToBytes(q.quantize16(loadVector(x, as: SIMD16<Float>.self)))
 }
 
-/// `packPointwise` for 16-bit values: channel 2·kg in the low half of each 32-bit lane, channel 2·kg + 1 (the zero
-/// point past the last channel) in the high half.
+/// `packPointwise` for 16-bit values.
 private func packPointwiseWords(
     _ input: UnsafePointer<Float>, channels: Int, pixels n: Int, columns: Range<Int>,
     quantization q: ActivationQuantization, kGroups: Range<Int>, into b: UnsafeMutableRawPointer, ld: Int
 ) {
-    let zero = SIMD16<UInt32>(repeating: UInt32(bitPattern: q.zeroPoint) & 0xFFFF)
-    // Pixels p ..< p + 16 of channel c, quantized, one per lane's low half.
-    @inline(__always) func halves(_ c: Int, _ p: Int) -> SIMD16<UInt32> {
-        guard c < channels else { return zero }
-        let x = loadVector(UnsafeRawPointer(input + c * n + p), as: SIMD16<Float>.self)
-        return SIMD16<UInt32>(truncatingIfNeeded: q.quantize16(x)) & 0xFFFF
-    }
+    let group = q.precision.group, bits = UInt32(32 / group), mask: UInt32 = group == 4 ? 0xFF : 0xFFFF
+    let zero = UInt32(bitPattern: q.zeroPoint) & mask
     for kg in kGroups {
         let dst = b + (kg * ld - columns.lowerBound) * 4
         var p = columns.lowerBound
         while p < columns.upperBound {
             if p + 16 > n && n - 16 >= columns.lowerBound { p = n - 16 }
             guard p + 16 <= n else { break }
-            storeVector(halves(2 * kg, p) | halves(2 * kg + 1, p) &<< 16, to: dst + 4 * p)
+            var word = SIMD16<UInt32>()
+            for j in 0..<group {
+                let c = kg * group + j
+                let v =
+                    c < channels
+                    ? SIMD16<UInt32>(
+                        truncatingIfNeeded: q.quantize16(
+                            loadVector(UnsafeRawPointer(input + c * n + p), as: SIMD16<Float>.self))) & mask
+                    : SIMD16(repeating: zero)
+                word |= v &<< (bits * UInt32(j))
+            }
+            storeVector(word, to: dst + 4 * p)
             p += 16
         }
         packPointwiseTail(input, channels: channels, pixels: n, from: p, to: columns.upperBound, q, kGroup: kg, dst)

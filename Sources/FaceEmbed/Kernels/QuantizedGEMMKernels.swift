@@ -101,7 +101,7 @@ private func vnniKernel16x4(
     var s0 = V(), s1 = V(), s2 = V(), s3 = V(), t0 = V(), t1 = V(), t2 = V(), t3 = V()
     var xp = x, ap = a
     @inline(__always) func step(_ p0: inout V, _ p1: inout V, _ p2: inout V, _ p3: inout V, _ i: Int) {
-        let w = loadVector(ap + i &* 64, as: V.self), row = xp + i &* ldx
+        let w = ap.loadUnaligned(fromByteOffset: i &* 64, as: V.self), row = xp + i &* ldx
         @inline(__always) func pixel(_ j: Int) -> V {
             V(repeating: row.loadUnaligned(fromByteOffset: 4 &* j, as: Int32.self))
         }
