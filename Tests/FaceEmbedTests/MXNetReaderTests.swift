@@ -145,6 +145,7 @@ struct MXNetReaderTests {
         try text.write(toFile: symbol, atomically: true, encoding: .utf8)
         let params = dir.appendingPathComponent("model-0000.ndarray").path
         let out = TestModels.folder.appendingPathComponent("\(name).feb").path
+        defer { for f in [symbol, out] { try? FileManager.default.removeItem(atPath: f) } }
         return thrown { try ModelConverter.convertMXNet(symbol: symbol, params: params, to: out) }
     }
 
