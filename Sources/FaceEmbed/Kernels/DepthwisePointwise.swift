@@ -54,7 +54,9 @@ func depthwisePointwiseConvolution(
             var g = d
             g.inH = count; g.outH = count
             for c in 0..<d.outC {
-                fillBandPlane(d, input: dw.input + c * d.inH * d.inW, y0: y0, rows: count, plane: plane, layout: layout)
+                fillBandPlane(
+                    d, input: dw.input + c * d.inH * d.inW, firstRow: 0, y0: y0, rows: count, plane: plane,
+                    layout: layout)
                 depthwise3x3Stride1Channel(
                     g, taps: DepthwiseTapRows(first: plane, second: plane + 1, shift: 2, width: layout.planeWidth),
                     weights: dw.weights + c * 9,
@@ -68,17 +70,18 @@ func depthwisePointwiseConvolution(
 }
 
 /// Input rows y0 − 1 ..< y0 + rows + 1 of one channel into the plane's rows 0 ..< rows + 2 (columns from 1), rows
-/// outside the input as zeros; the plane's border columns stay zero from its initialisation.
+/// outside the input as zeros; the plane's border columns stay zero from its initialisation. `input` holds the
+/// channel's rows from `firstRow` on (every row the band reads).
 @inline(__always)
-private func fillBandPlane(
-    _ d: ConvGeometry, input: UnsafePointer<Float>, y0: Int, rows: Int, plane: UnsafeMutablePointer<Float>,
-    layout: DepthwiseLayout
+func fillBandPlane(
+    _ d: ConvGeometry, input: UnsafePointer<Float>, firstRow: Int, y0: Int, rows: Int,
+    plane: UnsafeMutablePointer<Float>, layout: DepthwiseLayout
 ) {
     let pw = layout.planeWidth
     for r in 0..<(rows + 2) {
         let y = y0 - 1 + r, dst = plane + r * pw + 1
         if y >= 0 && y < d.inH {
-            depthwiseCopyRow(input + y * d.inW, to: dst, count: d.inW)
+            depthwiseCopyRow(input + (y - firstRow) * d.inW, to: dst, count: d.inW)
         } else {
             dst.update(repeating: 0, count: d.inW)
         }

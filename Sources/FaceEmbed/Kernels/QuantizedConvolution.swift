@@ -615,7 +615,9 @@ private func walkB(
 }
 
 /// C = A · B for output pixels `pixels` (B's column 0 is the first of them) into `output`, whose channels are
-/// `stride` pixels apart (see the top of the file).
+/// `stride` pixels apart (see the top of the file). Never inlined: inlined into a caller's closure (a quantized
+/// block's bands), its loads were left as generic calls, three times slower.
+@inline(never)
 func quantizedGEMM(
     _ w: QuantizedWeightPointers, b: UnsafeRawPointer, ld: Int, pixels: Range<Int>, stride ldc: Int,
     quantization q: ActivationQuantization, output: QuantizedOutput, threads: Int

@@ -78,6 +78,7 @@ final class Network: @unchecked Sendable {
             for i in group.layers.dropFirst() { kernels[i] = .merged(into: first) }
         }
         Network.fuseDepthwisePointwise(&kernels, plan)
+        Network.fuseQuantizedBlocks(&kernels, plan)
         self.kernels = kernels
         (valueOffset, arenaCount) = Network.planArena(plan, kernels: kernels, siblings: siblings)
         scratchPerThread = ((kernels.map(\.scratchPerThread).max() ?? 0) + 15) / 16 * 16
@@ -89,9 +90,7 @@ final class Network: @unchecked Sendable {
     /// Fuses each depthwise layer with the 1×1 layer after it when that layer is its only reader
     /// (Kernels/DepthwisePointwise.swift).
     private static func fuseDepthwisePointwise(_ kernels: inout [LayerKernel], _ plan: ModelPlan) {
-        var readers = [Int](repeating: 0, count: plan.values.count)
-        for l in plan.layers { for v in l.inputs { readers[v] += 1 } }
-        for o in plan.outputs { readers[o.value] += 1 }
+        let readers = readerCounts(plan)
         for i in kernels.indices.dropLast() {
             guard case let .convolution(dw, .depthwise) = kernels[i], case let .convolution(pw, _) = kernels[i + 1],
                 readers[dw.output] == 1, depthwisePointwiseApplies(dw: dw, pw: pw)
@@ -99,6 +98,38 @@ final class Network: @unchecked Sendable {
             kernels[i] = .depthwisePointwise(dw, pw)
             kernels[i + 1] = .merged(into: i)
         }
+    }
+
+    /// Fuses each int8 expansion, float32 depthwise and int8 projection whose intermediate values have no other
+    /// reader into one block (Kernels/QuantizedBlock.swift).
+    private static func fuseQuantizedBlocks(_ kernels: inout [LayerKernel], _ plan: ModelPlan) {
+        let readers = readerCounts(plan)
+        var i = 0
+        while i + 2 < kernels.count {
+            guard case let .quantizedConvolution(e, ew) = kernels[i],
+                case let .convolution(dw, .depthwise) = kernels[i + 1],
+                case let .quantizedConvolution(p, pw) = kernels[i + 2],
+                readers[e.output] == 1, readers[dw.output] == 1,
+                quantizedBlockApplies(expansion: e, depthwise: dw, projection: p)
+            else {
+                i += 1
+                continue
+            }
+            kernels[i] = .quantizedBlock(
+                QuantizedBlockLayers(
+                    expansion: e, expansionWeights: ew, depthwise: dw, projection: p, projectionWeights: pw))
+            kernels[i + 1] = .merged(into: i)
+            kernels[i + 2] = .merged(into: i)
+            i += 3
+        }
+    }
+
+    /// How many layers read each value, an output of the plan counting as one more.
+    private static func readerCounts(_ plan: ModelPlan) -> [Int] {
+        var readers = [Int](repeating: 0, count: plan.values.count)
+        for l in plan.layers { for v in l.inputs { readers[v] += 1 } }
+        for o in plan.outputs { readers[o.value] += 1 }
+        return readers
     }
 
     /// A cache-line aligned copy of `values`.
@@ -112,7 +143,8 @@ final class Network: @unchecked Sendable {
     /// Assigns each value an arena offset: values are placed first-fit into space freed by dead values. The outputs
     /// of a sibling group get one block, back to back, when its first member runs, freed when all of them are dead.
     /// A fused depthwise layer's output is never written, so it gets no space; its input stays alive through the
-    /// 1×1 layer, which writes while it is read.
+    /// 1×1 layer, which writes while it is read. The values inside a quantized block keep theirs: on too few threads
+    /// for two bands the block runs layer by layer.
     private static func planArena(_ plan: ModelPlan, kernels: [LayerKernel], siblings: [SiblingGroup]) -> ([Int], Int) {
         var lastUse = [Int](repeating: -1, count: plan.values.count)
         for (i, l) in plan.layers.enumerated() { for v in l.inputs { lastUse[v] = i } }
@@ -230,13 +262,14 @@ final class Network: @unchecked Sendable {
         case let .sigmoid(x, o): sigmoid(input: value(x, w), output: value(o, w), count: plan.values[o].count)
         case let .quantizedConvolution(c, q): quantizedConvolve(c, q, w, threads: threads)
         case let .quantizedFullyConnected(f, q): quantizedFullyConnect(f, q, w, threads: threads)
+        case let .quantizedBlock(b): runQuantizedBlock(b, w, threads: threads)
         case .merged: break
         }
     }
 
     func value(_ v: Int, _ w: Workspace) -> UnsafeMutablePointer<Float> { w.arena + valueOffset[v] }
 
-    private func operands(_ c: ConvLayer, _ w: Workspace) -> ConvolutionOperands {
+    func operands(_ c: ConvLayer, _ w: Workspace) -> ConvolutionOperands {
         let epilogue = Epilogue(
             bias: tensors[c.bias], slope: c.slope.map { tensors[$0] },
             residual: c.residual.map { UnsafePointer(value($0, w)) })
@@ -276,8 +309,10 @@ enum LayerKernel {
     case quantizedFullyConnected(FullyConnectedLayer, QuantizedLayerWeights)
     /// A depthwise layer and the 1×1 layer after it, fused (Kernels/DepthwisePointwise.swift).
     case depthwisePointwise(ConvLayer, ConvLayer)
-    /// A layer computed by layer `into`: a sibling convolution (SiblingConvolutions.swift) or the 1×1 layer of a
-    /// fused depthwise one.
+    /// An int8 expansion, float32 depthwise and int8 projection run by bands of rows (Kernels/QuantizedBlock.swift).
+    case quantizedBlock(QuantizedBlockLayers)
+    /// A layer computed by layer `into`: a sibling convolution (SiblingConvolutions.swift), the 1×1 layer of a
+    /// fused depthwise one, or the second or third layer of a quantized block.
     case merged(into: Int)
 
     init(_ layer: Layer, winograd: Bool) {
@@ -297,6 +332,7 @@ enum LayerKernel {
         switch self {
         case let .convolution(c, k): return k.scratchPerThread(c.geometry)
         case let .depthwisePointwise(dw, _): return depthwisePointwiseScratch(dw.geometry)
+        case let .quantizedBlock(b): return ConvolutionKernel.depthwise.scratchPerThread(b.depthwise.geometry)
         default: return 0
         }
     }

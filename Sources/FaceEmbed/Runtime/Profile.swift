@@ -59,15 +59,17 @@ extension Network {
     private func multiplyAdds(_ i: Int) -> Int {
         if case .merged = kernels[i] { return 0 }
         if case .depthwisePointwise = kernels[i] { return plan.layers[i].macs + plan.layers[i + 1].macs }
+        if case .quantizedBlock = kernels[i] { return (i..<(i + 3)).map { plan.layers[$0].macs }.reduce(0, +) }
         guard let group = siblings.first(where: { $0.layers[0] == i }) else { return plan.layers[i].macs }
         return group.layers.map { plan.layers[$0].macs }.reduce(0, +)
     }
 
     /// " +siblings" on a layer that runs its sibling convolutions too, " +1x1" on a depthwise layer fused with the
-    /// 1×1 after it, " (in #i)" on each layer run by layer i.
+    /// 1×1 after it, " +dw+1x1" on the expansion of a quantized block, " (in #i)" on each layer run by layer i.
     private func mergeNote(_ i: Int) -> String {
         if case let .merged(first) = kernels[i] { return " (in #\(first))" }
         if case .depthwisePointwise = kernels[i] { return " +1x1" }
+        if case .quantizedBlock = kernels[i] { return " +dw+1x1" }
         return siblings.contains { $0.layers[0] == i } ? " +siblings" : ""
     }
 

@@ -17,6 +17,9 @@ final class QuantizedLayerWeights: @unchecked Sendable {
     /// The int16 weights of a 16-bit layer, [blk][⌈K/2⌉][16][2] (QuantizedWeights.swift); nil for 8 bits.
     private let widened: [Int16]?
 
+    /// k-groups of B the kernels read (QuantizedConvolution.swift).
+    var kGroups: Int { (k + activations.group - 1) / activations.group }
+
     /// `packed` and `scales` point into the mapped file, whose data `FlatFile.read` has checked.
     init(packed: UnsafePointer<Int8>, scales: UnsafePointer<Float>, outC: Int, k: Int, activations: QuantizedPrecision)
     {
@@ -81,6 +84,16 @@ extension LayerKernel {
             let bytes = quantizedFullyConnectedScratch(
                 inFeatures: f.inFeatures, outFeatures: w.outC, precision: w.activations, threads: threads)
             return (bytes + 63) / 64 * 16
+        case let .quantizedBlock(b):
+            let layers = [
+                quantizedSharedScratch(.quantizedConvolution(b.expansion, b.expansionWeights), threads: threads),
+                quantizedSharedScratch(.quantizedConvolution(b.projection, b.projectionWeights), threads: threads),
+            ]
+            return max(
+                layers.max()!,
+                quantizedBlockScratch(
+                    b.depthwise.geometry, expansionGroups: b.expansionWeights.kGroups,
+                    projectionGroups: b.projectionWeights.kGroups, threads: threads))
         default:
             return 0
         }
@@ -120,6 +133,33 @@ extension Network {
         }
     }
 
+    /// Runs a quantized block by bands of rows, or layer by layer when the map is too short for two bands.
+    func runQuantizedBlock(_ b: QuantizedBlockLayers, _ w: Workspace, threads: Int) {
+        guard quantizedBlockBands(height: b.depthwise.geometry.outH, threads: threads) >= 2 else {
+            quantizedConvolve(b.expansion, b.expansionWeights, w, threads: threads)
+            ConvolutionKernel.depthwise.run(b.depthwise.geometry, operands(b.depthwise, w), threads: threads)
+            quantizedConvolve(b.projection, b.projectionWeights, w, threads: threads)
+            return
+        }
+        func epilogue(_ c: ConvLayer) -> Epilogue {
+            Epilogue(
+                bias: tensors[c.bias], slope: c.slope.map { tensors[$0] },
+                residual: c.residual.map { UnsafePointer(value($0, w)) })
+        }
+        b.expansionWeights.withPointers { expansion in
+            b.projectionWeights.withPointers { projection in
+                quantizedBlock(
+                    QuantizedBlockOperands(
+                        input: value(b.expansion.input, w), expansion: expansion,
+                        expansionEpilogue: epilogue(b.expansion), depthwise: b.depthwise.geometry,
+                        depthwiseWeights: tensors[b.depthwise.weight], depthwiseEpilogue: epilogue(b.depthwise),
+                        projection: projection, projectionEpilogue: epilogue(b.projection),
+                        output: value(b.projection.output, w)),
+                    scratch: w.shared, threads: threads)
+            }
+        }
+    }
+
     /// Runs a quantized fully connected layer.
     func quantizedFullyConnect(
         _ f: FullyConnectedLayer, _ weights: QuantizedLayerWeights, _ w: Workspace, threads: Int
@@ -131,4 +171,23 @@ extension Network {
                 scratch: UnsafeMutableRawPointer(w.shared), threads: threads)
         }
     }
+}
+
+/// The three layers of an int8 inverted bottleneck (Kernels/QuantizedBlock.swift).
+struct QuantizedBlockLayers {
+    let expansion: ConvLayer, expansionWeights: QuantizedLayerWeights
+    let depthwise: ConvLayer
+    let projection: ConvLayer, projectionWeights: QuantizedLayerWeights
+}
+
+/// Whether three consecutive layers run as a quantized block: an int8 1×1 expansion without input affine or
+/// residual, a 3×3 stride-1 padding-1 depthwise layer reading it (no input affine or residual), and an int8 1×1
+/// projection reading that, without input affine.
+func quantizedBlockApplies(expansion e: ConvLayer, depthwise dw: ConvLayer, projection p: ConvLayer) -> Bool {
+    let d = dw.geometry
+    return e.geometry.isPointwise && e.inputScale == nil && e.residual == nil
+        && d.isDepthwise && d.kH == 3 && d.kW == 3 && d.strideH == 1 && d.strideW == 1 && d.padH == 1 && d.padW == 1
+        && dw.input == e.output && dw.inputScale == nil && dw.residual == nil && dw.quantization == nil
+        && p.geometry.isPointwise && p.input == dw.output && p.inputScale == nil
+        && p.residual != e.output && p.residual != dw.output
 }
