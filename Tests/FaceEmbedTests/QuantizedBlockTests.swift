@@ -12,9 +12,9 @@ import Testing
 
 struct QuantizedBlockTests {
     struct Case: CustomTestStringConvertible, Sendable {
-        var c: Int, t: Int, h: Int, w: Int, threads: Int, residual: Bool, precision: QuantizedPrecision
+        var c: Int, t: Int, h: Int, w: Int, stride = 1, threads: Int, residual: Bool, precision: QuantizedPrecision
         var testDescription: String {
-            "\(c)->\(t)->\(c) \(h)x\(w), \(threads) threads, \(precision)\(residual ? ", residual" : "")"
+            "\(c)->\(t)->\(c) \(h)x\(w)/s\(stride), \(threads) threads, \(precision)\(residual ? ", residual" : "")"
         }
     }
 
@@ -23,19 +23,24 @@ struct QuantizedBlockTests {
         Case(c: 24, t: 40, h: 17, w: 23, threads: 2, residual: false, precision: .int8),  // bands of 8 and 9 rows
         Case(c: 12, t: 20, h: 28, w: 9, threads: 3, residual: true, precision: .int8),  // three bands, narrow rows
         Case(c: 20, t: 36, h: 15, w: 31, threads: 2, residual: true, precision: .int16),
+        Case(c: 16, t: 48, h: 16, w: 14, stride: 2, threads: 2, residual: false, precision: .int8),  // 16×14 → 8×7
+        Case(c: 12, t: 24, h: 29, w: 19, stride: 2, threads: 2, residual: true, precision: .int8),  // odd sizes
+        Case(c: 8, t: 16, h: 28, w: 28, stride: 2, threads: 3, residual: false, precision: .int16),  // three bands
     ]
 
     @Test("a quantized block by bands equals its three layers run one after another", arguments: cases)
     func blockByBandsEqualsLayerByLayer(_ t: Case) {
-        #expect(quantizedBlockBands(height: t.h, threads: t.threads) == t.threads)
         let plane = t.h * t.w
         let e = ConvGeometry(
             inC: t.c, inH: t.h, inW: t.w, outC: t.t, kH: 1, kW: 1, strideH: 1, strideW: 1, padH: 0, padW: 0, groups: 1)
         let d = ConvGeometry(
-            inC: t.t, inH: t.h, inW: t.w, outC: t.t, kH: 3, kW: 3, strideH: 1, strideW: 1, padH: 1, padW: 1,
-            groups: t.t)
+            inC: t.t, inH: t.h, inW: t.w, outC: t.t, kH: 3, kW: 3, strideH: t.stride, strideW: t.stride, padH: 1,
+            padW: 1, groups: t.t)
         let p = ConvGeometry(
-            inC: t.t, inH: t.h, inW: t.w, outC: t.c, kH: 1, kW: 1, strideH: 1, strideW: 1, padH: 0, padW: 0, groups: 1)
+            inC: t.t, inH: d.outH, inW: d.outW, outC: t.c, kH: 1, kW: 1, strideH: 1, strideW: 1, padH: 0, padW: 0,
+            groups: 1)
+        #expect(quantizedBlockBands(d, threads: t.threads) == t.threads)
+        let outPlane = p.pixels
         var rng = SeededRandom(seed: UInt64(t.c * 1_000 + t.h * 10 + t.threads))
         let x = rng.floats(t.c * plane)
         let expansion = QuantizedWeights(
@@ -44,7 +49,7 @@ struct QuantizedBlockTests {
             rng.floats(t.c * t.t).map { $0 / Float(t.t).squareRoot() }, outC: t.c, k: t.t, precision: t.precision)
         let eBias = rng.floats(t.t), eSlope = rng.floats(t.t, 0...0.5)
         let dWeight = rng.floats(t.t * 9).map { $0 / 3 }, dBias = rng.floats(t.t), dSlope = rng.floats(t.t, 0...0.5)
-        let pBias = rng.floats(t.c), residual = rng.floats(t.c * plane)
+        let pBias = rng.floats(t.c), residual = rng.floats(t.c * outPlane)
 
         var held: [UnsafeMutablePointer<Float>] = []
         defer { for q in held { q.deallocate() } }
@@ -60,7 +65,7 @@ struct QuantizedBlockTests {
         let dEpilogue = Epilogue(bias: copy(dBias), slope: copy(dSlope), residual: nil)
         let pEpilogue = Epilogue(
             bias: copy(pBias), slope: nil, residual: t.residual ? UnsafePointer(copy(residual)) : nil)
-        let (layered, banded) = (nans(t.c * plane), nans(t.c * plane))
+        let (layered, banded) = (nans(t.c * outPlane), nans(t.c * outPlane))
 
         expansion.withPointers { ew in
             projection.withPointers { pw in
@@ -68,7 +73,7 @@ struct QuantizedBlockTests {
                     max(
                         quantizedConvolutionScratch(e, precision: t.precision, threads: t.threads),
                         quantizedConvolutionScratch(p, precision: t.precision, threads: t.threads)) / 4 + 16)
-                let (expanded, filtered) = (nans(t.t * plane), nans(t.t * plane))
+                let (expanded, filtered) = (nans(t.t * plane), nans(t.t * outPlane))
                 quantizedConvolution(
                     e, input: input, weights: ew, range: nil, output: .float(expanded, eEpilogue),
                     scratch: UnsafeMutableRawPointer(quantizedScratch), threads: t.threads)
@@ -92,8 +97,8 @@ struct QuantizedBlockTests {
                     scratch: nans(blockScratch), threads: t.threads)
             }
         }
-        let a = Array(UnsafeBufferPointer(start: layered, count: t.c * plane))
-        let b = Array(UnsafeBufferPointer(start: banded, count: t.c * plane))
+        let a = Array(UnsafeBufferPointer(start: layered, count: t.c * outPlane))
+        let b = Array(UnsafeBufferPointer(start: banded, count: t.c * outPlane))
         #expect(a.allSatisfy { $0.isFinite })
         let differing = zip(a, b).filter { $0.bitPattern != $1.bitPattern }.count
         #expect(differing == 0, "\(differing) of \(a.count) values differ")
@@ -101,8 +106,10 @@ struct QuantizedBlockTests {
 }
 
 struct QuantizedBlockModelTests {
-    /// y1 in int8 has twelve stride-1 bottlenecks (four at 28×28, six at 14×14, two at 7×7, which run layer by layer);
-    /// on two threads they run by bands, on one layer by layer, and the embedding is the same bit for bit.
+    /// y1 in int8 has fifteen bottlenecks: three of stride 2 (the first of each stage) and twelve of stride 1 (four
+    /// at 28×28, six at 14×14, two at 7×7). On two threads those with a 28×28 or 14×14 output run by bands (the
+    /// three with a 7×7 output layer by layer), on one thread all layer by layer; the embedding is the same bit for
+    /// bit.
     @Test func y1Int8RunsItsBottlenecksAsBlocksWithTheSameEmbedding() throws {
         guard let symbol = TestPaths.shared("models/mobilefacenet-arcface/model-symbol.json"),
             let params = TestPaths.shared("models/mobilefacenet-arcface/model-0000.params")
@@ -111,7 +118,7 @@ struct QuantizedBlockModelTests {
         try ModelConverter.convertMXNet(symbol: symbol, params: params, to: path, precision: .int8)
         let net = try FaceModel(contentsOf: path, threads: 2).network
         let blocks = net.kernels.filter { if case .quantizedBlock = $0 { true } else { false } }
-        #expect(blocks.count == 12)
+        #expect(blocks.count == 15)
         var rng = SeededRandom(seed: 29)
         let input = rng.floats(modelInputShape.count)
         func embedding(threads: Int) -> [UInt32] {

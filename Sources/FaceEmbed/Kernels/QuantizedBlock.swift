@@ -1,25 +1,27 @@
-// An int8 inverted bottleneck (MobileFaceNet's body at stride 1): 1×1 expansion, 3×3 depthwise in float32, 1×1
-// projection, run by bands of output rows, one band per thread from the block's input to its output.
+// An int8 inverted bottleneck (MobileFaceNet's body): 1×1 expansion, 3×3 depthwise in float32 at stride s = 1 or 2,
+// 1×1 projection, run by bands of output rows, one band per thread from the block's input to its output.
 //
-//   x [C][H][W] --expansion (int8 GEMM + epilogue) on rows y0 − 1 ..< y0 + R + 1--> e [T][R + 2][W]   per band
-//   e --depthwise 3×3, stride 1, padding 1 (zero rows outside the map) + epilogue--> d [T][R][W]      per band
-//   d --projection (int8 GEMM + epilogue, residual)--> y [C][H][W] rows y0 ..< y0 + R
+//   x [C][H][W] --expansion (int8 GEMM + epilogue) on the input rows band b reads--> e [T][≤ s·R + 2][W]   per band
+//   e --depthwise 3×3, stride s, padding 1 (zero rows outside the map) + epilogue--> d [T][R][W/s]        per band
+//   d --projection (int8 GEMM + epilogue, residual)--> y [C'][H/s][W/s] rows y0 ..< y0 + R
 //
-// Layer by layer on two threads the GEMMs split the pixels and the depthwise layer the channels, so each core reads
-// half of what the other wrote, and a core rewriting lines the other has read waits for every copy to be invalidated
-// (50 KB in 4.6 µs against 0.9 when the other core had written them: two pinned threads, a C microbenchmark). By
-// bands only the halo rows of x cross between cores; e and d stay in the band's core (per-band scratch). The
-// expansion computes the halo rows in both bands (two extra rows each).
+// Output rows y0 ..< y0 + R read input rows s·y0 − 1 ..< s·(y0 + R − 1) + 2 (inside the map). Layer by layer on two
+// threads the GEMMs split the pixels and the depthwise layer the channels, so each core reads half of what the other
+// wrote, and a core rewriting lines the other has read waits for every copy to be invalidated (50 KB in 4.6 µs
+// against 0.9 when the other core had written them: two pinned threads, a C microbenchmark). By bands only the halo
+// rows of x cross between cores; e and d stay in the band's core (per-band scratch). The expansion computes the halo
+// rows in both bands (one or two extra rows each).
 //
 // Each 8-bit input is quantized with the max |x| of the whole tensor, as layer by layer, so the block's output is
 // the same bit for bit: max |x| before the bands start, max |d| of every band before any band projects (two joins).
 
-/// Rows a band needs at least: smaller bands spend more on the halo than they save (7×7 maps stay layer by layer).
-let quantizedBlockMinimumRows = 7
-
-/// The bands `quantizedBlock` splits a map of `height` rows into on `threads` threads (fewer than 2: none, and the
-/// block runs layer by layer).
-func quantizedBlockBands(height: Int, threads: Int) -> Int { min(threads, height / quantizedBlockMinimumRows) }
+/// The bands `quantizedBlock` splits the depthwise layer `d`'s output rows into on `threads` threads (fewer than 2:
+/// none, and the block runs layer by layer). A band takes at least 7 input rows and 4 output rows (one four-row pass
+/// of the depthwise kernel): smaller ones spent more on the halo and single-row passes than they saved (y1's 7×7
+/// bottlenecks and its 14×14 → 7×7 one, `faceembed bench --layers`), so those stay layer by layer.
+func quantizedBlockBands(_ d: ConvGeometry, threads: Int) -> Int {
+    min(threads, d.outH * d.strideH / 7, d.outH / 4)
+}
 
 /// The three layers of a block, as `quantizedBlock` reads them.
 struct QuantizedBlockOperands {
@@ -30,22 +32,33 @@ struct QuantizedBlockOperands {
     let output: UnsafeMutablePointer<Float>
 }
 
-/// Per-band scratch, in floats: e, d, the depthwise layer's band plane, and B of either GEMM.
+/// The input rows (inside the map) that output rows `rows` of `d` read.
+private func inputRows(_ d: ConvGeometry, _ rows: Range<Int>) -> Range<Int> {
+    max(0, rows.lowerBound * d.strideH - 1)..<min(d.inH, (rows.upperBound - 1) * d.strideH + 2)
+}
+
+/// The depthwise layer on a band of `rows` output rows: input rows s·rows, output rows `rows`.
+private func bandGeometry(_ d: ConvGeometry, rows: Int) -> ConvGeometry {
+    var band = d
+    band.inH = rows * d.strideH; band.outH = rows
+    return band
+}
+
+/// Per-band scratch, in floats: e, d, the depthwise layer's band plane(s), and B of either GEMM.
 private struct QuantizedBlockLayout {
     let expanded: Int, depthwise: Int, plane: Int, b: Int
     let planeLayout: DepthwiseLayout
 
     init(_ d: ConvGeometry, expansionGroups: Int, projectionGroups: Int, rows: Int) {
-        expanded = (d.inC * (rows + 2) * d.inW + 15) / 16 * 16
-        depthwise = (d.inC * rows * d.inW + 15) / 16 * 16
-        var band = d
-        band.inH = rows; band.outH = rows
-        planeLayout = DepthwiseLayout(band)
+        let inRows = rows * d.strideH + 2
+        expanded = (d.inC * inRows * d.inW + 15) / 16 * 16
+        depthwise = (d.inC * rows * d.outW + 15) / 16 * 16
+        planeLayout = DepthwiseLayout(bandGeometry(d, rows: rows))
         plane = (planeLayout.floats + 15) / 16 * 16
         let bytes =
             max(
-                expansionGroups * quantizedLeadingDimension((rows + 2) * d.inW),
-                projectionGroups * quantizedLeadingDimension(rows * d.inW)) * 4
+                expansionGroups * quantizedLeadingDimension(inRows * d.inW),
+                projectionGroups * quantizedLeadingDimension(rows * d.outW)) * 4
         b = (bytes + 63) / 64 * 16
     }
 
@@ -54,7 +67,7 @@ private struct QuantizedBlockLayout {
 
 /// Floats of shared scratch `quantizedBlock` needs for the depthwise geometry `d` on up to `threads` threads.
 func quantizedBlockScratch(_ d: ConvGeometry, expansionGroups: Int, projectionGroups: Int, threads: Int) -> Int {
-    let most = quantizedBlockBands(height: d.outH, threads: threads)
+    let most = quantizedBlockBands(d, threads: threads)
     guard most >= 2 else { return 0 }
     return (2...most).map { bands in
         let rows = (d.outH + bands - 1) / bands
@@ -65,70 +78,90 @@ func quantizedBlockScratch(_ d: ConvGeometry, expansionGroups: Int, projectionGr
     }.max()!
 }
 
-/// Runs the block in `quantizedBlockBands(height:threads:)` bands (at least 2); `scratch` holds
-/// `quantizedBlockScratch` floats.
+/// Runs the block in `quantizedBlockBands(_:threads:)` bands (at least 2); `scratch` holds `quantizedBlockScratch`
+/// floats.
 func quantizedBlock(_ o: QuantizedBlockOperands, scratch: UnsafeMutablePointer<Float>, threads: Int) {
-    let d = o.depthwise, h = d.inH, w = d.inW, channels = o.expansion.k, plane = h * w
-    let bands = quantizedBlockBands(height: h, threads: threads)
+    let d = o.depthwise, bands = quantizedBlockBands(d, threads: threads)
     let layout = QuantizedBlockLayout(
         d, expansionGroups: o.expansion.kGroups, projectionGroups: o.projection.kGroups,
-        rows: (h + bands - 1) / bands)
+        rows: (d.outH + bands - 1) / bands)
     let inputQuantization = ActivationQuantization(
-        range: inputRange(o.input, channels: channels, plane: plane, affine: nil, threads: threads),
+        range: inputRange(o.input, channels: o.expansion.k, plane: d.inH * d.inW, affine: nil, threads: threads),
         precision: o.expansion.precision, maxAbsRowSum: o.expansion.maxAbsRowSum)
     withUnsafeTemporaryAllocation(of: Float.self, capacity: bands) { ranges in
         parallelFor(bands, threads: threads) { band in
-            let rows = chunk(h, parts: bands, index: band), s = scratch + band * layout.floats
+            let s = scratch + band * layout.floats
             ranges[band] = expandAndFilter(
-                o, rows: rows, quantization: inputQuantization, layout: layout, expanded: s,
-                filtered: s + layout.expanded, plane: s + layout.expanded + layout.depthwise,
+                o, rows: chunk(d.outH, parts: bands, index: band), quantization: inputQuantization, layout: layout,
+                expanded: s, filtered: s + layout.expanded, plane: s + layout.expanded + layout.depthwise,
                 b: UnsafeMutableRawPointer(s + layout.expanded + layout.depthwise + layout.plane))
         }
         let q = ActivationQuantization(
             range: ranges.max()!, precision: o.projection.precision, maxAbsRowSum: o.projection.maxAbsRowSum)
         parallelFor(bands, threads: threads) { band in
-            let rows = chunk(h, parts: bands, index: band), s = scratch + band * layout.floats
-            let pixels = rows.count * w,
-                b = UnsafeMutableRawPointer(s + layout.expanded + layout.depthwise + layout.plane)
-            let ld = quantizedLeadingDimension(pixels)
+            let rows = chunk(d.outH, parts: bands, index: band), s = scratch + band * layout.floats
+            let pixels = rows.count * d.outW, ld = quantizedLeadingDimension(pixels)
+            let b = UnsafeMutableRawPointer(s + layout.expanded + layout.depthwise + layout.plane)
             packPointwise(
                 s + layout.expanded, channels: d.inC, pixels: pixels, columns: 0..<pixels, quantization: q,
                 kGroups: 0..<o.projection.kGroups, into: b, ld: ld)
             quantizedGEMM(
-                o.projection, b: b, ld: ld, pixels: (rows.lowerBound * w)..<(rows.upperBound * w), stride: plane,
-                quantization: q, output: .float(o.output, o.projectionEpilogue), threads: 1)
+                o.projection, b: b, ld: ld, pixels: (rows.lowerBound * d.outW)..<(rows.upperBound * d.outW),
+                stride: d.pixels, quantization: q, output: .float(o.output, o.projectionEpilogue), threads: 1)
         }
     }
 }
 
-/// One band's expansion (its rows and the halo rows inside the map) into `expanded`, then its depthwise rows into
+/// One band's expansion (the input rows its output rows read) into `expanded`, then its depthwise rows into
 /// `filtered`; returns max |filtered| (NaN ignored, as `maxAbs`).
 private func expandAndFilter(
     _ o: QuantizedBlockOperands, rows: Range<Int>, quantization q: ActivationQuantization, layout: QuantizedBlockLayout,
     expanded: UnsafeMutablePointer<Float>, filtered: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>,
     b: UnsafeMutableRawPointer
 ) -> Float {
-    let d = o.depthwise, w = d.inW
-    let first = max(0, rows.lowerBound - 1), last = min(d.inH, rows.upperBound + 1), pixels = (last - first) * w
+    let d = o.depthwise, read = inputRows(d, rows), pixels = read.count * d.inW
     let ld = quantizedLeadingDimension(pixels)
     packPointwise(
-        o.input, channels: o.expansion.k, pixels: d.inH * w, columns: (first * w)..<(last * w), quantization: q,
+        o.input, channels: o.expansion.k, pixels: d.inH * d.inW,
+        columns: (read.lowerBound * d.inW)..<(read.upperBound * d.inW), quantization: q,
         kGroups: 0..<o.expansion.kGroups, into: b, ld: ld)
     quantizedGEMM(
         o.expansion, b: b, ld: ld, pixels: 0..<pixels, stride: pixels, quantization: q,
         output: .float(expanded, o.expansionEpilogue), threads: 1)
-    var g = d
-    g.inH = rows.count; g.outH = rows.count
-    let count = rows.count * w
-    plane.initialize(repeating: 0, count: layout.planeLayout.planeFloats)
+    let g = bandGeometry(d, rows: rows.count), count = rows.count * d.outW, pl = layout.planeLayout
+    plane.initialize(repeating: 0, count: pl.planes * pl.planeFloats)
     for c in 0..<d.inC {
-        fillBandPlane(
-            d, input: expanded + c * pixels, firstRow: first, y0: rows.lowerBound, rows: rows.count, plane: plane,
-            layout: layout.planeLayout)
-        depthwise3x3Stride1Channel(
-            g, taps: DepthwiseTapRows(first: plane, second: plane + 1, shift: 2, width: layout.planeLayout.planeWidth),
-            weights: o.depthwiseWeights + c * 9,
-            sink: DepthwiseSink(o.depthwiseEpilogue, channel: c, output: filtered, count: count))
+        let input = expanded + c * pixels, weights = o.depthwiseWeights + c * 9
+        let sink = DepthwiseSink(o.depthwiseEpilogue, channel: c, output: filtered, count: count)
+        if d.strideH == 1 {
+            fillBandPlane(
+                d, input: input, firstRow: read.lowerBound, y0: rows.lowerBound, rows: rows.count, plane: plane,
+                layout: pl)
+            depthwise3x3Stride1Channel(
+                g, taps: DepthwiseTapRows(first: plane, second: plane + 1, shift: 2, width: pl.planeWidth),
+                weights: weights, sink: sink)
+        } else {
+            fillBandPlanes(d, input: input, rows: read, firstRow: rows.lowerBound * 2 - 1, planes: plane, layout: pl)
+            depthwise3x3Stride2Channel(
+                g, taps: DepthwiseTapRows(first: plane, second: plane + pl.planeFloats, shift: 1, width: pl.planeWidth),
+                weights: weights, sink: sink)
+        }
     }
     return maxAbs(filtered, count: d.inC * count)
+}
+
+/// Input rows `rows` of one channel (`input` holds exactly them) split into the even and odd padded columns of a
+/// stride-2 band's two planes, plane row r holding input row `firstRow` + r; the planes' other rows and border
+/// columns stay zero from their initialisation (rows outside the map are never written).
+private func fillBandPlanes(
+    _ d: ConvGeometry, input: UnsafePointer<Float>, rows: Range<Int>, firstRow: Int,
+    planes: UnsafeMutablePointer<Float>, layout: DepthwiseLayout
+) {
+    // Input column x is padded column x + 1: even x in the odd plane at x / 2, odd x in the even plane at (x + 1) / 2.
+    let even = planes, odd = planes + layout.planeFloats, pw = layout.planeWidth
+    for y in rows {
+        let row = (y - firstRow) * pw
+        depthwiseSplitRow(
+            input + (y - rows.lowerBound) * d.inW, count: d.inW, evens: odd + row, odds: even + row + 1)
+    }
 }

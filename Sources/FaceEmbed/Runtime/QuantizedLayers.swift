@@ -135,7 +135,7 @@ extension Network {
 
     /// Runs a quantized block by bands of rows, or layer by layer when the map is too short for two bands.
     func runQuantizedBlock(_ b: QuantizedBlockLayers, _ w: Workspace, threads: Int) {
-        guard quantizedBlockBands(height: b.depthwise.geometry.outH, threads: threads) >= 2 else {
+        guard quantizedBlockBands(b.depthwise.geometry, threads: threads) >= 2 else {
             quantizedConvolve(b.expansion, b.expansionWeights, w, threads: threads)
             ConvolutionKernel.depthwise.run(b.depthwise.geometry, operands(b.depthwise, w), threads: threads)
             quantizedConvolve(b.projection, b.projectionWeights, w, threads: threads)
@@ -181,12 +181,13 @@ struct QuantizedBlockLayers {
 }
 
 /// Whether three consecutive layers run as a quantized block: an int8 1×1 expansion without input affine or
-/// residual, a 3×3 stride-1 padding-1 depthwise layer reading it (no input affine or residual), and an int8 1×1
-/// projection reading that, without input affine.
+/// residual, a 3×3 depthwise layer of stride 1 or 2 and padding 1 reading it (no input affine or residual), and an
+/// int8 1×1 projection reading that, without input affine.
 func quantizedBlockApplies(expansion e: ConvLayer, depthwise dw: ConvLayer, projection p: ConvLayer) -> Bool {
     let d = dw.geometry
     return e.geometry.isPointwise && e.inputScale == nil && e.residual == nil
-        && d.isDepthwise && d.kH == 3 && d.kW == 3 && d.strideH == 1 && d.strideW == 1 && d.padH == 1 && d.padW == 1
+        && d.isDepthwise && d.kH == 3 && d.kW == 3 && d.strideH == d.strideW && (d.strideH == 1 || d.strideH == 2)
+        && d.padH == 1 && d.padW == 1
         && dw.input == e.output && dw.inputScale == nil && dw.residual == nil && dw.quantization == nil
         && p.geometry.isPointwise && p.input == dw.output && p.inputScale == nil
         && p.residual != e.output && p.residual != dw.output
