@@ -1,10 +1,13 @@
 // The network's int8 layers (Plan/QuantizedPlan.swift): the weights stay in the mapped file, in the layout the 8-bit
 // kernels read; what the kernels need beyond them (the zero-point compensation, and for a layer with 16-bit
 // activations the weights widened to int16) is computed once when the model loads. Each run quantizes the layer's
-// input with a scale from its own max |x| (QuantizedConvolution.swift), so no activation ranges are stored.
+// input with a scale from its own max |x| (QuantizedConvolution.swift), so no activation ranges are stored. An
+// inverted bottleneck (int8 1×1, float32 depthwise, int8 1×1) runs as one block by bands of rows when the threads
+// allow two bands (Kernels/QuantizedBlock.swift), otherwise layer by layer; the results are the same.
 //
 // Scratch (all in `Workspace.shared`): for a convolution with an input affine, the affine's output first (the
-// quantized kernels take the input as it is, and padding stays the zero point); then the kernel's own bytes.
+// quantized kernels take the input as it is, and padding stays the zero point); then the kernel's own bytes. A
+// block's bands take theirs from the start.
 
 /// A quantized layer's weights as the integer kernels read them.
 final class QuantizedLayerWeights: @unchecked Sendable {
