@@ -144,11 +144,7 @@ extension Network {
             quantizedConvolve(b.projection, b.projectionWeights, w, threads: threads)
             return
         }
-        func epilogue(_ c: ConvLayer) -> Epilogue {
-            Epilogue(
-                bias: tensors[c.bias], slope: c.slope.map { tensors[$0] },
-                residual: c.residual.map { UnsafePointer(value($0, w)) })
-        }
+        func epilogue(_ c: ConvLayer) -> Epilogue { operands(c, w).epilogue }
         b.expansionWeights.withPointers { expansion in
             b.projectionWeights.withPointers { projection in
                 quantizedBlock(
