@@ -81,17 +81,11 @@ func depthwisePlaneChannel(
     let src = o.input + c * g.inH * g.inW, w = o.weights + c * g.kH * g.kW, pw = layout.planeWidth
     let sink = DepthwiseSink(o.epilogue, channel: c, output: o.output, count: g.pixels)
     if layout.path == .threeByThree && g.strideW == 2 {
-        // Input column x is padded column x + padW: padded column j goes to plane j & 1, index j >> 1.
-        let even = plane, odd = plane + layout.planeFloats
-        let evenColumns = g.padW & 1 == 0 ? even : odd, oddColumns = g.padW & 1 == 0 ? odd : even
         for y in 0..<g.inH {
-            let row = (y + g.padH) * pw
-            depthwiseSplitRow(
-                src + y * g.inW, count: g.inW, evens: evenColumns + row + g.padW / 2,
-                odds: oddColumns + row + (g.padW + 1) / 2)
+            depthwiseSplitIntoPlanes(src + y * g.inW, g, row: y + g.padH, planes: plane, layout: layout)
         }
         depthwise3x3Stride2Channel(
-            g, taps: DepthwiseTapRows(first: even, second: odd, shift: 1, width: pw),
+            g, taps: DepthwiseTapRows(first: plane, second: plane + layout.planeFloats, shift: 1, width: pw),
             weights: w, sink: sink)
         return
     }
@@ -255,6 +249,20 @@ func depthwiseCopyRow(_ src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<
         while x + 8 < n { move(x, SIMD8<Float>.self); x += 8 }
         move(n - 8, SIMD8<Float>.self)
     }
+}
+
+/// One input row of a stride-2 channel (`g.inW` floats at `src`) into plane row `row` of its two planes: the even
+/// padded columns at `planes`, the odd ones a plane later. Input column x is padded column x + padW, and padded
+/// column j goes to plane j & 1, index j >> 1.
+@inline(__always)
+func depthwiseSplitIntoPlanes(
+    _ src: UnsafePointer<Float>, _ g: ConvGeometry, row: Int, planes: UnsafeMutablePointer<Float>,
+    layout: DepthwiseLayout
+) {
+    let even = planes + row * layout.planeWidth, odd = even + layout.planeFloats
+    let evenColumns = g.padW & 1 == 0 ? even : odd, oddColumns = g.padW & 1 == 0 ? odd : even
+    depthwiseSplitRow(
+        src, count: g.inW, evens: evenColumns + g.padW / 2, odds: oddColumns + (g.padW + 1) / 2)
 }
 
 /// Deinterleaves `count` floats: src[2m] to evens[m], src[2m + 1] to odds[m]. Whole 16- then 8-float loads; the

@@ -141,27 +141,16 @@ private func expandAndFilter(
                 g, taps: DepthwiseTapRows(first: plane, second: plane + 1, shift: 2, width: pl.planeWidth),
                 weights: weights, sink: sink)
         } else {
-            fillBandPlanes(d, input: input, rows: read, firstRow: rows.lowerBound * 2 - 1, planes: plane, layout: pl)
+            // Plane row r holds input row 2·y0 − 1 + r; rows outside the map stay zero from the initialisation.
+            for y in read {
+                depthwiseSplitIntoPlanes(
+                    input + (y - read.lowerBound) * d.inW, d, row: y - (rows.lowerBound * 2 - 1), planes: plane,
+                    layout: pl)
+            }
             depthwise3x3Stride2Channel(
                 g, taps: DepthwiseTapRows(first: plane, second: plane + pl.planeFloats, shift: 1, width: pl.planeWidth),
                 weights: weights, sink: sink)
         }
     }
     return maxAbs(filtered, count: d.inC * count)
-}
-
-/// Input rows `rows` of one channel (`input` holds exactly them) split into the even and odd padded columns of a
-/// stride-2 band's two planes, plane row r holding input row `firstRow` + r; the planes' other rows and border
-/// columns stay zero from their initialisation (rows outside the map are never written).
-private func fillBandPlanes(
-    _ d: ConvGeometry, input: UnsafePointer<Float>, rows: Range<Int>, firstRow: Int,
-    planes: UnsafeMutablePointer<Float>, layout: DepthwiseLayout
-) {
-    // Input column x is padded column x + 1: even x in the odd plane at x / 2, odd x in the even plane at (x + 1) / 2.
-    let even = planes, odd = planes + layout.planeFloats, pw = layout.planeWidth
-    for y in rows {
-        let row = (y - firstRow) * pw
-        depthwiseSplitRow(
-            input + (y - rows.lowerBound) * d.inW, count: d.inW, evens: odd + row, odds: even + row + 1)
-    }
 }
