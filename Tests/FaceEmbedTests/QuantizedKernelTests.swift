@@ -105,7 +105,24 @@ struct QuantizedKernelTests {
         Case(c: 32, h: 112, w: 112, oc: 18, k: (1, 1), s: (1, 1), p: (0, 0)),  // B in two or more bands
         Case(c: 512, h: 11, w: 11, oc: 20, k: (3, 3), s: (1, 1), p: (1, 1)),  // 16-bit, 1 thread: bands of 1 panel
         Case(c: 512, h: 15, w: 14, oc: 20, k: (3, 3), s: (1, 1), p: (1, 1)),  // 8-bit, 1 thread: bands of 2-3, mid-row
+        // The direct convolution (8-bit, tap-major weights): rows narrower than 16 ending in a partial panel, rows of
+        // 16 or more in overlapping steps, a 1×3 kernel, and a 5×3 one (also above: 4×10×12 and the 512-channel maps).
+        Case(c: 64, h: 14, w: 14, oc: 40, k: (3, 3), s: (1, 1), p: (1, 1)),
+        Case(c: 8, h: 20, w: 37, oc: 24, k: (3, 3), s: (1, 1), p: (1, 1)),
+        Case(c: 8, h: 10, w: 33, oc: 9, k: (1, 3), s: (1, 1), p: (0, 1)),
+        Case(c: 12, h: 9, w: 9, oc: 16, k: (5, 3), s: (1, 1), p: (2, 1)),
     ]
+
+    /// The weights of `t` as the kernels take them: OIHW, and tap-major too where the direct convolution runs.
+    private static func weightLayouts(_ weight: [Float], _ t: Case, _ precision: QuantizedPrecision)
+        -> [QuantizedWeights]
+    {
+        let k = t.c * t.k.0 * t.k.1
+        let oihw = QuantizedWeights(weight, outC: t.oc, k: k, precision: precision)
+        guard precision == .int8 && quantizedDirectApplies(t.geometry) else { return [oihw] }
+        let tapMajor = tapMajorOrder(weight, outC: t.oc, inC: t.c, taps: t.k.0 * t.k.1)
+        return [oihw, QuantizedWeights(tapMajor, outC: t.oc, k: k, precision: precision, tapMajor: true)]
+    }
 
     private static func data(_ t: Case, _ salt: Int) -> (x: [Float], weight: [Float], rng: SeededRandom) {
         var rng = SeededRandom(seed: UInt64(t.c * 7919 + t.h * 31 + t.w + t.oc * 3 + t.k.0 * 101 + t.s.1 * 13 + salt))
@@ -209,10 +226,12 @@ struct QuantizedKernelTests {
     func convolutionSumsAreExact(_ t: Case, precision: QuantizedPrecision) {
         let (x, weight, _) = Self.data(t, 2)
         let g = t.geometry, k = g.k
-        let w = QuantizedWeights(weight, outC: t.oc, k: k, precision: precision)
         let measured = x.reduce(Float(0)) { max($0, abs($1)) }
-        // Measured at run time, and a calibrated range that clamps the largest inputs.
-        for (range, threads) in [(nil, 1), (nil, 2), (measured * 0.6, 1)] as [(Float?, Int)] {
+        // Measured at run time, and a calibrated range that clamps the largest inputs; each weight layout.
+        let runs = Self.weightLayouts(weight, t, precision).flatMap { w in
+            ([(nil, 1), (nil, 2), (measured * 0.6, 1)] as [(Float?, Int)]).map { (w, $0.0, $0.1) }
+        }
+        for (w, range, threads) in runs {
             let got = runQuantized(x, g: g, weights: w, range: range, threads: threads)
             let q = got.quantization
             #expect(
@@ -228,9 +247,43 @@ struct QuantizedKernelTests {
             let wrong = zip(got.sums, expected).filter { $0 != $1 }.count
             #expect(
                 wrong == 0,
-                "\(wrong) of \(expected.count) sums differ, range \(range.map { "\($0)" } ?? "measured"), \(threads) threads"
+                "\(wrong) of \(expected.count) sums differ, range \(range.map { "\($0)" } ?? "measured"), \(threads) threads, \(w.tapMajor ? "direct" : "gathered B")"
             )
         }
+    }
+
+    @Test(
+        "The direct convolution's output equals the gathered one bit for bit, input affine and epilogue included",
+        arguments: cases.filter { quantizedDirectApplies($0.geometry) }, [1, 2])
+    func directConvolutionEqualsGathered(_ t: Case, threads: Int) {
+        let (x, weight, seeded) = Self.data(t, 4)
+        var rng = seeded
+        let g = t.geometry
+        let scale = rng.floats(t.c, 0.5...1.5), shift = rng.floats(t.c, -0.3...0.3)
+        let bias = rng.floats(t.oc, -0.1...0.1), slope = rng.floats(t.oc, 0...0.5)
+        let residual = rng.floats(t.oc * g.pixels)
+        let outputs = Self.weightLayouts(weight, t, .int8).map { w in
+            var y = [Float](repeating: .nan, count: t.oc * g.pixels)
+            var scratch = [UInt8](
+                repeating: 0xA5, count: quantizedConvolutionScratch(g, precision: .int8, threads: threads))
+            w.withPointers { wp in
+                withPointers(x, scale, shift, bias, slope, residual) { p in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        scratch.withUnsafeMutableBytes { sp in
+                            _ = quantizedConvolution(
+                                g, input: p[0], affine: InputAffine(scale: p[1], shift: p[2]), weights: wp,
+                                range: nil,
+                                output: .float(yp.baseAddress!, Epilogue(bias: p[3], slope: p[4], residual: p[5])),
+                                scratch: sp.baseAddress!, threads: threads)
+                        }
+                    }
+                }
+            }
+            return y
+        }
+        #expect(outputs.count == 2)
+        let differ = zip(outputs[0], outputs[1]).filter { $0.bitPattern != $1.bitPattern }.count
+        #expect(differ == 0, "\(differ) of \(outputs[0].count) outputs differ")
     }
 
     @Test(
@@ -466,4 +519,13 @@ struct QuantizedSpeed {
             print(line)
         }
     }
+}
+
+/// `body` with the base addresses of `arrays`, in order.
+private func withPointers<R>(_ arrays: [Float]..., body: ([UnsafePointer<Float>]) -> R) -> R {
+    func nest(_ i: Int, _ done: [UnsafePointer<Float>]) -> R {
+        guard i < arrays.count else { return body(done) }
+        return arrays[i].withUnsafeBufferPointer { nest(i + 1, done + [$0.baseAddress!]) }
+    }
+    return nest(0, [])
 }

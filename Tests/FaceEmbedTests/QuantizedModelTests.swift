@@ -147,7 +147,7 @@ struct QuantizedModelTests {
     @Test func int8FilesRoundTripTheirPlanAndWeights() throws {
         let path = try SmallPlan.file(activations: .int8)
         let bytes = try readFile(path)
-        #expect(bytes[8] == 3)
+        #expect(bytes[8] == 4)
         let file = try MappedFile(path: path)
         defer { withExtendedLifetime(file) {} }
         let (plan, offsets) = try FlatFile.read(file.bytes, file: path)
@@ -184,17 +184,59 @@ struct QuantizedModelTests {
         let params = try MXNetParams(bytes: file.bytes, file: file.path)
         let model = try MXNetImporter.importModel(symbol: symbol, params: params, symbolFile: symbolPath).lanePacked()
         let v2 = TestModels.folder.appendingPathComponent("tiny-iresnet-v2.feb").path
-        let v3 = TestModels.folder.appendingPathComponent("tiny-iresnet-v3.feb").path
+        let v4 = TestModels.folder.appendingPathComponent("tiny-iresnet-v4.feb").path
         try FlatFile.write(model, to: v2, version: 2)
-        try FlatFile.write(model, to: v3)
-        #expect(try readFile(v2)[8] == 2 && readFile(v3)[8] == 3)
-        let old = try FaceModel(contentsOf: v2), new = try FaceModel(contentsOf: v3)
+        try FlatFile.write(model, to: v4)
+        #expect(try readFile(v2)[8] == 2 && readFile(v4)[8] == 4)
+        let old = try FaceModel(contentsOf: v2), new = try FaceModel(contentsOf: v4)
         #expect(old.precision == .float32 && old.network.plan == new.network.plan)
         let face = try ImageDecoder.load(path: dir.appendingPathComponent("input0.ppm").path)
         #expect(try old.embedding(for: face) == new.embedding(for: face))
         // Version 2 has no element types, so it cannot hold an int8 model.
         #expect(throws: FaceEmbedError.self) {
             try FlatFile.write(SmallPlan.model(activations: .int8), to: v2, version: 2)
+        }
+    }
+}
+
+/// Version 3 int8 files (every K in OIHW order) against version 4 (K tap-major where the direct convolution runs).
+struct QuantizedFileVersionTests {
+    @Test(
+        "an int8 file of version 3 loads and embeds as its version 4 twin does, bit for bit",
+        arguments: QuantizedPrecision.allCases)
+    func version3Int8FilesEmbedAsVersion4(_ activations: QuantizedPrecision) throws {
+        let dir = TestPaths.fixtures.appendingPathComponent("tiny-iresnet")
+        let symbolPath = dir.appendingPathComponent("model-symbol.json").path
+        let symbol = try MXNetSymbol(json: readFile(symbolPath), file: symbolPath)
+        let file = try MappedFile(path: dir.appendingPathComponent("model-0000.ndarray").path)
+        let params = try MXNetParams(bytes: file.bytes, file: file.path)
+        let imported = try MXNetImporter.importModel(symbol: symbol, params: params, symbolFile: symbolPath)
+        func int8(tapMajor: Bool) -> ImportedModel {
+            var m = imported.quantized(tapMajor: tapMajor)
+            for (i, layer) in m.plan.layers.enumerated() {
+                guard case var .convolution(c) = layer, c.quantization != nil else { continue }
+                c.quantization?.activations = activations
+                m.plan.layers[i] = .convolution(c)
+            }
+            return m.lanePacked()
+        }
+        let v3 = TestModels.folder.appendingPathComponent("tiny-iresnet-int8-v3-\(activations.rawValue).feb").path
+        let v4 = TestModels.folder.appendingPathComponent("tiny-iresnet-int8-v4-\(activations.rawValue).feb").path
+        try FlatFile.write(int8(tapMajor: false), to: v3, version: 3)
+        try FlatFile.write(int8(tapMajor: true), to: v4)
+        // Each version holds only its own order.
+        #expect(throws: FaceEmbedError.self) { try FlatFile.write(int8(tapMajor: true), to: v3, version: 3) }
+        #expect(throws: FaceEmbedError.self) { try FlatFile.write(int8(tapMajor: false), to: v4) }
+        #expect(try readFile(v3)[8] == 3 && readFile(v4)[8] == 4)
+        let face = try ImageDecoder.load(path: dir.appendingPathComponent("input0.ppm").path)
+        for threads in [1, 2] {
+            let old = try FaceModel(contentsOf: v3, threads: threads)
+            let new = try FaceModel(contentsOf: v4, threads: threads)
+            let direct = new.network.plan.layers.filter { $0.quantization?.tapMajor == true }.count
+            #expect(direct > 0 && old.network.plan.layers.allSatisfy { $0.quantization?.tapMajor != true })
+            #expect(
+                try old.embedding(for: face) == new.embedding(for: face),
+                "\(activations), \(threads) threads, \(direct) direct layers")
         }
     }
 }

@@ -104,11 +104,13 @@ private func quantizedLayout(_ g: ConvGeometry, _ precision: QuantizedPrecision,
 }
 
 /// Scratch bytes `quantizedConvolution` needs for `g` on up to `threads` threads (shared by all of them): B for
-/// the threads of the call, then the planes.
+/// the threads of the call, then the planes; or the direct convolution's copies of the input, whichever is larger
+/// (the weights say which runs).
 func quantizedConvolutionScratch(_ g: ConvGeometry, precision: QuantizedPrecision, threads: Int) -> Int {
-    (1...max(1, threads)).map { t in
+    let direct = precision == .int8 && quantizedDirectApplies(g) ? quantizedDirectScratch(g) : 0
+    return (1...max(1, threads)).map { t in
         let layout = quantizedLayout(g, precision, threads: t)
-        return layout.bBytes + layout.planeBytes
+        return max(direct, layout.bBytes + layout.planeBytes)
     }.max()!
 }
 
@@ -129,6 +131,12 @@ func quantizedConvolution(
     let q = ActivationQuantization(
         range: range ?? inputRange(input, channels: g.inC, plane: g.inH * g.inW, affine: affine, threads: threads),
         precision: p, maxAbsRowSum: w.maxAbsRowSum)
+    if w.tapMajor {
+        quantizedDirectConvolution(
+            g, input: input, affine: affine, weights: w, quantization: q, output: output, scratch: scratch,
+            threads: threads)
+        return q
+    }
     let kGroups = w.kGroups, (_, bands, bBytes) = quantizedLayout(g, p, threads: threads)
     let b = scratch, planes = scratch + bBytes
     if !g.isPointwise {
@@ -406,7 +414,7 @@ private func quantized16(
 // One instruction each (`vpmovdb`, `vpmovdw`, `vpmovzxbd`, `vpmovzxwd`, `vpmovwb`); the generic integer conversions
 // of SIMD vectors compile to a call.
 @inline(__always)
-private func narrowedToBytes(_ v: SIMD16<Int32>) -> SIMD16<UInt8> {
+func narrowedToBytes(_ v: SIMD16<Int32>) -> SIMD16<UInt8> {
     var r = SIMD16<UInt8>()
     r._storage._value = Builtin.trunc_Vec16xInt32_Vec16xInt8(v._storage._value)
     return r
@@ -441,7 +449,7 @@ private func widened(_ v: SIMD16<UInt16>) -> SIMD16<UInt32> {
 }
 #else
 @inline(__always)
-private func narrowedToBytes(_ v: SIMD16<Int32>) -> SIMD16<UInt8> { SIMD16<UInt8>(truncatingIfNeeded: v) }
+func narrowedToBytes(_ v: SIMD16<Int32>) -> SIMD16<UInt8> { SIMD16<UInt8>(truncatingIfNeeded: v) }
 @inline(__always)
 private func narrowedToHalves(_ v: SIMD16<Int32>) -> SIMD16<Int16> { SIMD16<Int16>(truncatingIfNeeded: v) }
 @inline(__always)
@@ -479,7 +487,7 @@ private func bytes16(_ p: UnsafeRawPointer, stride: Int) -> SIMD16<UInt8> {
 
 #if FACEEMBED_AVX512 && hasFeature(BuiltinModule)
 /// The index vectors of `interleaved`: a dword permute, then a byte shuffle within each 128-bit lane.
-private struct InterleaveIndices {
+struct InterleaveIndices {
     let dwords: SIMD16<Int32>, bytes: SIMD64<UInt8>
     init() {
         var d = SIMD16<Int32>(), b = SIMD64<UInt8>()
@@ -495,7 +503,7 @@ private struct InterleaveIndices {
 /// dword permute and a byte shuffle (widening each byte to 32 bits, shifting and or-ing took three times as many
 /// instructions).
 @inline(__always)
-private func interleaved(
+func interleaved(
     _ a: SIMD16<UInt8>, _ b: SIMD16<UInt8>, _ c: SIMD16<UInt8>, _ d: SIMD16<UInt8>, _ i: InterleaveIndices
 ) -> SIMD16<UInt32> {
     // The four vectors laid end to end (the optimiser makes this two 128-bit inserts and a 256-bit one).
@@ -510,11 +518,11 @@ private func interleaved(
     return r
 }
 #else
-private struct InterleaveIndices {}
+struct InterleaveIndices {}
 
 /// Word n = a[n] | b[n] << 8 | c[n] << 16 | d[n] << 24.
 @inline(__always)
-private func interleaved(
+func interleaved(
     _ a: SIMD16<UInt8>, _ b: SIMD16<UInt8>, _ c: SIMD16<UInt8>, _ d: SIMD16<UInt8>, _: InterleaveIndices
 ) -> SIMD16<UInt32> {
     widened(a) | widened(b) &<< 8 | widened(c) &<< 16 | widened(d) &<< 24
@@ -615,14 +623,24 @@ private func walkB(
 }
 
 /// C = A · B for output pixels `pixels` (B's column 0 is the first of them) into `output`, whose channels are
-/// `stride` pixels apart (see the top of the file). Never inlined: inlined into a caller's closure (a quantized
+/// `stride` pixels apart (see the top of the file). B's k-groups are read in `runs` (QuantizedGEMMKernels.swift; nil:
+/// one run, a matrix B). Never inlined: inlined into a caller's closure (a quantized
 /// block's bands), its loads were left as generic calls, three times slower.
 @inline(never)
 func quantizedGEMM(
-    _ w: QuantizedWeightPointers, b: UnsafeRawPointer, ld: Int, pixels: Range<Int>, stride ldc: Int,
-    quantization q: ActivationQuantization, output: QuantizedOutput, threads: Int
+    _ w: QuantizedWeightPointers, b: UnsafeRawPointer, ld: Int, runs: UnsafeBufferPointer<Int>? = nil,
+    pixels: Range<Int>, stride ldc: Int, quantization q: ActivationQuantization, output: QuantizedOutput, threads: Int
 ) {
-    let n = pixels.count, first = pixels.lowerBound
+    guard let runs else {
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: 1) { run in
+            run[0] = 0
+            quantizedGEMM(
+                w, b: b, ld: ld, runs: UnsafeBufferPointer(run), pixels: pixels, stride: ldc, quantization: q,
+                output: output, threads: threads)
+        }
+        return
+    }
+    let n = pixels.count, first = pixels.lowerBound, runGroups = w.kGroups / runs.count
     let panels = (n + 15) / 16, blocks = w.blocks, kGroups = w.kGroups, wide = w.precision == .int16
     let byPanels = splitsByPanels(panels: panels, blocks: blocks, kGroups: kGroups, threads: threads)
     let parts = max(1, min(threads, byPanels ? panels : blocks))
@@ -664,7 +682,7 @@ func quantizedGEMM(
                         let n0 = panel * 16, nr = min(16, n - n0)
                         if nr == 16 {
                             quantizedKernel16x16(
-                                wide: wide, a: a, b: b + 4 * n0, ldb: 4 * ld, kGroups: kGroups,
+                                wide: wide, a: a, b: b + 4 * n0, ldb: 4 * ld, runs: runs, kGroups: runGroups,
                                 compensation: compensation, rows: rows
                             ) { r, v in
                                 put(m0 + r, n0, v, count: 16)
@@ -672,8 +690,8 @@ func quantizedGEMM(
                             continue
                         }
                         partialPanel(
-                            wide: wide, a: a, b: b + 4 * n0, ldb: 4 * ld, kGroups: kGroups, compensation: compensation,
-                            pixels: nr, into: tile)
+                            wide: wide, a: a, b: b + 4 * n0, ldb: 4 * ld, runs: runs, kGroups: runGroups,
+                            compensation: compensation, pixels: nr, into: tile)
                         for r in 0..<rows { put(m0 + r, n0, tile[r], count: nr) }
                     }
                 }
@@ -688,13 +706,13 @@ func quantizedGEMM(
 /// own: inlined, it left every layer of the GEMM 1–2 % slower.
 @inline(never)
 private func partialPanel(
-    wide: Bool, a: UnsafeRawPointer, b: UnsafeRawPointer, ldb: Int, kGroups: Int, compensation: UnsafePointer<Int32>,
-    pixels: Int, into tile: UnsafeMutablePointer<SIMD16<Int32>>
+    wide: Bool, a: UnsafeRawPointer, b: UnsafeRawPointer, ldb: Int, runs: UnsafeBufferPointer<Int>, kGroups: Int,
+    compensation: UnsafePointer<Int32>, pixels: Int, into tile: UnsafeMutablePointer<SIMD16<Int32>>
 ) {
     var j = 0
     while j + 4 <= pixels {
         let v = quantizedKernel16x4(
-            wide: wide, a: a, x: b + 4 * j, ldx: ldb, kGroups: kGroups, compensation: compensation)
+            wide: wide, a: a, x: b + 4 * j, ldx: ldb, runs: runs, kGroups: kGroups, compensation: compensation)
         for r in 0..<16 {
             tile[r][j] = v.0[r]; tile[r][j + 1] = v.1[r]; tile[r][j + 2] = v.2[r]; tile[r][j + 3] = v.3[r]
         }
@@ -702,7 +720,7 @@ private func partialPanel(
     }
     for j in j..<pixels {
         let v = quantizedKernel16x1(
-            wide: wide, a: a, x: b + 4 * j, ldx: ldb, kGroups: kGroups, compensation: compensation)
+            wide: wide, a: a, x: b + 4 * j, ldx: ldb, runs: runs, kGroups: kGroups, compensation: compensation)
         for r in 0..<16 { tile[r][j] = v[r] }
     }
 }

@@ -52,16 +52,21 @@ package struct QuantizedWeights: Sendable {
     package let compensation: [Int32]
     /// max_c Σ_k |q[c][k]|: bounds every accumulator.
     package let maxAbsRowSum: Int
+    /// Whether K is tap-major (k = (ky·kW + kx)·inC + ic, `tapMajorOrder`): the direct convolution's order
+    /// (QuantizedDirectConvolution.swift), for 8-bit activations.
+    package let tapMajor: Bool
 
     /// Blocks of 16 output channels.
     package var blocks: Int { (outC + weightLanes - 1) / weightLanes }
     /// k-groups: K rounded up to the group size, divided by it.
     package var kGroups: Int { (k + precision.group - 1) / precision.group }
 
-    /// Quantizes `weights`, `outC` rows of `k` floats (OIHW, or a fully connected layer's [out][in]).
-    package init(_ weights: [Float], outC: Int, k: Int, precision: QuantizedPrecision) {
+    /// Quantizes `weights`, `outC` rows of `k` floats (OIHW, or a fully connected layer's [out][in]; if `tapMajor`,
+    /// a convolution's weights in `tapMajorOrder`, for 8-bit activations).
+    package init(_ weights: [Float], outC: Int, k: Int, precision: QuantizedPrecision, tapMajor: Bool = false) {
         precondition(weights.count == outC * k, "quantized weights: \(weights.count) values for \(outC) × \(k)")
-        self.precision = precision; self.outC = outC; self.k = k
+        precondition(!tapMajor || precision == .int8, "quantized weights: tap-major order is for 8-bit activations")
+        self.precision = precision; self.outC = outC; self.k = k; self.tapMajor = tapMajor
         let (values, scales) = quantizedWeightValues(weights, outC: outC, k: k)
         self.scales = scales
         let g = precision.group, kg = (k + g - 1) / g, blocks = (outC + weightLanes - 1) / weightLanes
@@ -97,7 +102,7 @@ package struct QuantizedWeights: Sendable {
                         QuantizedWeightPointers(
                             precision: precision, outC: outC, k: k, packed: p.baseAddress!,
                             scales: s.baseAddress!, compensation: c.baseAddress!,
-                            maxAbsRowSum: maxAbsRowSum))
+                            maxAbsRowSum: maxAbsRowSum, tapMajor: tapMajor))
                 }
             }
         }
@@ -128,6 +133,8 @@ package struct QuantizedWeightPointers {
     package var scales: UnsafePointer<Float>
     package var compensation: UnsafePointer<Int32>
     package var maxAbsRowSum: Int
+    /// K tap-major: the layer runs as a direct convolution (QuantizedDirectConvolution.swift).
+    package var tapMajor: Bool
 
     package var blocks: Int { (outC + weightLanes - 1) / weightLanes }
     package var kGroups: Int { (k + precision.group - 1) / precision.group }

@@ -13,15 +13,16 @@ import Darwin
 //                 counts, file size, table and data offsets, checksum, name
 //   [128, data)   tables: values, layers, outputs (value, name), tensors (name, shape, offset, count, element
 //                 type), zero padding (version 2: no outputs table, no element types)
-//   [data, end)   tensors, float32 (or int8: version 3) little-endian, each 64-byte aligned; the file ends aligned
+//   [data, end)   tensors, float32 (or int8: version 3 and later) little-endian, each 64-byte aligned; the file ends
+//                 aligned (version 4: the int8 weights of convolutions the direct kernel runs have K tap-major)
 //   checksum      FNV-1a 64 over the little-endian 64-bit words of [128, end)
 
 package enum FlatFile {
     package static let magic: [UInt8] = Array("FACEEMB".utf8) + [0]
-    package static let version: UInt32 = 3
-    /// Versions this reader accepts: 2 (float32 only, one output named in the header) and 3 (outputs table,
-    /// element types: QuantizedPlan.swift).
-    package static let readableVersions: ClosedRange<UInt32> = 2...3
+    package static let version: UInt32 = 4
+    /// Versions this reader accepts: 2 (float32 only, one output named in the header), 3 (outputs table, element
+    /// types: QuantizedPlan.swift) and 4 (version 3 with tap-major int8 weights where the direct kernel runs).
+    package static let readableVersions: ClosedRange<UInt32> = 2...4
     package static let headerSize = 128
     package static let alignment = 64
     package static let maxCount = 1 << 20
@@ -87,7 +88,7 @@ package enum FlatFile {
             .invalidWeights(file: file, reason: "table: \($0)")
         }
         let values = try readValues(&t, count: header.nValues, input: header.input)
-        let layers = try readLayers(&t, count: header.nLayers)
+        let layers = try readLayers(&t, count: header.nLayers).map { tapMajorMarked($0, version: header.version) }
         let outputs =
             header.version == 2
             ? [PlanOutput(name: "embedding", value: header.output)]
@@ -172,7 +173,7 @@ package enum FlatFile {
             throw r.fail(
                 ver == 1
                     ? "format version 1 (FaceEmbed 0.1) stores convolution weights in another layout: convert the model again with `faceembed convert`"
-                    : "format version \(ver) is not supported (this FaceEmbed reads versions 2 and 3): convert the model again with this version's `faceembed convert`"
+                    : "format version \(ver) is not supported (this FaceEmbed reads versions 2 to 4): convert the model again with this version's `faceembed convert`"
             )
         }
         guard try r.u32("header size") == UInt32(headerSize) else { throw r.fail("unexpected header size") }

@@ -1,11 +1,13 @@
-// Int8 layers in a plan and in the flat file (format version 3, Models/FORMAT.md):
+// Int8 layers in a plan and in the flat file (format version 3 and later, Models/FORMAT.md):
 //
 //   op 7  quantized convolution (groups = 1): op 1's 19 fields, then the weight-scale tensor and the activation bits
 //   op 8  quantized fully connected:          op 3's 6 fields, then the weight-scale tensor and the activation bits
 //
 // The weight tensor is int8 (element type 1), per output channel symmetric (QuantizedWeights.swift), stored as the
 // 8-bit kernels read it: shape [B][Kg][16][4], B = ⌈outC/16⌉, Kg = ⌈K/4⌉, element [b][kg][l][j] = q[16b + l][4kg + j],
-// zero past outC and past K; the scales are float32 [outC] (w ≈ q · scale[c]). Activations are quantized per tensor
+// zero past outC and past K, k in op 1's order (ic·kH + ky)·kW + kx, except (version 4) for the convolutions the
+// direct kernel runs (stride 1, 2·pad = kernel − 1, inC a multiple of 4: `quantizedDirectApplies`), whose k is
+// tap-major, (ky·kW + kx)·inC + ic; the scales are float32 [outC] (w ≈ q · scale[c]). Activations are quantized per tensor
 // at run time (max |x| of each input), to 8 bits (u8, `vpdpbusd`) or 16 (s16, `vpdpwssd`, int8 weights widened when
 // the model loads). Everything else about a layer (bias, PReLU, residual, input affine) is as for its float op.
 
@@ -26,9 +28,12 @@ package struct LayerQuantization: Equatable, Sendable {
     package var scales: Int
     /// The width its input is quantized to at run time.
     package var activations: QuantizedPrecision
+    /// Whether the stored weights have K tap-major (`tapMajorOrder`): a convolution the direct kernel runs
+    /// (`quantizedDirectApplies`) in a file of version 4 or later; not a field of the record.
+    package var tapMajor: Bool
 
-    package init(scales: Int, activations: QuantizedPrecision) {
-        self.scales = scales; self.activations = activations
+    package init(scales: Int, activations: QuantizedPrecision, tapMajor: Bool = false) {
+        self.scales = scales; self.activations = activations; self.tapMajor = tapMajor
     }
 }
 
@@ -170,6 +175,15 @@ extension FlatFile {
     /// The two fields a quantized layer adds to its float op's record.
     static func quantizationFields(_ q: LayerQuantization?) -> [Int] {
         q.map { [$0.scales, $0.activations.rawValue] } ?? []
+    }
+
+    /// `layer` with `tapMajor` set as a file of `version` stores it: a quantized convolution the direct kernel runs,
+    /// from version 4.
+    package static func tapMajorMarked(_ layer: Layer, version: UInt32) -> Layer {
+        guard case var .convolution(c) = layer, var q = c.quantization else { return layer }
+        q.tapMajor = version >= 4 && quantizedDirectApplies(c.geometry)
+        c.quantization = q
+        return .convolution(c)
     }
 
     /// Op 7 or 8 (see the top of the file) from its fields: the float layer decoded from the first fields, then the

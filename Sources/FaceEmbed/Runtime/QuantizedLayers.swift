@@ -17,29 +17,38 @@ final class QuantizedLayerWeights: @unchecked Sendable {
     private let scales: UnsafePointer<Float>
     private let compensation: [Int32]
     private let maxAbsRowSum: Int
-    /// The int16 weights of a 16-bit layer, [blk][⌈K/2⌉][16][2] (QuantizedWeights.swift); nil for 8 bits.
+    /// The int16 weights of a 16-bit layer, [blk][⌈K/2⌉][16][2] (QuantizedWeights.swift), K in OIHW order; nil for
+    /// 8 bits.
     private let widened: [Int16]?
+    /// Whether the kernels read K tap-major: an 8-bit layer stored so (the direct convolution).
+    private let tapMajor: Bool
 
     /// k-groups of B the kernels read (QuantizedConvolution.swift).
     var kGroups: Int { (k + activations.group - 1) / activations.group }
 
-    /// `packed` and `scales` point into the mapped file, whose data `FlatFile.read` has checked.
-    init(packed: UnsafePointer<Int8>, scales: UnsafePointer<Float>, outC: Int, k: Int, activations: QuantizedPrecision)
-    {
+    /// `packed` and `scales` point into the mapped file, whose data `FlatFile.read` has checked. `tapMajor` gives
+    /// the input channels and taps of a layer stored with K tap-major (`LayerQuantization.tapMajor`).
+    init(
+        packed: UnsafePointer<Int8>, scales: UnsafePointer<Float>, outC: Int, k: Int, activations: QuantizedPrecision,
+        tapMajor: (inC: Int, taps: Int)?
+    ) {
         self.outC = outC; self.k = k; self.activations = activations; self.scales = scales
         self.packed = UnsafeRawPointer(packed)
         // Checked by `FlatFile.checkQuantizedData` when the file was read.
         let sums = try! Int8WeightSums(packed, outC: outC, k: k)
         maxAbsRowSum = sums.maxAbsRowSum
+        self.tapMajor = tapMajor != nil && activations == .int8
         if activations == .int8 {
             compensation = sums.compensation; widened = nil
             return
         }
+        // 16-bit layers run on the gathered B, K in OIHW order: a tap-major layer's k is mapped back.
         let k4 = (k + 3) / 4, k2 = (k + 1) / 2, blocks = (outC + weightLanes - 1) / weightLanes
         var wide = [Int16](repeating: 0, count: blocks * k2 * weightLanes * 2)
         for c in 0..<outC {
             for kk in 0..<k {
-                let q = packed[((c / weightLanes * k4 + kk / 4) * weightLanes + c % weightLanes) * 4 + kk % 4]
+                let stored = tapMajor.map { kk % $0.taps * $0.inC + kk / $0.taps } ?? kk
+                let q = packed[((c / weightLanes * k4 + stored / 4) * weightLanes + c % weightLanes) * 4 + stored % 4]
                 wide[((c / weightLanes * k2 + kk / 2) * weightLanes + c % weightLanes) * 2 + kk % 2] = Int16(q)
             }
         }
@@ -54,7 +63,7 @@ final class QuantizedLayerWeights: @unchecked Sendable {
                 body(
                     QuantizedWeightPointers(
                         precision: activations, outC: outC, k: k, packed: weights, scales: scales,
-                        compensation: c.baseAddress!, maxAbsRowSum: maxAbsRowSum))
+                        compensation: c.baseAddress!, maxAbsRowSum: maxAbsRowSum, tapMajor: tapMajor))
             }
             guard let widened else { return call(packed) }
             return widened.withUnsafeBytes { call($0.baseAddress!) }
@@ -66,10 +75,12 @@ extension LayerKernel {
     /// The kernel of a quantized layer, its weights at `base + offsets[tensor]`; nil for any other layer.
     static func quantized(_ layer: Layer, base: UnsafeRawPointer, offsets: [Int]) -> LayerKernel? {
         guard let q = layer.quantization, let rows = layer.quantizedRows else { return nil }
+        var tapMajor: (inC: Int, taps: Int)?
+        if case let .convolution(c) = layer, q.tapMajor { tapMajor = (c.geometry.inC, c.geometry.kH * c.geometry.kW) }
         let weights = QuantizedLayerWeights(
             packed: (base + offsets[layer.weightTensor]).assumingMemoryBound(to: Int8.self),
             scales: (base + offsets[q.scales]).assumingMemoryBound(to: Float.self), outC: rows.outC, k: rows.k,
-            activations: q.activations)
+            activations: q.activations, tapMajor: tapMajor)
         switch layer {
         case let .convolution(c): return .quantizedConvolution(c, weights)
         case let .fullyConnected(f): return .quantizedFullyConnected(f, weights)

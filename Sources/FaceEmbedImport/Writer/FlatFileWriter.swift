@@ -14,13 +14,16 @@ extension FlatFile {
     // MARK: Writing
 
     /// Writes `model` to `path`, producing and writing one tensor at a time. Denormal weights are flushed to zero;
-    /// NaN or infinite weights are refused. `version` 2 (no element types; float32 models only) is for the tests
-    /// that check old files still load.
+    /// NaN or infinite weights are refused. `version` 2 (no element types; float32 models only) and 3 (int8 weights
+    /// with K in OIHW order everywhere) are for the tests that check old files still load.
     static func write(_ model: ImportedModel, to path: String, version: UInt32 = version) throws(FaceEmbedError) {
-        guard version == 3 || model.plan.tensors.allSatisfy({ $0.elementType == .float32 }) else {
+        guard version >= 3 || model.plan.tensors.allSatisfy({ $0.elementType == .float32 }) else {
             throw .invalidArgument("format version \(version) cannot hold int8 tensors")
         }
-        guard version == 3 || (model.plan.outputs.count == 1 && model.plan.kind != .faceDetector) else {
+        for layer in model.plan.layers where tapMajorMarked(layer, version: version) != layer {
+            throw .invalidArgument("format version \(version) stores another order of \(layer)'s int8 weights")
+        }
+        guard version >= 3 || (model.plan.outputs.count == 1 && model.plan.kind != .faceDetector) else {
             throw .invalidArgument("format version \(version) holds one output, the embedding")
         }
         let layout = FileLayout(model.plan, typed: version >= 3)
