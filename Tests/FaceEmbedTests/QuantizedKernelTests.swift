@@ -254,7 +254,7 @@ struct QuantizedKernelTests {
 
     @Test(
         "The direct convolution's output equals the gathered one bit for bit, input affine and epilogue included",
-        arguments: cases.filter { quantizedDirectApplies($0.geometry) }, [1, 2])
+        arguments: cases.filter { quantizedDirectApplies($0.geometry) }, [1, 2, 3])
     func directConvolutionEqualsGathered(_ t: Case, threads: Int) {
         let (x, weight, seeded) = Self.data(t, 4)
         var rng = seeded

@@ -9,13 +9,17 @@
 //   row (column ox + kx − padW outside 0 ..< W) lands on an edge column of the row above or below instead, so each kx
 //   has its own copy of the planes, those columns the zero point:
 //     copy kx, d = kx − padW: columns < d (d > 0), or ≥ W + d (d < 0), are the zero point
-//   copies[kx][icg][guard + rows·W + guard (rounded up to 16)] 32-bit lanes, rows = inH + 2·padH; lane = channels
+//   Threads share the panels out (as the GEMM's bands do), each thread the band of input rows its pixels read, halo
+//   included, in copies of its own: no scratch line is written by one core and read by the other (sharing the
+//   copies, r100's layers on two threads ran 3 % slower than the im2col path).
+//   A band of input rows r0 − padH ..< r1 + padH (r0 ..< r1 the rows of the band's output pixels; rows outside the
+//   input the zero point): copies[kx][icg][guard + rows·W + guard (rounded up to 16)] 32-bit lanes; lane = channels
 //   4·icg ..< 4·icg + 4 (byte j = channel 4·icg + j) of one pixel; the guards (16 lanes ≥ padW) the zero point.
-//   k-group (tap, icg) of pixel n: lane guard + n + ky·W + kx − padW of plane icg of copy kx. The GEMM reads B in one
-//   run per tap, run (ky, kx) at byte offset kx·copyBytes + 4·(ky·W + kx − padW) from pixel n's lane in copy 0, its
-//   k-groups (the input channel groups) a plane apart.
-//   Threads quantize the planes by channel groups, then share the GEMM as for any convolution.
-// Scratch (bytes): the copies, kW · inC/4 · planeLanes · 4 (r100's 56×56 layers: 3 × 16 × 3,280 lanes, 630 KB).
+//   k-group (tap, icg) of output pixel n: lane guard + (n − r0·W) + ky·W + kx − padW of plane icg of copy kx. The
+//   GEMM reads B in one run per tap, run (ky, kx) at byte offset kx·copyBytes + 4·(ky·W + kx − padW) from pixel n's
+//   lane in copy 0, its k-groups (the input channel groups) a plane apart.
+// Scratch (bytes): the copies of each thread's band, kW · inC/4 · bandLanes · 4 (r100's 56×56 layers on one thread:
+// 3 × 16 × 3,280 lanes, 630 KB).
 
 /// Lanes of zero point before and after each plane: at least the widest padding (15, Plan/Limits.swift) a tap reads
 /// past the plane's first or last row, and the 16 lanes a row narrower than 16 is written with.
@@ -41,14 +45,36 @@ package func tapMajorOrder<T>(_ oihw: [T], outC: Int, inC: Int, taps: Int) -> [T
     return out
 }
 
-/// Lanes of one plane of one copy.
-private func directPlaneLanes(_ g: ConvGeometry) -> Int {
-    ((g.inH + 2 * g.padH) * g.inW + 2 * directGuard + 15) / 16 * 16
+/// How the direct convolution of `g` shares its panels out among `threads` threads: the output pixels and input
+/// rows of each thread's band, and the lanes of a plane of any band's copies.
+private struct DirectBands {
+    let panels: Int, parts: Int, lanes: Int
+
+    init(_ g: ConvGeometry, threads: Int) {
+        panels = (g.pixels + 15) / 16
+        parts = max(1, min(threads, panels))
+        // A band's pixels span at most ⌈share·16 / W⌉ + 1 rows (it may start mid-row).
+        let rows = ((panels + parts - 1) / parts * 16 + g.inW - 1) / g.inW + 1
+        lanes = ((min(rows, g.inH) + 2 * g.padH) * g.inW + 2 * directGuard + 15) / 16 * 16
+    }
+
+    /// The output pixels of band `part`, and the rows they are in.
+    func band(_ part: Int, _ g: ConvGeometry) -> (pixels: Range<Int>, rows: Range<Int>) {
+        let mine = chunk(panels, parts: parts, index: part)
+        let pixels = (mine.lowerBound * 16)..<min(g.pixels, mine.upperBound * 16)
+        return (pixels, (pixels.lowerBound / g.inW)..<((pixels.upperBound - 1) / g.inW + 1))
+    }
+
+    /// Bytes of one band's copies.
+    func bytes(_ g: ConvGeometry) -> Int { g.kW * (g.inC / 4) * lanes * 4 }
 }
 
-/// Scratch bytes of `quantizedDirectConvolution` for `g`.
-func quantizedDirectScratch(_ g: ConvGeometry) -> Int {
-    g.kW * (g.inC / 4) * directPlaneLanes(g) * 4
+/// Scratch bytes of `quantizedDirectConvolution` for `g` on up to `threads` threads.
+func quantizedDirectScratch(_ g: ConvGeometry, threads: Int) -> Int {
+    (1...max(1, threads)).map { t in
+        let bands = DirectBands(g, threads: t)
+        return bands.parts * bands.bytes(g)
+    }.max()!
 }
 
 /// The direct convolution of one image (see the top of the file) with activation quantization `q`, `affine` applied
@@ -58,47 +84,57 @@ func quantizedDirectConvolution(
     quantization q: ActivationQuantization, output: QuantizedOutput, scratch: UnsafeMutableRawPointer, threads: Int
 ) {
     precondition(quantizedDirectApplies(g) && w.precision == .int8, "direct quantized convolution: not for \(g)")
-    let lanes = directPlaneLanes(g), groups = g.inC / 4, copyBytes = groups * lanes * 4
-    let parts = max(1, min(threads, groups))
-    parallelFor(parts, threads: threads) { part in
-        for icg in chunk(groups, parts: parts, index: part) {
-            let c = 4 * icg, plane = g.inH * g.inW
-            @inline(__always) func affineOf(_ v: UnsafePointer<Float>?, _ none: Float) -> SIMD4<Float> {
-                guard let v else { return SIMD4(repeating: none) }
-                return SIMD4(v[c], v[c + 1], v[c + 2], v[c + 3])
-            }
+    let bands = DirectBands(g, threads: threads), groups = g.inC / 4, copyBytes = groups * bands.lanes * 4
+    let plane = g.inH * g.inW
+    parallelFor(bands.parts, threads: threads) { part in
+        let (pixels, rows) = bands.band(part, g), copies = scratch + part * bands.bytes(g)
+        for icg in 0..<groups {
+            let c = 4 * icg
             quantizeDirectPlane(
-                g, input + c * plane, scale: affineOf(affine?.scale, 1), shift: affineOf(affine?.shift, 0),
-                available: (g.inC - c) * plane, q, into: scratch + icg * lanes * 4, copyBytes: copyBytes)
+                g, input + c * plane, rows: (rows.lowerBound - g.padH)..<(rows.upperBound + g.padH),
+                scale: affine.map { channels4($0.scale + c) } ?? SIMD4(repeating: 1),
+                shift: affine.map { channels4($0.shift + c) } ?? SIMD4(repeating: 0),
+                available: (g.inC - c) * plane, q, into: copies + icg * bands.lanes * 4, lanes: bands.lanes,
+                copyBytes: copyBytes)
         }
-    }
-    withUnsafeTemporaryAllocation(of: Int.self, capacity: g.kH * g.kW) { runs in
-        for ky in 0..<g.kH {
-            for kx in 0..<g.kW { runs[ky * g.kW + kx] = kx * copyBytes + 4 * (ky * g.inW + kx - g.padW) }
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: g.kH * g.kW) { runs in
+            for ky in 0..<g.kH {
+                for kx in 0..<g.kW { runs[ky * g.kW + kx] = kx * copyBytes + 4 * (ky * g.inW + kx - g.padW) }
+            }
+            quantizedGEMM(
+                w, b: copies + 4 * (directGuard + pixels.lowerBound - rows.lowerBound * g.inW), ld: bands.lanes,
+                runs: UnsafeBufferPointer(runs), pixels: pixels, stride: g.pixels, quantization: q, output: output,
+                threads: 1)
         }
-        quantizedGEMM(
-            w, b: scratch + 4 * directGuard, ld: lanes, runs: UnsafeBufferPointer(runs), pixels: 0..<g.pixels,
-            stride: g.pixels, quantization: q, output: output, threads: threads)
     }
 }
 
-/// Channels c ..< c + 4 (at `x`, planes of inH·inW) into plane icg of every copy (`into` is copy 0's, the copies
-/// `copyBytes` apart): 16 columns of the four channels quantized, interleaved into lanes and stored into each copy,
-/// then each copy's zero columns. A row narrower than 16 runs on into the next row, written after it (or into the
-/// bottom rows and guard, written last), while its reads stay inside the `available` input values; otherwise it goes
-/// value by value. Never inlined, and its steps top-level functions: nested ones were left as calls, their vectors
-/// spilled (the pass took as long as the gather of B it replaces).
+/// The four values at `p`.
+private func channels4(_ p: UnsafePointer<Float>) -> SIMD4<Float> { SIMD4(p[0], p[1], p[2], p[3]) }
+
+/// Channels c ..< c + 4 (at `x`, planes of inH·inW), input rows `rows` (the band with its halo; rows outside the input
+/// are the zero point), into plane icg of every copy (`into` is copy 0's, the copies `copyBytes` apart): 16 columns
+/// of the four channels quantized, interleaved into lanes and stored into each copy, then each copy's zero columns.
+/// A row narrower than 16 runs on into the next row, written after it (or into the guard, written last), while its
+/// reads stay inside the `available` input values; otherwise it goes value by value. Never inlined, and its steps
+/// top-level functions: nested ones were left as calls, their vectors spilled (the pass took as long as the gather
+/// of B it replaces).
 @inline(never)
 private func quantizeDirectPlane(
-    _ g: ConvGeometry, _ x: UnsafePointer<Float>, scale: SIMD4<Float>, shift: SIMD4<Float>, available: Int,
-    _ q: ActivationQuantization, into plane: UnsafeMutableRawPointer, copyBytes: Int
+    _ g: ConvGeometry, _ x: UnsafePointer<Float>, rows: Range<Int>, scale: SIMD4<Float>, shift: SIMD4<Float>,
+    available: Int, _ q: ActivationQuantization, into plane: UnsafeMutableRawPointer, lanes: Int, copyBytes: Int
 ) {
-    let w = g.inW, h = g.inH, hw = h &* w, lanes = directPlaneLanes(g), top = directGuard &+ g.padH &* w
+    let w = g.inW, hw = g.inH &* w, end = directGuard &+ rows.count &* w
     let zero = UInt32(truncatingIfNeeded: q.zeroPoint) &* 0x0101_0101
     let affine = DirectAffine(scale, shift), indices = InterleaveIndices()
-    for kx in 0..<g.kW { fillLanes(plane + kx &* copyBytes, 0..<top, zero) }
-    for iy in 0..<h {
-        let src = x + iy &* w, dst = plane + 4 &* (top &+ iy &* w)
+    for kx in 0..<g.kW { fillLanes(plane + kx &* copyBytes, 0..<directGuard, zero) }
+    for iy in rows {
+        let lane = directGuard &+ (iy &- rows.lowerBound) &* w, dst = plane + 4 &* lane
+        guard iy >= 0 && iy < g.inH else {
+            for kx in 0..<g.kW { fillLanes(plane + kx &* copyBytes, lane..<(lane &+ w), zero) }
+            continue
+        }
+        let src = x + iy &* w
         if w >= 16 {
             var c0 = 0
             while c0 < w {
@@ -110,11 +146,14 @@ private func quantizeDirectPlane(
         } else if 3 &* hw &+ iy &* w &+ 16 <= available {
             storeDirectCopies(directWord(src, hw, affine, q, indices), dst, copies: g.kW, copyBytes: copyBytes)
         } else {
-            quantizeDirectRow(g, x, iy, scale: scale, shift: shift, q, into: plane, top: top, copyBytes: copyBytes)
+            quantizeDirectRow(g, x, iy, scale: scale, shift: shift, q, into: dst, copyBytes: copyBytes)
         }
     }
-    for kx in 0..<g.kW { fillLanes(plane + kx &* copyBytes, (top &+ hw)..<lanes, zero) }
-    blankDirectColumns(g, plane, top: top, zero: zero, copyBytes: copyBytes)
+    for kx in 0..<g.kW { fillLanes(plane + kx &* copyBytes, end..<lanes, zero) }
+    let inside = max(rows.lowerBound, 0)..<min(rows.upperBound, g.inH)
+    blankDirectColumns(
+        g, plane + 4 &* (directGuard &+ (inside.lowerBound &- rows.lowerBound) &* w), rows: inside.count, zero: zero,
+        copyBytes: copyBytes)
 }
 
 /// The input affine of four channels, each value in all 16 lanes.
@@ -151,26 +190,26 @@ private func storeDirectCopies(_ word: SIMD16<UInt32>, _ dst: UnsafeMutableRawPo
     }
 }
 
-/// The zero point into the columns of each row that copy kx keeps at it (see the top of the file), once the rows
-/// are written: a store per column and row, where blending it into each vector compiled lane by lane.
+/// The zero point into the columns that copy kx keeps at it (see the top of the file), in `rows` rows from `first`,
+/// once they are written: a store per column and row, where blending it into each vector compiled lane by lane.
 private func blankDirectColumns(
-    _ g: ConvGeometry, _ plane: UnsafeMutableRawPointer, top: Int, zero: UInt32, copyBytes: Int
+    _ g: ConvGeometry, _ first: UnsafeMutableRawPointer, rows: Int, zero: UInt32, copyBytes: Int
 ) {
     for kx in 0..<g.kW {
         let d = kx - g.padW
         let columns = d > 0 ? 0..<d : (g.inW + d)..<g.inW
-        for iy in 0..<g.inH {
+        for row in 0..<rows {
             for c in columns {
-                plane.storeBytes(of: zero, toByteOffset: kx * copyBytes + 4 * (top + iy * g.inW + c), as: UInt32.self)
+                first.storeBytes(of: zero, toByteOffset: kx * copyBytes + 4 * (row * g.inW + c), as: UInt32.self)
             }
         }
     }
 }
 
-/// Row `iy` of `quantizeDirectPlane` one value at a time.
+/// Input row `iy` of `quantizeDirectPlane`, one value at a time, into `dst` of each copy.
 private func quantizeDirectRow(
     _ g: ConvGeometry, _ x: UnsafePointer<Float>, _ iy: Int, scale: SIMD4<Float>, shift: SIMD4<Float>,
-    _ q: ActivationQuantization, into plane: UnsafeMutableRawPointer, top: Int, copyBytes: Int
+    _ q: ActivationQuantization, into dst: UnsafeMutableRawPointer, copyBytes: Int
 ) {
     let w = g.inW, hw = g.inH * w
     for c in 0..<w {
@@ -179,9 +218,7 @@ private func quantizeDirectRow(
             let v = q.quantize(x[j * hw + iy * w + c] * scale[j] + shift[j])
             word |= (UInt32(truncatingIfNeeded: v) & 0xFF) << UInt32(8 * j)
         }
-        for kx in 0..<g.kW {
-            plane.storeBytes(of: word, toByteOffset: kx * copyBytes + 4 * (top + iy * w + c), as: UInt32.self)
-        }
+        for kx in 0..<g.kW { dst.storeBytes(of: word, toByteOffset: kx * copyBytes + 4 * c, as: UInt32.self) }
     }
 }
 
