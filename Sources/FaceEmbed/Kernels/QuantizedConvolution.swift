@@ -20,6 +20,8 @@
 //      A fully connected layer is the 1×1 convolution of a 1×1 map.
 //   Threads split the quantization by input channel, and B and the GEMM by bands of panels or else B by k-group and
 //   the GEMM by blocks of channels.
+//   Weights with K tap-major (8-bit, stride 1, "same" padding) run without B: QuantizedDirectConvolution.swift, whose
+//   panels the same GEMM reads in one run of k-groups per tap.
 // Scratch (bytes): B or one band buffer per thread, then (not for the 1×1 fast path) the padded planes and slack for
 // the last row's vector reads.
 #if hasFeature(BuiltinModule)

@@ -7,6 +7,7 @@
 // packed for the micro-kernels with G consecutive k in each 32-bit lane (G = 4 int8 values for 8-bit activations,
 // G = 2 int16 for 16-bit):
 //   packed[blk][kg][16][G] = q[16·blk + lane][G·kg + j]    zero past outC and past K (rounded up to Kg·G)
+//   (k in OIHW order, or tap-major, k = (ky·kW + kx)·inC + ic, for the direct convolution: `tapMajorOrder`)
 // so each k-group of a block is 64 bytes: one zmm, the signed operand of vpdpbusd / vpdpwssd, and the 32-bit lane r
 // of it is the broadcast that feeds output channel r. 16-bit packing stores the int8 values widened: the broadcast
 // then folds into vpdpwssd as a memory operand (`m32bcst`), where sign-extending on the fly would cost an extra
