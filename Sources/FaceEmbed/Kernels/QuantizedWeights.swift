@@ -62,9 +62,14 @@ package struct QuantizedWeights: Sendable {
     /// k-groups: K rounded up to the group size, divided by it.
     package var kGroups: Int { (k + precision.group - 1) / precision.group }
 
-    /// Quantizes `weights`, `outC` rows of `k` floats (OIHW, or a fully connected layer's [out][in]; if `tapMajor`,
-    /// a convolution's weights in `tapMajorOrder`, for 8-bit activations).
-    package init(_ weights: [Float], outC: Int, k: Int, precision: QuantizedPrecision, tapMajor: Bool = false) {
+    /// Quantizes `weights`, `outC` rows of `k` floats (OIHW, or a fully connected layer's [out][in]).
+    package init(_ weights: [Float], outC: Int, k: Int, precision: QuantizedPrecision) {
+        self.init(weights, outC: outC, k: k, precision: precision, tapMajor: false)
+    }
+
+    /// Quantizes `weights`, `outC` rows of `k` floats: OIHW, or a fully connected layer's [out][in]; if `tapMajor`,
+    /// a convolution's weights in `tapMajorOrder`, for 8-bit activations.
+    package init(_ weights: [Float], outC: Int, k: Int, precision: QuantizedPrecision, tapMajor: Bool) {
         precondition(weights.count == outC * k, "quantized weights: \(weights.count) values for \(outC) × \(k)")
         precondition(!tapMajor || precision == .int8, "quantized weights: tap-major order is for 8-bit activations")
         self.precision = precision; self.outC = outC; self.k = k; self.tapMajor = tapMajor

@@ -32,7 +32,13 @@ package struct LayerQuantization: Equatable, Sendable {
     /// (`quantizedDirectApplies`) in a file of version 4 or later; not a field of the record.
     package var tapMajor: Bool
 
-    package init(scales: Int, activations: QuantizedPrecision, tapMajor: Bool = false) {
+    /// A layer whose weights have K in OIHW order.
+    package init(scales: Int, activations: QuantizedPrecision) {
+        self.init(scales: scales, activations: activations, tapMajor: false)
+    }
+
+    /// A layer whose weights have K tap-major if `tapMajor`.
+    package init(scales: Int, activations: QuantizedPrecision, tapMajor: Bool) {
         self.scales = scales; self.activations = activations; self.tapMajor = tapMajor
     }
 }
