@@ -78,4 +78,45 @@ enum DetectorFixture {
         #expect(worst.count == 9)
         for (key, err) in worst { #expect(err < (key.hasPrefix("score") ? 1e-5 : 1e-4), "\(key): \(err)") }
     }
+
+    /// SCRFD in int8 runs at any input size: its plan resized for the input keeps the layers stored tap-major for
+    /// 640 × 640 (Kernels/QuantizedDirectConvolution.swift), also where a map shrinks under the 64 pixels that would
+    /// have kept them in OIHW order (a 32 × 32 input stopped at a precondition before). Every output equals, bit for
+    /// bit, that of the same model written as version 3 (every K in OIHW order, run on the im2col path).
+    @Test(arguments: [640, 96, 32])
+    func anInt8DetectorRunsAtAnySizeAsItsVersion3Twin(_ side: Int) throws {
+        guard let onnx = TestPaths.local(DetectorFixture.onnx) else { return }
+        let model = try ONNXModel(path: onnx)
+        let imported = try withExtendedLifetime(model) { try ONNXImporter.importModel(model, name: "scrfd") }
+        let v3 = TestModels.folder.appendingPathComponent("scrfd-int8-v3-\(side).feb").path
+        let v4 = TestModels.folder.appendingPathComponent("scrfd-int8-v4-\(side).feb").path
+        try FlatFile.write(imported.quantized(tapMajor: false).lanePacked(), to: v3, version: 3)
+        try FlatFile.write(imported.quantized().lanePacked(), to: v4)
+        var rng = SeededRandom(seed: UInt64(side))
+        let input = rng.floats(3 * side * side)
+        func outputs(_ path: String) throws -> (maps: [[Float]], direct: Int) {
+            let detector = try FaceDetector(contentsOf: path, threads: 2)
+            let maps = try input.withUnsafeBufferPointer { x in
+                try detector.withOutputs(input: x.baseAddress!, height: side, width: side) { layout, map in
+                    layout.levels.flatMap { level in
+                        let grid = (side / level.stride) * (side / level.stride), a = layout.anchors
+                        return [(level.scores, 1), (level.boxes, 4), (level.landmarks, 10)].map { v, k in
+                            Array(UnsafeBufferPointer(start: map(v), count: grid * a * k))
+                        }
+                    }
+                }
+            }
+            let file = try MappedFile(path: path)
+            let direct = try withExtendedLifetime(file) {
+                try FlatFile.read(file.bytes, file: path).0.layers.filter { $0.quantization?.tapMajor == true }.count
+            }
+            return (maps, direct)
+        }
+        let (old, new) = (try outputs(v3), try outputs(v4))
+        #expect(old.direct == 0 && new.direct > 0)
+        #expect(old.maps.count == 9 && old.maps.allSatisfy { !$0.isEmpty })
+        for (a, b) in zip(old.maps, new.maps) {
+            #expect(zip(a, b).allSatisfy { $0.bitPattern == $1.bitPattern }, "\(side) x \(side)")
+        }
+    }
 }

@@ -109,7 +109,7 @@ private func quantizedLayout(_ g: ConvGeometry, _ precision: QuantizedPrecision,
 /// the threads of the call, then the planes; or the direct convolution's copies of the input, whichever is larger
 /// (the weights say which runs).
 func quantizedConvolutionScratch(_ g: ConvGeometry, precision: QuantizedPrecision, threads: Int) -> Int {
-    let direct = precision == .int8 && quantizedDirectApplies(g) ? quantizedDirectScratch(g, threads: threads) : 0
+    let direct = precision == .int8 && quantizedDirectFits(g) ? quantizedDirectScratch(g, threads: threads) : 0
     return (1...max(1, threads)).map { t in
         let layout = quantizedLayout(g, precision, threads: t)
         return max(direct, layout.bBytes + layout.planeBytes)

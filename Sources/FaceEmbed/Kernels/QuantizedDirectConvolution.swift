@@ -25,12 +25,18 @@
 /// past the plane's first or last row, and the 16 lanes a row narrower than 16 is written with.
 private let directGuard = 16
 
-/// Whether a convolution runs directly (see the top of the file) when its activations are 8-bit: then its int8
-/// weights are stored with K tap-major. Maps of fewer than 64 pixels (4 panels) stay with B: r100's 7×7 layers ran
+/// Whether a convolution is stored for the direct kernel (see the top of the file) when its activations are 8-bit:
+/// its int8 weights with K tap-major. Maps of fewer than 64 pixels (4 panels) stay with B: r100's 7×7 layers ran
 /// 1.5 % slower directly (0.633 → 0.642 ms on one thread), its larger ones 4–9 % faster.
 package func quantizedDirectApplies(_ g: ConvGeometry) -> Bool {
+    quantizedDirectFits(g) && g.inH * g.inW >= 64
+}
+
+/// Whether the direct kernel can run a convolution of this shape, at any map size: a detector's plan resized to a
+/// small input keeps the layers stored tap-major for its conversion size (Plan/PlanResize.swift).
+func quantizedDirectFits(_ g: ConvGeometry) -> Bool {
     g.groups == 1 && g.strideH == 1 && g.strideW == 1 && g.kH * g.kW > 1 && 2 * g.padH == g.kH - 1
-        && 2 * g.padW == g.kW - 1 && g.inC % 4 == 0 && g.padW <= directGuard && g.inH * g.inW >= 64
+        && 2 * g.padW == g.kW - 1 && g.inC % 4 == 0 && g.padW <= directGuard
 }
 
 /// Weights [outC][inC][kH·kW] (OIHW) reordered to [outC][kH·kW][inC]: K tap-major.
@@ -83,7 +89,7 @@ func quantizedDirectConvolution(
     _ g: ConvGeometry, input: UnsafePointer<Float>, affine: InputAffine?, weights w: QuantizedWeightPointers,
     quantization q: ActivationQuantization, output: QuantizedOutput, scratch: UnsafeMutableRawPointer, threads: Int
 ) {
-    precondition(quantizedDirectApplies(g) && w.precision == .int8, "direct quantized convolution: not for \(g)")
+    precondition(quantizedDirectFits(g) && w.precision == .int8, "direct quantized convolution: not for \(g)")
     let bands = DirectBands(g, threads: threads), groups = g.inC / 4, copyBytes = groups * bands.lanes * 4
     let plane = g.inH * g.inW
     parallelFor(bands.parts, threads: threads) { part in

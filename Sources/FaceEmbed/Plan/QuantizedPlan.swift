@@ -6,7 +6,7 @@
 // The weight tensor is int8 (element type 1), per output channel symmetric (QuantizedWeights.swift), stored as the
 // 8-bit kernels read it: shape [B][Kg][16][4], B = ⌈outC/16⌉, Kg = ⌈K/4⌉, element [b][kg][l][j] = q[16b + l][4kg + j],
 // zero past outC and past K, k in op 1's order (ic·kH + ky)·kW + kx, except (version 4) for the convolutions the
-// direct kernel runs (stride 1, 2·pad = kernel − 1, inC a multiple of 4: `quantizedDirectApplies`), whose k is
+// direct kernel runs (stride 1, 2·pad = kernel − 1, inC a multiple of 4, 64 pixels: `quantizedDirectApplies`), whose k is
 // tap-major, (ky·kW + kx)·inC + ic; the scales are float32 [outC] (w ≈ q · scale[c]). Activations are quantized per tensor
 // at run time (max |x| of each input), to 8 bits (u8, `vpdpbusd`) or 16 (s16, `vpdpwssd`, int8 weights widened when
 // the model loads). Everything else about a layer (bias, PReLU, residual, input affine) is as for its float op.
