@@ -396,15 +396,23 @@ private func fillZero(_ p: UnsafeMutableRawPointer, count: Int, wide: Bool, zero
     }
 }
 
-/// Quantizes x[0 ..< 16] · s + t into 16 bytes (16 halves if `wide`) at dst. The affine's arithmetic is
-/// channelAffine's (a product, then a sum), so the values are the ones its output held. A top-level function: as a
-/// nested one it was called, not inlined, its vectors passed in halves.
+/// The stored integers of x[0 ..< 16] · s + t. The affine's arithmetic is channelAffine's (a product, then a sum), so
+/// the values are the ones its output held. A top-level function: as a nested one it was called, not inlined, its
+/// vectors passed in halves.
+@_transparent
+func affineQuantized16(
+    _ x: UnsafePointer<Float>, _ s: SIMD16<Float>, _ t: SIMD16<Float>, _ q: ActivationQuantization
+) -> SIMD16<Int32> {
+    q.quantize16(loadVector(x, as: SIMD16<Float>.self) * s + t)
+}
+
+/// `affineQuantized16` stored as 16 bytes (16 halves if `wide`) at dst.
 @_transparent
 private func quantized16(
     _ x: UnsafePointer<Float>, _ s: SIMD16<Float>, _ t: SIMD16<Float>, _ q: ActivationQuantization, wide: Bool,
     to dst: UnsafeMutableRawPointer
 ) {
-    let v = q.quantize16(loadVector(x, as: SIMD16<Float>.self) * s + t)
+    let v = affineQuantized16(x, s, t, q)
     if wide {
         storeVector(narrowedToHalves(v), to: dst)
     } else {

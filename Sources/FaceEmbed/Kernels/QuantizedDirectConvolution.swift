@@ -94,13 +94,14 @@ func quantizedDirectConvolution(
     let plane = g.inH * g.inW
     parallelFor(bands.parts, threads: threads) { part in
         let (pixels, rows) = bands.band(part, g), copies = scratch + part * bands.bytes(g)
+        let indices = InterleaveIndices()
         for icg in 0..<groups {
             let c = 4 * icg
             quantizeDirectPlane(
                 g, input + c * plane, rows: (rows.lowerBound - g.padH)..<(rows.upperBound + g.padH),
                 scale: affine.map { channels4($0.scale + c) } ?? SIMD4(repeating: 1),
                 shift: affine.map { channels4($0.shift + c) } ?? SIMD4(repeating: 0),
-                available: (g.inC - c) * plane, q, into: copies + icg * bands.lanes * 4, lanes: bands.lanes,
+                available: (g.inC - c) * plane, q, indices, into: copies + icg * bands.lanes * 4, lanes: bands.lanes,
                 copyBytes: copyBytes)
         }
         withUnsafeTemporaryAllocation(of: Int.self, capacity: g.kH * g.kW) { runs in
@@ -128,11 +129,12 @@ private func channels4(_ p: UnsafePointer<Float>) -> SIMD4<Float> { SIMD4(p[0], 
 @inline(never)
 private func quantizeDirectPlane(
     _ g: ConvGeometry, _ x: UnsafePointer<Float>, rows: Range<Int>, scale: SIMD4<Float>, shift: SIMD4<Float>,
-    available: Int, _ q: ActivationQuantization, into plane: UnsafeMutableRawPointer, lanes: Int, copyBytes: Int
+    available: Int, _ q: ActivationQuantization, _ indices: InterleaveIndices, into plane: UnsafeMutableRawPointer,
+    lanes: Int, copyBytes: Int
 ) {
     let w = g.inW, hw = g.inH &* w, end = directGuard &+ rows.count &* w
     let zero = UInt32(truncatingIfNeeded: q.zeroPoint) &* 0x0101_0101
-    let affine = DirectAffine(scale, shift), indices = InterleaveIndices()
+    let affine = DirectAffine(scale, shift)
     for kx in 0..<g.kW { fillLanes(plane + kx &* copyBytes, 0..<directGuard, zero) }
     for iy in rows {
         let lane = directGuard &+ (iy &- rows.lowerBound) &* w, dst = plane + 4 &* lane
@@ -172,18 +174,16 @@ private struct DirectAffine {
     }
 }
 
-/// 16 pixels at x of four channels `hw` floats apart, quantized (after the affine: channelAffine's product, then
-/// sum) and interleaved: byte j of lane n is channel j's pixel n.
+/// 16 pixels at x of four channels `hw` floats apart, quantized after the affine (`affineQuantized16`) and
+/// interleaved: byte j of lane n is channel j's pixel n.
 @_transparent
 private func directWord(
     _ x: UnsafePointer<Float>, _ hw: Int, _ a: DirectAffine, _ q: ActivationQuantization, _ i: InterleaveIndices
 ) -> SIMD16<UInt32> {
-    @_transparent func bytes(_ p: UnsafePointer<Float>, _ s: SIMD16<Float>, _ t: SIMD16<Float>) -> SIMD16<UInt8> {
-        narrowedToBytes(q.quantize16(loadVector(UnsafeRawPointer(p), as: SIMD16<Float>.self) * s + t))
-    }
-    return interleaved(
-        bytes(x, a.s0, a.t0), bytes(x + hw, a.s1, a.t1), bytes(x + 2 &* hw, a.s2, a.t2),
-        bytes(x + 3 &* hw, a.s3, a.t3), i)
+    interleaved(
+        narrowedToBytes(affineQuantized16(x, a.s0, a.t0, q)), narrowedToBytes(affineQuantized16(x + hw, a.s1, a.t1, q)),
+        narrowedToBytes(affineQuantized16(x + 2 &* hw, a.s2, a.t2, q)),
+        narrowedToBytes(affineQuantized16(x + 3 &* hw, a.s3, a.t3, q)), i)
 }
 
 /// `word` stored at `dst` in each copy.
